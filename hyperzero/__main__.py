@@ -1,0 +1,5 @@
+import sys
+
+from hyperzero.cli import main
+
+sys.exit(main())

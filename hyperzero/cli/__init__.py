@@ -1,0 +1,52 @@
+"""The `hyperzero` command. Each stage's subcommands live in their own module of this package.
+
+A module here joins the CLI by defining `register(subparsers)` (adds its parser(s), setting
+`func=<callable(args) -> int>` as the default) and an integer `ORDER` for its place in `--help`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperzero",
+        description="Zero-shot transfer in RL with hypernetworks: contextual environments, TD3 experts, "
+                    "rollout datasets, HyperZero and baselines, held-out evaluation and reports.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    from hyperzero import __version__
+
+    parser.add_argument("--version", action="version", version=f"hyperzero {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    modules = []
+    for info in pkgutil.iter_modules(__path__):
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        if hasattr(mod, "register"):
+            modules.append(mod)
+    for mod in sorted(modules, key=lambda m: getattr(m, "ORDER", 100)):
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as e:  # bad input: a clear message, no traceback
+        print(f"hyperzero: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hyperzero: interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Context -> policy (and Q) approximators: HyperZero, its ablations and the baselines."""

@@ -1,0 +1,1 @@
+"""Plumbing shared by every stage: atomic files, run metadata, curves, devices, seeds."""
