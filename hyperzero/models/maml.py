@@ -80,9 +80,13 @@ class ContextPolicyNet(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, act_dim)
         self.obs_dim = obs_dim
 
-    def forward(self, context: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    def forward(self, context: torch.Tensor, obs: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """context [..., d], obs [..., N, S], extra [..., extra_dim] (PEARL's z) -> actions [..., N, A]."""
         # Embed the task once, then broadcast it over that task's samples.
-        e = self.embed(context).unsqueeze(-2).expand(*obs.shape[:-1], -1)
+        e = self.embed(context)
+        if extra is not None:
+            e = torch.cat([e, extra], dim=-1)
+        e = e.unsqueeze(-2).expand(*obs.shape[:-1], -1)
         return torch.tanh(self.fc2(torch.relu(self.fc1(torch.cat([e, obs], dim=-1)))))
 
     def fixed_policy(self, context: torch.Tensor, prefix: torch.Tensor | None = None,
