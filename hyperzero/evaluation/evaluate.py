@@ -1,0 +1,294 @@
+"""Zero-shot (and few-shot) evaluation of every fit of a run on its held-out tasks.
+
+For every fit `fits/<method>/seed_<k>/` (complete: `done.json`), the trained model generates a
+policy for each of that split's TEST tasks only, and it is rolled out in the real environment for N
+episodes. The episode seeds are `eval_seed, eval_seed+1, ...`, refused if any of them was used to
+generate the dataset (so no evaluation episode starts where a training episode did, which the
+original code got wrong: its evaluation seed equalled the data seed). Each task's expert is rolled
+out on the same seeds as the reference; those returns are cached in `eval/expert_returns.json`.
+
+Meta methods (MAML, PEARL) also get few-shot rows, e.g. `maml@10shot`: the policy is adapted on k
+transitions drawn from the test task's dataset episodes (seeded, so reruns pick the same ones).
+
+Resumable: each fit's rows are stored in `eval/rows/<method>/seed_<k>.json` together with the
+fingerprint of the fit and of the evaluation settings, and reused only when both still match.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from hyperzero.evaluation.metrics import (ResultRow, summarize, summary_to_csv_text, summary_to_markdown,
+                                          write_results)
+from hyperzero.evaluation.rollout import numpy_policy, rollout_returns
+from hyperzero.evaluation.videos import render_videos
+from hyperzero.utils.io import atomic_write_json, atomic_write_text, read_json
+
+META_METHODS = ("maml", "pearl")
+DEFAULT_EVAL_SEED = 1_000_000  # far from the small seeds datasets use by default
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = 10                    # evaluation episodes per (method, seed, task), and for the expert
+    eval_seed: int = DEFAULT_EVAL_SEED    # episode i is reset with seed eval_seed + i
+    few_shot_k: tuple[int, ...] = ()      # shot counts for meta methods (rows named "<method>@<k>shot")
+    methods: list[str] | None = None      # restrict to these methods (default: every complete fit)
+    videos: bool = False                  # render rollout strips and mp4 videos of generated policies
+    video_method: str | None = None       # default: hyperzero if fitted, else the first method
+    video_contexts: list[dict] | None = None  # default: the extremes of the run's first varied feature
+    video_steps: int = 300                # control steps per video (30 fps)
+    figures: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self):
+        self.few_shot_k = tuple(int(k) for k in (self.few_shot_k or ()))
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}; pass --episodes 10 for the paper's protocol")
+        if any(k < 1 for k in self.few_shot_k):
+            raise ValueError(f"few-shot k must be positive integers, got {list(self.few_shot_k)}; e.g. --few-shot-k 10,100")
+        if self.video_steps < 1:
+            raise ValueError(f"video_steps must be >= 1, got {self.video_steps}")
+
+    @property
+    def episode_seeds(self) -> list[int]:
+        return [self.eval_seed + i for i in range(self.episodes)]
+
+
+@dataclass
+class FitRef:
+    method: str
+    seed: int
+    directory: Path
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the fit is redone (done.json is rewritten with the new model)."""
+        done = self.directory / "done.json"
+        digest = hashlib.sha256(done.read_bytes()).hexdigest()[:16]
+        model = self.directory / "model.pt"
+        if model.exists():
+            digest += f"-{model.stat().st_size}-{int(model.stat().st_mtime)}"
+        return digest
+
+
+@dataclass
+class EvalResult:
+    rows: list[ResultRow]
+    summary: list
+    written: list[Path] = field(default_factory=list)
+
+
+def find_fits(run_dir: str | Path, methods: Sequence[str] | None = None) -> list[FitRef]:
+    """Every complete fit (with done.json) under `<run>/fits/<method>/seed_<k>/`, sorted."""
+    fits_dir = Path(run_dir) / "fits"
+    refs = []
+    if fits_dir.is_dir():
+        for method_dir in sorted(p for p in fits_dir.iterdir() if p.is_dir()):
+            if methods and method_dir.name not in methods:
+                continue
+            for seed_dir in sorted(method_dir.glob("seed_*")):
+                if (seed_dir / "done.json").is_file():
+                    try:
+                        seed = int(seed_dir.name.split("_", 1)[1])
+                    except ValueError:
+                        continue
+                    refs.append(FitRef(method_dir.name, seed, seed_dir))
+    if methods:
+        unknown = sorted(set(methods) - {r.method for r in refs})
+        if unknown:
+            raise ValueError(f"no complete fit for methods {unknown} under {fits_dir}; fitted methods: "
+                             f"{sorted({r.method for r in find_fits(run_dir)})}. Fit them first or drop them from --methods")
+    return sorted(refs, key=lambda r: (r.method, r.seed))
+
+
+def check_seed_overlap(episode_seeds: Sequence[int], dataset) -> None:
+    """Refuse evaluation seeds that the dataset used for its episodes."""
+    used = set()
+    for task in dataset.tasks:
+        used.update(int(s) for s in np.asarray(task.episode_seed).ravel())
+    overlap = sorted(used & {int(s) for s in episode_seeds})
+    if overlap:
+        free = max(used) + 1
+        raise ValueError(f"evaluation episode seeds {overlap[:5]}{' ...' if len(overlap) > 5 else ''} were used to "
+                         f"generate the dataset's episodes; evaluating there would start from training states. "
+                         f"Pass a different --eval-seed (e.g. --eval-seed {max(free, DEFAULT_EVAL_SEED)})")
+
+
+def is_meta(model: Any, method: str) -> bool:
+    flag = getattr(model, "is_meta", None)
+    if flag is None and hasattr(model, "model"):
+        flag = getattr(model.model, "is_meta", None)
+    return bool(flag) if flag is not None else method in META_METHODS
+
+
+def few_shot_transitions(task, k: int, eval_seed: int) -> dict[str, np.ndarray]:
+    """k transitions drawn without replacement from the task's dataset episodes (seeded per task and k)."""
+    flat = task.transitions()
+    n = len(flat["obs"])
+    if k > n:
+        raise ValueError(f"few-shot k={k} exceeds the {n} transitions of task {task.task_id}; use a smaller --few-shot-k")
+    rng = np.random.default_rng([eval_seed, k, zlib.crc32(task.task_id.encode())])
+    idx = np.sort(rng.choice(n, size=k, replace=False))
+    return {name: np.asarray(values)[idx] for name, values in flat.items()}
+
+
+def _split_test_ids(model: Any, fit: FitRef) -> list[str]:
+    split = getattr(model, "split", None)
+    if split is None and (fit.directory / "split.json").exists():
+        split = read_json(fit.directory / "split.json")
+    test = split["test"] if isinstance(split, Mapping) else getattr(split, "test", None)
+    if not test:
+        raise ValueError(f"{fit.directory}: the fit records no test tasks (split.json); refit it")
+    return list(test)
+
+
+class ExpertReference:
+    """Expert returns per (task, episode seeds), computed once and cached in `eval/expert_returns.json`."""
+
+    def __init__(self, run_dir: Path, family: str, load_expert: Callable[[Path], Any], cache_path: Path):
+        self.run_dir, self.family, self.load_expert, self.cache_path = run_dir, family, load_expert, cache_path
+        self.cache: dict[str, Any] = {}
+        if cache_path.exists():
+            try:
+                self.cache = read_json(cache_path)
+            except (OSError, json.JSONDecodeError):
+                self.cache = {}  # unreadable cache: recompute
+
+    def _fingerprint(self, task_id: str) -> str:
+        expert_file = self.run_dir / "experts" / task_id / "expert.pt"
+        if not expert_file.exists():
+            raise FileNotFoundError(f"{expert_file} is missing: the expert of task {task_id} is needed as the "
+                                    f"reference; train it (`hyperzero run` resumes) before evaluating")
+        st = expert_file.stat()
+        return f"{st.st_size}-{int(st.st_mtime)}"
+
+    def returns(self, task_id: str, context: Mapping[str, float], seeds: Sequence[int]) -> np.ndarray:
+        key = f"{task_id}|{','.join(str(s) for s in seeds)}"
+        fingerprint = self._fingerprint(task_id)
+        entry = self.cache.get(key)
+        if entry and entry.get("expert") == fingerprint:
+            return np.asarray(entry["returns"], dtype=np.float64)
+        expert = self.load_expert(self.run_dir / "experts" / task_id)
+        returns = rollout_returns(self.family, context, numpy_policy(expert), seeds)
+        self.cache[key] = {"task_id": task_id, "seeds": list(seeds), "returns": returns.tolist(), "expert": fingerprint}
+        atomic_write_json(self.cache_path, self.cache)
+        return returns
+
+
+def _default_load_fit(fit_dir: Path):
+    from hyperzero.training import load_fit
+
+    return load_fit(fit_dir)
+
+
+def _default_load_expert(task_dir: Path):
+    from hyperzero.experts import load_expert
+
+    return load_expert(task_dir)
+
+
+def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit: Callable[[Path], Any] | None = None,
+             load_expert: Callable[[Path], Any] | None = None, progress: bool = True) -> EvalResult:
+    """Evaluate every complete fit of `run_dir` on its held-out tasks; write `eval/`. See the module doc."""
+    from tqdm.auto import tqdm
+
+    from hyperzero.datasets import load_dataset
+
+    config = config or EvalConfig()
+    run_dir = Path(run_dir)
+    load_fit = load_fit or _default_load_fit
+    load_expert = load_expert or _default_load_expert
+    eval_dir = run_dir / "eval"
+    dataset = load_dataset(run_dir / "dataset")
+    seeds = config.episode_seeds
+    check_seed_overlap(seeds, dataset)
+    fits = find_fits(run_dir, config.methods)
+    if not fits:
+        raise ValueError(f"no complete fits under {run_dir / 'fits'} (a fit is complete when it has done.json); "
+                         f"run the fit stage first (`hyperzero run` resumes it)")
+    tasks = {t.task_id: t for t in dataset.tasks}
+    experts = ExpertReference(run_dir, dataset.family, load_expert, eval_dir / "expert_returns.json")
+    settings = {"episode_seeds": seeds, "few_shot_k": list(config.few_shot_k), "dataset": _dataset_fingerprint(dataset)}
+
+    rows: list[ResultRow] = []
+    bar = tqdm(total=len(fits), desc="evaluate fits", unit="fit", disable=not progress)
+    for fit in fits:
+        bar.set_postfix_str(f"{fit.method} seed {fit.seed}")
+        cache_path = eval_dir / "rows" / fit.method / f"seed_{fit.seed}.json"
+        key = {"fit": fit.fingerprint, **settings}
+        cached = read_json(cache_path) if cache_path.exists() else None
+        if cached and cached.get("key") == key:
+            rows += [ResultRow(**r) for r in cached["rows"]]
+            bar.update(1)
+            continue
+        fit_rows = _evaluate_fit(fit, load_fit(fit.directory), tasks, dataset.context_names, experts, config,
+                                 progress)
+        atomic_write_json(cache_path, {"key": key, "rows": [asdict(r) for r in fit_rows]})
+        rows += fit_rows
+        bar.update(1)
+    bar.close()
+
+    written = [write_results(eval_dir / "results.csv", rows, dataset.context_names)]
+    summary = summarize(rows)
+    written.append(atomic_write_text(eval_dir / "summary.csv", summary_to_csv_text(summary)))
+    written.append(atomic_write_text(eval_dir / "summary.md", summary_to_markdown(summary)))
+    if config.figures:
+        from hyperzero.evaluation.figures import make_all_figures
+
+        written += make_all_figures(rows, dataset.context_names, eval_dir / "figures")
+    if config.videos:
+        written += render_videos(run_dir, dataset, fits, config, load_fit, progress)
+    atomic_write_json(eval_dir / "done.json", {"key": {**settings, "fits": {f"{f.method}/seed_{f.seed}": f.fingerprint
+                                                                               for f in fits}},
+                                              "n_rows": len(rows), "config": _jsonable_config(config)})
+    return EvalResult(rows=rows, summary=summary, written=written)
+
+
+def _jsonable_config(config: EvalConfig) -> dict:
+    out = asdict(config)
+    out["few_shot_k"] = list(config.few_shot_k)
+    return out
+
+
+def _dataset_fingerprint(dataset) -> str:
+    entries = [(t.get("task_id"), t.get("sha256")) for t in dataset.manifest.get("tasks", [])]
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def _evaluate_fit(fit: FitRef, model: Any, tasks: Mapping[str, Any], context_names: Sequence[str],
+                  experts: ExpertReference, config: EvalConfig, progress: bool) -> list[ResultRow]:
+    from tqdm.auto import tqdm
+
+    test_ids = _split_test_ids(model, fit)
+    unknown = sorted(set(test_ids) - set(tasks))
+    if unknown:
+        raise ValueError(f"{fit.directory}: test tasks {unknown} are not in the run's dataset; the fit belongs to a "
+                         f"different dataset, refit it")
+    meta = is_meta(model, fit.method)
+    seeds = config.episode_seeds
+    rows = []
+    for task_id in tqdm(test_ids, desc=f"  {fit.method} seed {fit.seed}", unit="task", leave=False,
+                        disable=not progress):
+        task = tasks[task_id]
+        context = dict(task.context)
+        expert_returns = experts.returns(task_id, context, seeds)
+        shown_context = {n: float(context[n]) for n in context_names}
+        variants: list[tuple[str, Any]] = [(fit.method, lambda: model.policy(context))]
+        if meta:
+            for k in config.few_shot_k:
+                variants.append((f"{fit.method}@{k}shot",
+                                 lambda k=k: model.adapt(context, few_shot_transitions(task, k, config.eval_seed))))
+        for name, make_policy in variants:
+            returns = rollout_returns(experts.family, context, numpy_policy(make_policy()), seeds)
+            rows.append(ResultRow(method=name, seed=fit.seed, task_id=task_id, context=shown_context,
+                                  n_episodes=len(seeds), return_mean=float(returns.mean()),
+                                  return_std=float(returns.std()), expert_return=float(expert_returns.mean())))
+    return rows
+

@@ -1,0 +1,193 @@
+"""Results tables: one row per (method, split seed, held-out task), and their aggregates.
+
+`results.csv` columns, in order:
+    method, seed, task_id, <one column per context feature>, n_episodes, return_mean, return_std,
+    expert_return, normalized
+
+* `return_mean` / `return_std`: mean and std of the undiscounted episode return over the evaluation
+  episodes (the same episode seeds for every method and for the expert).
+* `expert_return`: the task's expert, rolled out on those same seeds.
+* `normalized` = return_mean / expert_return (NaN when the expert return is not positive).
+
+Aggregates (`summary.csv`): for each method and split seed, the mean over that seed's held-out tasks;
+then mean ± std of those per-seed means across split seeds (sample std, ddof=1; 0 with one seed).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from hyperzero.utils.io import atomic_write_text
+
+BASE_COLUMNS = ["method", "seed", "task_id"]
+VALUE_COLUMNS = ["n_episodes", "return_mean", "return_std", "expert_return", "normalized"]
+SUMMARY_COLUMNS = ["method", "n_seeds", "n_rows", "normalized_mean", "normalized_std", "return_mean", "return_std",
+                   "expert_return_mean"]
+
+
+@dataclass
+class ResultRow:
+    method: str
+    seed: int
+    task_id: str
+    context: dict[str, float]
+    n_episodes: int
+    return_mean: float
+    return_std: float
+    expert_return: float
+
+    @property
+    def normalized(self) -> float:
+        return normalized_return(self.return_mean, self.expert_return)
+
+
+def normalized_return(return_mean: float, expert_return: float) -> float:
+    """Return divided by the expert's return on the same episode seeds; NaN if the expert's is not positive."""
+    if not expert_return > 0:
+        return float("nan")
+    return float(return_mean) / float(expert_return)
+
+
+def context_columns(rows: Iterable[ResultRow]) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        for name in row.context:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def results_to_csv_text(rows: Sequence[ResultRow], context_names: Sequence[str] | None = None) -> str:
+    names = list(context_names) if context_names is not None else context_columns(rows)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(BASE_COLUMNS + names + VALUE_COLUMNS)
+    for r in rows:
+        writer.writerow([r.method, r.seed, r.task_id] + [_fmt(r.context.get(n, float("nan"))) for n in names]
+                        + [r.n_episodes, _fmt(r.return_mean), _fmt(r.return_std), _fmt(r.expert_return),
+                           _fmt(r.normalized)])
+    return buf.getvalue()
+
+
+def write_results(path: str | Path, rows: Sequence[ResultRow], context_names: Sequence[str] | None = None) -> Path:
+    return atomic_write_text(path, results_to_csv_text(rows, context_names))
+
+
+def read_results(path: str | Path) -> list[ResultRow]:
+    """Read `results.csv` back; any column that is not a base or value column is a context feature."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; run `hyperzero evaluate RUN_DIR` first")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in BASE_COLUMNS + VALUE_COLUMNS if c not in header]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing}; it was not written by hyperzero evaluate "
+                             "(delete it and rerun the evaluation)")
+        ctx_names = [c for c in header if c not in BASE_COLUMNS and c not in VALUE_COLUMNS]
+        rows = []
+        for line_no, rec in enumerate(reader, start=2):
+            try:
+                rows.append(ResultRow(method=rec["method"], seed=int(rec["seed"]), task_id=rec["task_id"],
+                                      context={n: float(rec[n]) for n in ctx_names},
+                                      n_episodes=int(rec["n_episodes"]), return_mean=float(rec["return_mean"]),
+                                      return_std=float(rec["return_std"]), expert_return=float(rec["expert_return"])))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{path}:{line_no}: unreadable row ({e}); delete the file and rerun the evaluation") from e
+    return rows
+
+
+def _fmt(x: float) -> str:
+    return "nan" if isinstance(x, float) and math.isnan(x) else f"{x:.6g}"
+
+
+def _std(values: Sequence[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+@dataclass
+class MethodSummary:
+    method: str
+    n_seeds: int
+    n_rows: int
+    normalized_mean: float
+    normalized_std: float
+    return_mean: float
+    return_std: float
+    expert_return_mean: float
+
+
+def summarize(rows: Sequence[ResultRow]) -> list[MethodSummary]:
+    """Per method: mean ± std across split seeds of the per-seed mean over held-out tasks."""
+    by_method_seed: dict[str, dict[int, list[ResultRow]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by_method_seed[r.method][r.seed].append(r)
+    out = []
+    for method, per_seed in by_method_seed.items():
+        seed_norm, seed_ret, seed_expert = [], [], []
+        for seed in sorted(per_seed):
+            task_rows = per_seed[seed]
+            norms = [r.normalized for r in task_rows if not math.isnan(r.normalized)]
+            seed_norm.append(float(np.mean(norms)) if norms else float("nan"))
+            seed_ret.append(float(np.mean([r.return_mean for r in task_rows])))
+            seed_expert.append(float(np.mean([r.expert_return for r in task_rows])))
+        finite_norm = [v for v in seed_norm if not math.isnan(v)]
+        out.append(MethodSummary(
+            method=method, n_seeds=len(per_seed), n_rows=sum(len(v) for v in per_seed.values()),
+            normalized_mean=float(np.mean(finite_norm)) if finite_norm else float("nan"),
+            normalized_std=_std(finite_norm), return_mean=float(np.mean(seed_ret)), return_std=_std(seed_ret),
+            expert_return_mean=float(np.mean(seed_expert))))
+    out.sort(key=lambda s: (-(s.normalized_mean if not math.isnan(s.normalized_mean) else -1e9), s.method))
+    return out
+
+
+def summary_to_csv_text(summary: Sequence[MethodSummary]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(SUMMARY_COLUMNS)
+    for s in summary:
+        writer.writerow([s.method, s.n_seeds, s.n_rows, _fmt(s.normalized_mean), _fmt(s.normalized_std),
+                         _fmt(s.return_mean), _fmt(s.return_std), _fmt(s.expert_return_mean)])
+    return buf.getvalue()
+
+
+def summary_to_markdown(summary: Sequence[MethodSummary]) -> str:
+    lines = ["| method | normalised return (mean ± std over split seeds) | return | expert return | seeds | rows |",
+             "|---|---|---|---|---|---|"]
+    for s in summary:
+        lines.append(f"| {s.method} | {s.normalized_mean:.3f} ± {s.normalized_std:.3f} | "
+                     f"{s.return_mean:.1f} ± {s.return_std:.1f} | {s.expert_return_mean:.1f} | {s.n_seeds} | {s.n_rows} |")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class TaskCurvePoint:
+    task_id: str
+    context: dict[str, float]
+    mean: float      # mean over the split seeds where the task was held out
+    std: float       # std over those seeds (0 with one seed)
+    n_seeds: int
+    expert_return: float
+
+
+def per_task_curve(rows: Sequence[ResultRow], method: str, value: str = "return_mean") -> list[TaskCurvePoint]:
+    """One point per held-out task of `method`, aggregating only the seeds where that task was held out."""
+    by_task: dict[str, list[ResultRow]] = defaultdict(list)
+    for r in rows:
+        if r.method == method:
+            by_task[r.task_id].append(r)
+    points = []
+    for task_id, task_rows in by_task.items():
+        values = [getattr(r, value) for r in task_rows]
+        points.append(TaskCurvePoint(task_id=task_id, context=dict(task_rows[0].context), mean=float(np.mean(values)),
+                                     std=_std(values), n_seeds=len(task_rows),
+                                     expert_return=float(np.mean([r.expert_return for r in task_rows]))))
+    return points
