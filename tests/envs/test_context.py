@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+
+from hyperzero.envs import get_family, make
+from hyperzero.envs.context import context_id, parse_values
+
+
+@pytest.fixture
+def space():
+    return get_family("cheetah-run").context_space
+
+
+def test_defaults_and_validation_fill_core_features(space):
+    assert space.validate({"speed": -4}) == {"speed": -4.0, "torso_length": 0.5}
+    # optional extra features appear only when set
+    assert space.validate({"gravity": 5.0})["gravity"] == 5.0
+
+
+@pytest.mark.parametrize("ctx, words", [
+    ({"speed": 0}, ["speed", "0", "direction"]),
+    ({"speed": float("nan")}, ["speed", "nan", "not finite"]),
+    ({"speed": float("inf")}, ["speed", "inf"]),
+    ({"torso_length": 5.0}, ["torso_length", "5.0", "[0.1, 1.5]"]),
+    ({"torso_length": -0.2}, ["torso_length", "-0.2"]),
+    ({"tail_length": 1.0}, ["tail_length", "unknown", "speed"]),
+    ({"speed": "fast"}, ["speed", "fast", "not a number"]),
+])
+def test_bad_context_raises_clear_error(space, ctx, words):
+    with pytest.raises(ValueError) as e:
+        space.validate(ctx)
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_extrapolation_is_possible_but_explicit(space):
+    with pytest.raises(ValueError, match="allow_extrapolation"):
+        space.validate({"speed": 12.0})
+    assert space.validate({"speed": 12.0}, allow_extrapolation=True)["speed"] == 12.0
+    with pytest.raises(ValueError, match="allow_extrapolation"):
+        make("cheetah-run", context={"torso_length": 0.9})
+    assert make("cheetah-run", context={"torso_length": 0.9}, allow_extrapolation=True).context["torso_length"] == 0.9
+
+
+def test_grids_match_the_authors_sweeps(space):
+    speeds = space.grid(speed="-10:10:0.5")
+    values = sorted(c["speed"] for c in speeds)
+    assert len(values) == 40 and 0.0 not in values and values[0] == -10 and values[-1] == 10
+    grid = space.grid(speed=[1, 2, 3, 4, 5], torso_length="0.3:0.7:0.05")
+    assert len(grid) == 45
+    assert sorted({c["torso_length"] for c in grid}) == pytest.approx([0.3 + 0.05 * i for i in range(9)])
+    assert parse_values("0.3:0.7:0.05")[-1] == 0.7
+
+
+def test_sampling_is_seeded_and_in_bounds(space):
+    a = space.sample(20, seed=3, names=["speed", "torso_length"])
+    b = space.sample(20, seed=3, names=["speed", "torso_length"])
+    c = space.sample(20, seed=4, names=["speed", "torso_length"])
+    assert a == b and a != c
+    assert all(-10 <= x["speed"] <= 10 and 0.3 <= x["torso_length"] <= 0.7 for x in a)
+
+
+def test_normalisation_maps_bounds_to_unit_interval(space):
+    names = ["speed", "torso_length"]
+    v = space.to_vector({"speed": -10, "torso_length": 0.7}, names)
+    assert v.dtype == np.float32
+    np.testing.assert_allclose(space.normalize(v, names), [-1.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(space.normalize(space.to_vector({"speed": 0.5}, names), names), [0.05, 0.0], atol=1e-6)
+    np.testing.assert_allclose(space.denormalize(space.normalize(v, names), names), v, atol=1e-6)
+    # extrapolation leaves [-1, 1] rather than being clipped
+    assert space.normalize(np.array([20.0]), ["speed"])[0] == pytest.approx(2.0)
+
+
+def test_context_id_is_readable_and_distinct():
+    assert context_id({"speed": -4.0, "torso_length": 0.6}) == "speed=-4_torso_length=0.6"
+    assert context_id({"speed": 0.5}) != context_id({"speed": -0.5})
