@@ -1,0 +1,62 @@
+"""`hyperzero evaluate RUN_DIR`: held-out evaluation, figures and the report of a run directory."""
+from __future__ import annotations
+
+import argparse
+
+ORDER = 50
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 10,100, got {text!r}")
+
+
+def _name_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def register(subparsers) -> None:
+    from hyperzero.evaluation.evaluate import DEFAULT_EVAL_SEED
+
+    p = subparsers.add_parser(
+        "evaluate", help="zero-/few-shot evaluation of every fit on its held-out tasks; figures and report",
+        description="Roll out every fitted method on each split seed's TEST tasks only (and each task's expert on "
+                    "the same episode seeds), then write eval/results.csv, eval/summary.{csv,md}, eval/figures/, "
+                    "and report.md/report.html in RUN_DIR.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with dataset/, experts/ and fits/")
+    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task (the paper: 10)")
+    p.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED,
+                   help="episode i is reset with seed EVAL_SEED+i; must not overlap the dataset's episode seeds")
+    p.add_argument("--few-shot-k", type=_int_list, default=[],
+                   help="comma-separated shot counts for meta methods (maml, pearl), e.g. 10,100")
+    p.add_argument("--methods", type=_name_list, default=None,
+                   help="comma-separated methods to evaluate (default: every complete fit)")
+    p.add_argument("--videos", action="store_true", help="also render mp4 videos and rollout strips")
+    p.add_argument("--video-steps", type=int, default=300, help="control steps per video")
+    p.add_argument("--no-figures", action="store_true", help="skip the figures")
+    p.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from hyperzero.evaluation import EvalConfig, evaluate
+    from hyperzero.evaluation.report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ValueError(f"run directory {run_dir} does not exist; pass the --out directory of `hyperzero run`")
+    config = EvalConfig(episodes=args.episodes, eval_seed=args.eval_seed, few_shot_k=tuple(args.few_shot_k),
+                        methods=args.methods, videos=args.videos, video_steps=args.video_steps,
+                        figures=not args.no_figures)
+    result = evaluate(run_dir, config)
+    print((run_dir / "eval" / "summary.md").read_text())
+    if not args.no_report:
+        md, page = write_report(run_dir)
+        print(f"report: {md} and {page}")
+    print(f"{len(result.rows)} result rows in {run_dir / 'eval' / 'results.csv'}")
+    return 0

@@ -1,0 +1,43 @@
+"""Figures render from a tiny real results table (1-D and 2-D sweeps), as PNG and PDF."""
+import numpy as np
+from matplotlib.image import imread
+
+from hyperzero.evaluation.figures import make_all_figures
+from hyperzero.evaluation.metrics import ResultRow
+
+
+def rows_1d():
+    out = []
+    for method, scale in (("hyperzero", 0.9), ("hyperzero_without_td", 0.8), ("hyperzero_without_q", 0.7),
+                          ("mlp_policy", 0.5), ("context_blind", 0.2), ("maml@10shot", 0.4)):
+        for seed in (0, 1):
+            for speed in ((-4.0, 2.0) if seed == 0 else (2.0, 6.0)):
+                out.append(ResultRow(method, seed, f"speed={speed:g}", {"speed": speed}, 2,
+                                     scale * 600 + seed * 10, 5.0, 600.0))
+    return out
+
+
+def test_one_dimensional_sweep_figures(tmp_path):
+    written = make_all_figures(rows_1d(), ["speed"], tmp_path)
+    names = {p.name for p in written}
+    for stem in ("return_vs_speed", "summary_normalized", "ablation"):
+        assert f"{stem}.png" in names and f"{stem}.pdf" in names
+    image = imread(tmp_path / "return_vs_speed.png")
+    assert image.shape[0] > 200 and image.shape[1] > 300
+    assert np.asarray(image).std() > 0.01  # something was drawn
+    assert (tmp_path / "ablation.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_two_dimensional_sweep_draws_heatmaps(tmp_path):
+    rows = []
+    for seed in (0, 1):
+        for speed in (1.0, 3.0, 5.0):
+            for length in (0.3, 0.5):
+                if (speed + length * 10 + seed) % 2 < 1:  # held out in some seeds only
+                    for m, s in (("hyperzero", 0.9), ("mlp_policy", 0.5)):
+                        rows.append(ResultRow(m, seed, f"s{speed}_l{length}", {"speed": speed, "torso_length": length},
+                                              2, s * 500, 3.0, 500.0))
+    written = make_all_figures(rows, ["speed", "torso_length"], tmp_path)
+    assert (tmp_path / "heatmaps.png").exists() and (tmp_path / "heatmaps.pdf").exists()
+    assert not (tmp_path / "ablation.png").exists()  # no ablation methods fitted
+    assert any(p.name == "summary_normalized.png" for p in written)
