@@ -1,0 +1,145 @@
+"""`hyperzero experts train|collect`: train one TD3 expert per task; roll them out into a dataset."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+ORDER = 20
+
+
+def _contexts_from_args(args) -> list[dict]:
+    from hyperzero.envs import get_family
+    from hyperzero.envs.context import parse_values
+
+    space = get_family(args.family).context_space
+    chosen = [name for name, given in (("--grid", args.grid), ("--contexts", args.contexts),
+                                       ("--sample", args.sample is not None)) if given]
+    if len(chosen) != 1:
+        raise ValueError("give exactly one of --grid, --contexts or --sample "
+                         f"(got {', '.join(chosen) or 'none'}); e.g. --grid speed=-10:10:0.5")
+    if args.grid:
+        for spec in args.grid:
+            name, _, values = spec.partition("=")
+            feature = space.features.get(name.strip())
+            if feature is not None and feature.nonzero and values and 0.0 in parse_values(values):
+                print(f"experts: skipping {name.strip()}=0 in --grid {spec} (a signed speed of 0 has no direction)",
+                      file=sys.stderr)
+        return space.parse_grid(args.grid, allow_extrapolation=args.allow_extrapolation, skip_zero=True)
+    if args.contexts:
+        out = []
+        for spec in args.contexts:
+            ctx = {}
+            for item in spec.split(","):
+                name, eq, value = item.partition("=")
+                if not eq:
+                    raise ValueError(f"--contexts {spec!r}: each item must be name=value, e.g. speed=2,torso_length=0.6")
+                try:
+                    ctx[name.strip()] = float(value)
+                except ValueError:
+                    raise ValueError(f"--contexts {spec!r}: {value!r} is not a number") from None
+            out.append(ctx)
+        return out
+    if args.sample < 1:
+        raise ValueError(f"--sample must be >= 1 (got {args.sample})")
+    names = args.vary.split(",") if args.vary else [n for n, f in space.features.items() if not f.optional]
+    seed = args.sample_seed if args.sample_seed is not None else args.seed
+    return space.sample(args.sample, seed=seed, names=names)
+
+
+def _config_from_args(args):
+    from hyperzero.experts import TD3Config
+
+    overrides = {
+        "train_steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
+        "eval_every": args.eval_every, "eval_episodes": args.eval_episodes, "checkpoint_every": args.checkpoint_every,
+        "quality_threshold": args.quality_threshold, "batch_size": args.batch_size,
+        "max_episode_steps": args.max_episode_steps, "seed_steps": args.seed_steps,
+        "random_steps": args.random_steps, "torch_threads": args.threads,
+    }
+    if args.hidden:
+        overrides["hidden_sizes"] = tuple(int(h) for h in args.hidden.split(","))
+    cfg = TD3Config()
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _train(args) -> int:
+    from hyperzero.experts import train_experts
+
+    contexts = _contexts_from_args(args)
+    config = _config_from_args(args)
+    summaries = train_experts(args.family, contexts, args.out, config, ensemble_size=args.ensemble_size,
+                              num_workers=args.workers, executor=args.executor, ray_address=args.address,
+                              progress=not args.no_progress, allow_extrapolation=args.allow_extrapolation)
+    flagged = [s["task_id"] for s in summaries if s.get("flagged")]
+    for s in summaries:
+        mark = "  FLAGGED" if s.get("flagged") else ""
+        print(f"{s['task_id']}: return {s['eval_return_mean']:.1f} +- {s['eval_return_std']:.1f} "
+              f"after {s['train_steps']} steps{mark}")
+    if flagged:
+        print(f"experts: {len(flagged)} expert(s) below --quality-threshold {config.quality_threshold}", file=sys.stderr)
+    return 0
+
+
+def _collect(args) -> int:
+    from hyperzero.datasets.collect import collect_dataset  # the dataset stage; imported only when used
+
+    names = args.context_names.split(",") if args.context_names else None
+    collect_dataset(args.experts, args.out, n_episodes=args.episodes, seed=args.seed, context_names=names,
+                    exclude_flagged=args.exclude_flagged, progress=not args.no_progress)
+    return 0
+
+
+def register(subparsers) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    group = subparsers.add_parser("experts", help="train TD3 experts per task; collect their rollouts",
+                                  formatter_class=fmt)
+    sub = group.add_subparsers(title="experts commands", metavar="COMMAND")
+    group.set_defaults(func=lambda args: group.print_help() or 0)
+
+    t = sub.add_parser("train", help="train one TD3 expert per context (resumable; finished experts are skipped)",
+                       formatter_class=fmt)
+    t.add_argument("--family", required=True, help="contextual family: cheetah-run, walker-walk or finger-spin")
+    t.add_argument("--grid", nargs="+", metavar="NAME=VALUES",
+                   help="grid of contexts, e.g. speed=-10:10:0.5 torso_length=0.3,0.5 (speed 0 is skipped)")
+    t.add_argument("--contexts", nargs="+", metavar="NAME=V,NAME=V",
+                   help="explicit contexts, one per argument, e.g. speed=2,torso_length=0.6 speed=-4")
+    t.add_argument("--sample", type=int, help="sample this many contexts uniformly in the nominal bounds")
+    t.add_argument("--vary", help="features to sample with --sample (comma list); default: all non-optional ones")
+    t.add_argument("--sample-seed", type=int, help="seed of --sample (default: --seed)")
+    t.add_argument("--allow-extrapolation", action="store_true", help="accept contexts outside the nominal bounds")
+    t.add_argument("--out", required=True, help="output directory: one sub-folder per task")
+    t.add_argument("--steps", type=int, help="env steps per expert (default 100000; the authors used 1M)")
+    t.add_argument("--seed", type=int, default=2, help="seed of every expert (authors: 2)")
+    t.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local processes or Ray tasks (same files either way)")
+    t.add_argument("--address", help="Ray cluster address (e.g. 127.0.0.1:6379 or auto); default starts a local one")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto: CUDA if present)")
+    t.add_argument("--precision", choices=("fp32", "bf16"),
+                   help="fp32 (default) or bf16 autocast matmuls (critic output and losses stay fp32)")
+    t.add_argument("--ensemble-size", type=int, help="tasks per stacked ensemble (default: spread over workers, <= 8)")
+    t.add_argument("--workers", type=int, help="parallel processes / Ray tasks (default: one per core)")
+    t.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
+    t.add_argument("--checkpoint-every", type=int,
+                   help="env steps between resume checkpoints (multiple of the episode length; default 10000)")
+    t.add_argument("--eval-every", type=int, help="env steps between deterministic evaluations (default 10000)")
+    t.add_argument("--eval-episodes", type=int, help="episodes per evaluation (default 10)")
+    t.add_argument("--quality-threshold", type=float, help="flag experts whose final eval return is below this")
+    t.add_argument("--batch-size", type=int, help="minibatch size (default: 256, walker-walk 512)")
+    t.add_argument("--hidden", help="hidden widths of actor and critics, e.g. 256,256 (default)")
+    t.add_argument("--seed-steps", type=int, help="env steps before the first update (default 4000)")
+    t.add_argument("--random-steps", type=int, help="uniform-random action steps at the start (default 2000)")
+    t.add_argument("--max-episode-steps", type=int, help="shorter episodes, for smoke tests (default: 1000)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=_train)
+
+    c = sub.add_parser("collect", help="roll out trained experts into a dataset (hyperzero.datasets)",
+                       formatter_class=fmt)
+    c.add_argument("--experts", required=True, help="directory written by `hyperzero experts train`")
+    c.add_argument("--out", required=True, help="dataset directory to write (manifest.json + tasks/)")
+    c.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    c.add_argument("--seed", type=int, default=0, help="seed of the rollout episodes")
+    c.add_argument("--context-names", help="varied context features, comma list (default: inferred from the tasks)")
+    c.add_argument("--exclude-flagged", action="store_true", help="skip experts flagged by the quality gate")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c.set_defaults(func=_collect)

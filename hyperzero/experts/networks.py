@@ -1,0 +1,105 @@
+"""Stacked MLPs: N independent networks whose weights are stored as [N, in, out] and run with one baddbmm.
+
+N = 1 is the same code path. Each member is initialised from its own torch.Generator, so member i of
+an ensemble gets exactly the weights a solo network with the same seed gets.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import torch
+from torch import nn
+
+
+class StackedLinear(nn.Module):
+    """y[n] = x[n] @ W[n] + b[n] for n in range(N); x: [N, B, in] -> [N, B, out]."""
+
+    def __init__(self, n: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, out_dim))
+
+    def reset_member(self, i: int, generator: torch.Generator, gain: float = 1.0) -> None:
+        """Orthogonal weights, zero bias (authors' init), drawn in nn.Linear's [out, in] layout."""
+        w = torch.empty(self.weight.shape[2], self.weight.shape[1])
+        nn.init.orthogonal_(w, gain=gain, generator=generator)
+        with torch.no_grad():
+            self.weight[i].copy_(w.T)
+            self.bias[i].zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class StackedMLP(nn.Module):
+    """ReLU MLP over N stacked members. `fp32_output` runs the last layer outside autocast."""
+
+    def __init__(self, n: int, in_dim: int, hidden: Sequence[int], out_dim: int, fp32_output: bool = False):
+        super().__init__()
+        dims = [in_dim, *hidden, out_dim]
+        self.layers = nn.ModuleList(StackedLinear(n, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.fp32_output = fp32_output
+
+    def reset_member(self, i: int, generator: torch.Generator) -> None:
+        for layer in self.layers:
+            layer.reset_member(i, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = torch.relu(layer(x))
+        last = self.layers[-1]
+        if self.fp32_output and torch.is_autocast_enabled(x.device.type):
+            # Q-values reach ~100 in DMC, where bf16 resolves only ~0.4: keep the output layer in fp32.
+            with torch.autocast(x.device.type, enabled=False):
+                return last(x.float())
+        return last(x)
+
+
+class EnsembleActor(nn.Module):
+    """Deterministic policy a = tanh(MLP(s)) for N members: [N, B, S] -> [N, B, A]."""
+
+    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.n = n
+        self.net = StackedMLP(n, obs_dim, hidden, act_dim)
+
+    def reset_member(self, i: int, generator: torch.Generator) -> None:
+        self.net.reset_member(i, generator)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs).float())
+
+
+class EnsembleTwinCritic(nn.Module):
+    """Twin Q-functions for N members stored as one 2N stack, member-major (Q1 of member i at 2i, Q2 at 2i+1).
+
+    forward: obs [N, B, S], act [N, B, A] -> q [N, 2, B] (fp32).
+    """
+
+    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+        super().__init__()
+        self.n = n
+        self.net = StackedMLP(2 * n, obs_dim + act_dim, hidden, 1, fp32_output=True)
+
+    def reset_member(self, i: int, generator: torch.Generator) -> None:
+        self.net.reset_member(2 * i, generator)
+        self.net.reset_member(2 * i + 1, generator)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, act], dim=-1)  # [N, B, S+A]
+        x = x.repeat_interleave(2, dim=0)  # [2N, B, S+A]
+        q = self.net(x).squeeze(-1)  # [2N, B]
+        return q.view(self.n, 2, -1)
+
+    def q1(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Q1 only (the actor loss and the dataset's q*): [N, B]."""
+        x = torch.cat([obs, act], dim=-1)
+        layers = self.net.layers
+        for layer in layers[:-1]:
+            x = torch.relu(torch.baddbmm(layer.bias[0::2], x, layer.weight[0::2]))
+        last = layers[-1]
+        ctx = (torch.autocast(x.device.type, enabled=False) if torch.is_autocast_enabled(x.device.type)
+               else contextlib.nullcontext())
+        with ctx:
+            return torch.baddbmm(last.bias[0::2], x.float(), last.weight[0::2]).squeeze(-1)

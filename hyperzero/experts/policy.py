@@ -1,0 +1,70 @@
+"""A trained expert as a plain numpy policy: what the dataset stage and evaluation consume."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hyperzero.experts.networks import EnsembleActor, EnsembleTwinCritic
+from hyperzero.experts.trainer import EXPERT, SUMMARY
+from hyperzero.utils.io import read_json
+
+
+class ExpertPolicy:
+    """Deterministic TD3 expert of one task.
+
+    act(obs [B, S]) -> a [B, A] (float32, in [-1, 1]); q(obs [B, S], act [B, A]) -> [B], the online
+    critic's Q1 (the authors' q*). Always fp32, whatever precision trained it.
+    """
+
+    def __init__(self, payload: dict, summary: dict | None = None, device: str | torch.device = "cpu"):
+        self.family: str = payload["family"]
+        self.context: dict = dict(payload["context"])
+        self.task_id: str = payload["task_id"]
+        self.obs_dim, self.act_dim = int(payload["obs_dim"]), int(payload["act_dim"])
+        self.train_steps: int = int(payload["train_steps"])
+        self.seed: int = int(payload["seed"])
+        self.summary = summary or {}
+        self.device = torch.device(device)
+        hidden = payload["hidden_sizes"]
+        self._actor = EnsembleActor(1, self.obs_dim, self.act_dim, hidden)
+        self._critic = EnsembleTwinCritic(1, self.obs_dim, self.act_dim, hidden)
+        self._actor.load_state_dict(payload["actor"])
+        self._critic.load_state_dict(payload["critic"])
+        self._actor.to(self.device).eval().requires_grad_(False)
+        self._critic.to(self.device).eval().requires_grad_(False)
+
+    def _batch(self, x: np.ndarray, dim: int, name: str) -> torch.Tensor:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != dim:
+            raise ValueError(f"{name} must have shape [B, {dim}] for {self.family}; got {x.shape} "
+                             f"(add a batch axis with x[None] for a single row)")
+        return torch.as_tensor(x, device=self.device)[None]
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self._actor(self._batch(obs, self.obs_dim, "obs"))[0].cpu().numpy()
+
+    @torch.no_grad()
+    def q(self, obs: np.ndarray, act: np.ndarray) -> np.ndarray:
+        o, a = self._batch(obs, self.obs_dim, "obs"), self._batch(act, self.act_dim, "act")
+        if o.shape[1] != a.shape[1]:
+            raise ValueError(f"obs and act must have the same batch size; got {o.shape[1]} and {a.shape[1]}")
+        return self._critic.q1(o, a)[0].cpu().numpy()
+
+    def __repr__(self) -> str:
+        return f"ExpertPolicy({self.family}, {self.task_id}, steps={self.train_steps})"
+
+
+def load_expert(task_dir: str | Path, device: str | torch.device = "cpu") -> ExpertPolicy:
+    """Load `task_dir/expert.pt` (and summary.json when present)."""
+    task_dir = Path(task_dir)
+    path = task_dir / EXPERT
+    if not path.exists():
+        hint = " (training is not finished: rerun `hyperzero experts train` to resume)" if (
+            task_dir / "checkpoint.pt").exists() else ""
+        raise FileNotFoundError(f"no expert at {path}{hint}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    summary = read_json(task_dir / SUMMARY) if (task_dir / SUMMARY).exists() else None
+    return ExpertPolicy(payload, summary, device)

@@ -1,0 +1,181 @@
+"""Sweeps: many tasks -> ensembles -> worker processes (local) or Ray tasks, resumable and idempotent."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from hyperzero.experts.config import TD3Config
+from hyperzero.experts.trainer import (SUMMARY, TaskSpec, ceil_div, checkpoint_step, default_threads, is_finished,
+                                       train_group)
+from hyperzero.utils.io import read_json
+from hyperzero.utils.runinfo import write_run_info
+
+EXECUTORS = ("local", "ray")
+MAX_ENSEMBLE = 8  # bf16 throughput saturates around N=8-16 (cpu-budget.md §3); fp32 gains nothing beyond
+
+
+def plan_tasks(family: str, contexts: Sequence[Mapping[str, float]], out_dir: Path, seed: int,
+               allow_extrapolation: bool = False) -> list[TaskSpec]:
+    from hyperzero.envs import context_id, get_family
+
+    if not contexts:
+        raise ValueError("no contexts to train: give --grid, --contexts or --sample")
+    space = get_family(family).context_space
+    tasks, seen = [], set()
+    for ctx in contexts:
+        full = space.validate(ctx, allow_extrapolation)
+        tid = context_id(full)
+        if tid in seen:
+            continue  # duplicates in a grid are harmless: one expert per task
+        seen.add(tid)
+        tasks.append(TaskSpec(tid, full, int(seed), Path(out_dir) / tid))
+    return tasks
+
+
+def pack_groups(tasks: Sequence[TaskSpec], ensemble_size: int) -> list[list[TaskSpec]]:
+    """Chunks of at most `ensemble_size` tasks, never mixing tasks whose checkpoints are at different steps."""
+    by_step: dict[int, list[TaskSpec]] = {}
+    for t in tasks:
+        by_step.setdefault(checkpoint_step(t.dir), []).append(t)
+    groups = []
+    for step in sorted(by_step, reverse=True):  # most advanced first: they finish soonest
+        same = by_step[step]
+        groups += [same[i:i + ensemble_size] for i in range(0, len(same), ensemble_size)]
+    return groups
+
+
+def _group_entry(family: str, tasks: list[TaskSpec], config_dict: dict, progress: bool, position: int) -> list[dict]:
+    """Worker entry point (a fresh process or a Ray worker)."""
+    import torch
+
+    config = TD3Config.from_dict(config_dict)
+    if config.torch_threads:
+        torch.set_num_threads(config.torch_threads)
+    return train_group(family, tasks, config, progress=progress, position=position)
+
+
+def _repo_root() -> str:
+    import hyperzero
+
+    return str(Path(hyperzero.__file__).resolve().parent.parent)
+
+
+def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir: str | Path,
+                  config: TD3Config | None = None, ensemble_size: int | None = None, num_workers: int | None = None,
+                  executor: str = "local", ray_address: str | None = None, progress: bool = True,
+                  allow_extrapolation: bool = False) -> list[dict]:
+    """Train one TD3 expert per context into `out_dir/<task_id>/`; finished experts are skipped.
+
+    Pending tasks are packed into ensembles of `ensemble_size` (default: spread over the workers, at most
+    8) and run by `num_workers` processes (default: one per core) each using cores/workers threads.
+    Returns the summaries of all tasks, in context order.
+    """
+    config = config or TD3Config()
+    cfg = config.resolved(family)
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS} (got {executor!r})")
+    if ensemble_size is not None and ensemble_size < 1:
+        raise ValueError(f"ensemble_size must be >= 1 (got {ensemble_size})")
+    if num_workers is not None and num_workers < 1:
+        raise ValueError(f"num_workers must be >= 1 (got {num_workers})")
+    out_dir = Path(out_dir)
+    tasks = plan_tasks(family, contexts, out_dir, cfg.seed, allow_extrapolation)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pending = [t for t in tasks if not is_finished(t.dir)]
+    done = len(tasks) - len(pending)
+    if progress and done:
+        print(f"experts: {done}/{len(tasks)} task(s) already finished in {out_dir}; not retrained", file=sys.stderr)
+    if pending:
+        cores = os.cpu_count() or 1
+        workers = num_workers or min(cores, len(pending))
+        size = ensemble_size or min(MAX_ENSEMBLE, ceil_div(len(pending), workers))
+        groups = pack_groups(pending, size)
+        workers = min(workers, len(groups))
+        run_cfg = dataclasses.replace(cfg, torch_threads=cfg.torch_threads or default_threads(workers))
+        write_run_info(out_dir, run_cfg, seeds={"expert": cfg.seed}, stage="experts", family=family,
+                       executor=executor, ensemble_size=size, num_workers=workers,
+                       task_ids=[t.task_id for t in tasks])
+        if progress:
+            print(f"experts: training {len(pending)} task(s) as {len(groups)} ensemble(s) of <= {size} on "
+                  f"{workers} worker(s) x {run_cfg.torch_threads} thread(s), executor={executor}", file=sys.stderr)
+        if executor == "ray":
+            _run_ray(family, groups, run_cfg, ray_address, progress)
+        elif workers == 1:
+            for g in groups:
+                train_group(family, g, run_cfg, progress=progress)
+        else:
+            _run_processes(family, groups, run_cfg, workers, progress)
+    return [read_json(t.dir / SUMMARY) for t in tasks]
+
+
+def _run_processes(family: str, groups, cfg: TD3Config, workers: int, progress: bool) -> None:
+    import multiprocessing as mp
+
+    # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_group_entry, family, g, cfg.to_dict(), progress, i % workers)
+                   for i, g in enumerate(groups)]
+        for f in futures:
+            f.result()  # re-raises a worker's exception here
+
+
+# ----------------------------------------------------------------------------- Ray
+LOOPBACK_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # makes Ray use 127.0.0.1 as the node IP: every socket on loopback
+    "RAY_USAGE_STATS_ENABLED": "0",  # no telemetry
+    "RAY_AUTH_MODE": "disabled",  # token auth breaks the `ray status` CLI and buys nothing on loopback
+}
+
+
+def worker_env_vars() -> dict[str, str]:
+    """Env vars every Ray worker needs (a raylet does not pass the driver's environment on)."""
+    env = {k: os.environ[k] for k in ("MUJOCO_GL", "PYOPENGL_PLATFORM") if k in os.environ}
+    root = _repo_root()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Connect to `address`, or start a local loopback-only instance. Returns True if we started Ray here."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    runtime_env = {"env_vars": worker_env_vars()}
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        return True
+    for k, v in LOOPBACK_ENV.items():
+        os.environ[k] = v  # must be set before Ray starts: the raylet and GCS read it at start-up
+    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip != "127.0.0.1":
+        ray.shutdown()
+        raise RuntimeError(f"local Ray bound to {node_ip}, not 127.0.0.1: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 did not "
+                           "take effect (was Ray imported and started before?)")
+    return True
+
+
+def _run_ray(family: str, groups, cfg: TD3Config, address: str | None, progress: bool) -> None:
+    import ray
+
+    started = start_ray(address)
+    try:
+        remote = ray.remote(num_cpus=cfg.torch_threads, max_retries=0)(_group_entry)
+        refs = [remote.remote(family, g, cfg.to_dict(), False, 0) for g in groups]
+        from tqdm import tqdm
+
+        with tqdm(total=len(refs), desc="ensembles (ray)", disable=not progress, unit="ensemble") as bar:
+            remaining = list(refs)
+            while remaining:
+                ready, remaining = ray.wait(remaining, num_returns=1)
+                for summaries in ray.get(ready):
+                    bar.update(1)
+                    bar.set_postfix_str(" ".join(f"{s['task_id']}:{s['eval_return_mean']:.0f}" for s in summaries))
+    finally:
+        if started:
+            ray.shutdown()

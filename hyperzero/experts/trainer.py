@@ -1,0 +1,293 @@
+"""Train one ensemble of TD3 experts (one member per task, each with its own env and replay buffer).
+
+Resume semantics: checkpoints are written only at episode boundaries (`checkpoint_every` must be a
+multiple of the episode length), so a checkpoint never needs the simulator's mid-episode state.
+Every episode is reset with a seed derived from (expert seed, episode index); together with the saved
+weights, Adam moments, replay rows, RNG streams and counters, a resumed run continues exactly as the
+uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from hyperzero.experts.config import TD3Config
+from hyperzero.experts.learner import EnsembleTD3
+from hyperzero.experts.replay import StackedReplay
+from hyperzero.utils.curves import CurveLogger
+from hyperzero.utils.io import atomic_torch_save, atomic_write_json, read_json
+from hyperzero.utils.torch_utils import resolve_device
+
+CHECKPOINT = "checkpoint.pt"
+EXPERT = "expert.pt"
+SUMMARY = "summary.json"
+FORMAT_VERSION = 1
+_TRAIN_EPISODE, _EVAL_EPISODE = 0, 1
+
+
+@dataclass
+class TaskSpec:
+    task_id: str  # context_id(context): the task's folder name
+    context: dict  # the full, validated context
+    seed: int  # the expert's seed
+    dir: Path  # out_dir / task_id
+
+
+def episode_seed(seed: int, kind: int, index: int) -> int:
+    """Reset seed of episode `index` (train or eval stream): disjoint streams, fixed across resumes."""
+    return int(np.random.SeedSequence([seed, kind, index]).generate_state(1)[0])
+
+
+def is_finished(task_dir: Path) -> bool:
+    path = Path(task_dir) / SUMMARY
+    if not path.exists():
+        return False
+    try:
+        return bool(read_json(path).get("finished"))
+    except (ValueError, OSError):
+        return False
+
+
+def checkpoint_step(task_dir: Path) -> int:
+    """Env step of the task's checkpoint (0 without one)."""
+    path = Path(task_dir) / CHECKPOINT
+    if not path.exists():
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+
+
+def _make_env(family: str, context: dict, max_episode_steps: int | None):
+    from hyperzero.envs import make
+
+    env = make(family, context=context)
+    if max_episode_steps is not None:
+        import gymnasium
+
+        env = gymnasium.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
+    return env
+
+
+def _np_state_to_torch(replay_state: dict) -> dict:
+    return {k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in replay_state.items()}
+
+
+def _torch_state_to_np(replay_state: dict) -> dict:
+    return {k: (v.numpy() if torch.is_tensor(v) else v) for k, v in replay_state.items()}
+
+
+class GroupTrainer:
+    """Runs N tasks of one family in lockstep as one EnsembleTD3."""
+
+    def __init__(self, family: str, tasks: Sequence[TaskSpec], config: TD3Config, progress: bool = True,
+                 position: int = 0):
+        from hyperzero.envs import get_family
+
+        if not tasks:
+            raise ValueError("GroupTrainer needs at least one task")
+        self.family = family
+        self.fam = get_family(family)
+        self.tasks = list(tasks)
+        self.cfg = cfg = config.resolved(family)
+        self.n = len(tasks)
+        self.ep_len = cfg.max_episode_steps or self.fam.episode_steps
+        if cfg.checkpoint_every and cfg.checkpoint_every % self.ep_len:
+            raise ValueError(f"checkpoint_every={cfg.checkpoint_every} must be a multiple of the episode length "
+                             f"{self.ep_len} (checkpoints are taken at episode ends); e.g. --checkpoint-every "
+                             f"{max(1, round(cfg.checkpoint_every / self.ep_len)) * self.ep_len}")
+        self.progress, self.position = progress, position
+        self.device = resolve_device(cfg.device)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        self.agent = EnsembleTD3(self.fam.obs_dim, self.fam.act_dim, cfg, [t.seed for t in tasks], self.device)
+        self.replay = StackedReplay(self.n, min(cfg.replay_capacity, cfg.train_steps), self.fam.obs_dim,
+                                    self.fam.act_dim)
+        self.envs = [_make_env(family, t.context, cfg.max_episode_steps) for t in tasks]
+        self.eval_envs = None
+        self.step = 0
+        self.episodes = np.zeros(self.n, np.int64)  # train episodes started, per member
+        self.last_eval: list[dict | None] = [None] * self.n
+        self._resume()
+        for t in tasks:
+            t.dir.mkdir(parents=True, exist_ok=True)
+        self.loggers = [CurveLogger(t.dir, resume_step=self.step) for t in tasks]
+
+    # ------------------------------------------------------------------ checkpoints
+    def _resume(self) -> None:
+        states = []
+        for t in self.tasks:
+            path = t.dir / CHECKPOINT
+            states.append(torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None)
+        if all(s is None for s in states):
+            return
+        if any(s is None for s in states) or len({s["step"] for s in states}) != 1:
+            raise ValueError("tasks of one ensemble must all resume from the same checkpoint step; "
+                             "train_experts groups tasks by checkpoint step")
+        for t, s in zip(self.tasks, states):
+            if s.get("format") != FORMAT_VERSION:
+                raise ValueError(f"{t.dir / CHECKPOINT}: unknown checkpoint format {s.get('format')}; delete it to retrain")
+            old = s["config"]
+            for key in ("hidden_sizes", "batch_size", "gamma", "precision"):
+                if old[key] != self.cfg.to_dict()[key]:
+                    raise ValueError(f"{t.dir / CHECKPOINT} was trained with {key}={old[key]} but this run asks for "
+                                     f"{self.cfg.to_dict()[key]}; rerun with the same setting or delete the checkpoint")
+        self.agent.load_member_states([s["agent"] for s in states])
+        for i, s in enumerate(states):
+            self.replay.load_member_state(i, _torch_state_to_np(s["replay"]))
+        self.step = int(states[0]["step"])
+        self.episodes = np.array([int(s["episodes"]) for s in states], np.int64)
+        self.last_eval = [s.get("last_eval") for s in states]
+
+    def save_checkpoint(self) -> None:
+        for i, t in enumerate(self.tasks):
+            atomic_torch_save({
+                "format": FORMAT_VERSION, "step": self.step, "episodes": int(self.episodes[i]),
+                "family": self.family, "task_id": t.task_id, "context": t.context, "config": self.cfg.to_dict(),
+                "agent": self.agent.member_state(i), "replay": _np_state_to_torch(self.replay.member_state(i)),
+                "last_eval": self.last_eval[i],
+            }, t.dir / CHECKPOINT)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, episodes: int | None = None) -> list[dict]:
+        """Deterministic episodes on separate env instances, reset with the eval seed stream."""
+        episodes = episodes or self.cfg.eval_episodes
+        if self.eval_envs is None:
+            self.eval_envs = [_make_env(self.family, t.context, self.cfg.max_episode_steps) for t in self.tasks]
+        returns = np.zeros((self.n, episodes))
+        for k in range(episodes):
+            obs = np.stack([env.reset(seed=episode_seed(t.seed, _EVAL_EPISODE, k))[0]
+                            for env, t in zip(self.eval_envs, self.tasks)])
+            done = np.zeros(self.n, bool)
+            while not done.all():
+                act = self.agent.act(obs[:, None])[:, 0]
+                for i, env in enumerate(self.eval_envs):
+                    if done[i]:
+                        continue
+                    obs[i], r, term, trunc, _ = env.step(act[i])
+                    returns[i, k] += r
+                    done[i] = term or trunc
+        return [{"step": self.step, "return_mean": float(returns[i].mean()), "return_std": float(returns[i].std()),
+                 "returns": returns[i].tolist()} for i in range(self.n)]
+
+    # ------------------------------------------------------------------ training
+    def _reset_member(self, i: int) -> np.ndarray:
+        seed = episode_seed(self.tasks[i].seed, _TRAIN_EPISODE, int(self.episodes[i]))
+        self.episodes[i] += 1
+        return self.envs[i].reset(seed=seed)[0]
+
+    def train(self) -> list[dict]:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        obs = np.zeros((self.n, self.fam.obs_dim), np.float32)
+        need_reset = np.ones(self.n, bool)
+        ep_return = np.zeros(self.n)
+        ep_metrics: dict[str, list[np.ndarray]] = {}
+        t0, s0 = time.perf_counter(), self.step
+        bar = tqdm(total=cfg.train_steps, initial=self.step, disable=not self.progress, position=self.position,
+                   desc=f"{self.family} x{self.n}", unit="step", dynamic_ncols=True, leave=True)
+        while self.step < cfg.train_steps:
+            for i in np.flatnonzero(need_reset):
+                obs[i] = self._reset_member(i)
+                ep_return[i] = 0.0
+            need_reset[:] = False
+            if self.step < cfg.random_steps:
+                action = self.agent.random_actions()[:, 0]
+            else:
+                action = self.agent.act(obs[:, None], std=cfg.exploration_std(self.step))[:, 0]
+            env_action = np.clip(action, -1.0, 1.0)
+            stored = env_action if cfg.clip_stored_actions else action
+            next_obs = np.empty_like(obs)
+            reward = np.zeros(self.n, np.float32)
+            not_done = np.ones(self.n, np.float32)
+            for i, env in enumerate(self.envs):
+                next_obs[i], reward[i], term, trunc, _ = env.step(env_action[i])
+                if term or (trunc and not cfg.bootstrap_on_truncation):
+                    not_done[i] = 0.0
+                need_reset[i] = term or trunc
+            self.replay.add(obs, stored, reward, not_done, next_obs)
+            ep_return += reward
+            obs = next_obs
+            self.step += 1
+            if self.step >= cfg.seed_steps and self.step % cfg.critic_update_every == 0:
+                batch = self.replay.sample(cfg.batch_size, [r.replay for r in self.agent.rngs])
+                metrics = self.agent.update(batch, self.step, update_actor=self.step % cfg.actor_update_every == 0)
+                for k, v in metrics.items():
+                    ep_metrics.setdefault(k, []).append(v)
+            bar.update(1)
+            # The final evaluation (quality gate) is the one at step == train_steps.
+            evaluated = (bool(cfg.eval_every) and self.step % cfg.eval_every == 0) or self.step == cfg.train_steps
+            if evaluated:
+                self.last_eval = self.evaluate()
+            if need_reset.any() or evaluated:
+                elapsed = max(time.perf_counter() - t0, 1e-9)
+                rate = (self.step - s0) * self.n / elapsed
+                for i in range(self.n):
+                    row = {"agent_steps_per_s": rate, "exploration_std": cfg.exploration_std(self.step)}
+                    if need_reset[i]:
+                        row["train/episode_return"] = float(ep_return[i])
+                        for k, v in ep_metrics.items():
+                            row[f"train/{k}"] = float(np.mean([x[i] for x in v]))
+                    if evaluated:
+                        row["eval/return_mean"] = self.last_eval[i]["return_mean"]
+                        row["eval/return_std"] = self.last_eval[i]["return_std"]
+                    self.loggers[i].log(self.step, row)
+                if need_reset.any():
+                    ep_metrics = {}
+                shown = [e["return_mean"] for e in self.last_eval if e is not None]
+                bar.set_postfix_str(f"{rate:.0f} agent-steps/s" + (
+                    " eval " + ",".join(f"{r:.0f}" for r in shown) if shown else ""), refresh=False)
+            at_boundary = need_reset.all()
+            periodic = bool(cfg.checkpoint_every) and self.step % cfg.checkpoint_every == 0 and at_boundary
+            if periodic or self.step == cfg.train_steps:  # the last one lets a kill while writing skip retraining
+                self.save_checkpoint()
+        bar.close()
+        if any(e is None or e["step"] != self.step for e in self.last_eval):
+            self.last_eval = self.evaluate()  # resumed from the final checkpoint without its evaluation
+        final = self.last_eval
+        summaries = []
+        for i, t in enumerate(self.tasks):
+            self.loggers[i].close()
+            summaries.append(self._write_expert(i, final[i]))
+        for env in self.envs + (self.eval_envs or []):
+            env.close()
+        return summaries
+
+    def _write_expert(self, i: int, final: dict) -> dict:
+        cfg, t = self.cfg, self.tasks[i]
+        flagged = cfg.quality_threshold is not None and final["return_mean"] < cfg.quality_threshold
+        atomic_torch_save({
+            "format": FORMAT_VERSION, "family": self.family, "task_id": t.task_id, "context": t.context,
+            "obs_dim": self.fam.obs_dim, "act_dim": self.fam.act_dim, "hidden_sizes": list(cfg.hidden_sizes),
+            "train_steps": self.step, "seed": t.seed, "config": cfg.to_dict(),
+            **self.agent.member_networks(i),
+        }, t.dir / EXPERT)
+        summary = {
+            "task_id": t.task_id, "family": self.family, "context": t.context, "train_steps": self.step,
+            "seed": t.seed, "eval_return_mean": final["return_mean"], "eval_return_std": final["return_std"],
+            "eval_returns": final["returns"], "eval_episodes": len(final["returns"]),
+            "quality_threshold": cfg.quality_threshold, "flagged": bool(flagged), "finished": True,
+            "precision": cfg.precision, "config": cfg.to_dict(),
+        }
+        atomic_write_json(t.dir / SUMMARY, summary)  # written last: its presence means the expert is complete
+        return summary
+
+
+def train_group(family: str, tasks: Sequence[TaskSpec], config: TD3Config, progress: bool = True,
+                position: int = 0) -> list[dict]:
+    """Train (or resume) one ensemble; returns the members' summaries."""
+    return GroupTrainer(family, tasks, config, progress=progress, position=position).train()
+
+
+def default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def ceil_div(a: int, b: int) -> int:
+    return int(math.ceil(a / b))
