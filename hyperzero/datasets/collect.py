@@ -1,6 +1,7 @@
 """`collect_dataset`: roll every finished expert of an experts directory into a dataset."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -59,6 +60,31 @@ def _read_summaries(experts_dir: Path) -> tuple[list[tuple[Path, dict]], list[st
     return finished, unfinished
 
 
+def expert_episode_seeds(summary: dict, episode_steps: int) -> set[int]:
+    """Every env seed the expert saw: its own seed, its training episodes' and its evaluation episodes'.
+
+    Reproduces `hyperzero.experts.trainer.episode_seed` streams from the summary (train_steps,
+    eval_episodes, config.max_episode_steps), so dataset seeds can be made disjoint from them.
+    """
+    seed = summary.get("seed")
+    if seed is None:
+        return set()
+    out = {int(seed)}
+    config = summary.get("config") or {}
+    length = int(config.get("max_episode_steps") or episode_steps)
+    n_train = int(summary.get("train_steps") or 0) // max(1, length) + 2
+    n_eval = max(int(summary.get("eval_episodes") or 0), int(config.get("eval_episodes") or 0), 10)
+    return out | _seed_streams(int(seed), n_train, n_eval)
+
+
+@functools.lru_cache(maxsize=16)
+def _seed_streams(seed: int, n_train: int, n_eval: int) -> frozenset[int]:
+    from hyperzero.experts.trainer import _EVAL_EPISODE, _TRAIN_EPISODE, episode_seed
+
+    return frozenset({episode_seed(seed, _TRAIN_EPISODE, i) for i in range(n_train)}
+                     | {episode_seed(seed, _EVAL_EPISODE, k) for k in range(n_eval)})
+
+
 def _default_loader(task_dir: Path):
     try:
         from hyperzero.experts import load_expert
@@ -100,7 +126,8 @@ def collect_dataset(experts_dir: str | Path, out_dir: str | Path, n_episodes: in
     if len(families) != 1:
         raise DatasetError(f"{experts_dir}: experts of several families {families}; a dataset holds one family")
     family = families[0]
-    space = get_family(family).context_space
+    fam = get_family(family)
+    space = fam.context_space
     tasks = []
     for task_dir, summary in finished:
         ctx = space.validate(summary["context"], allow_extrapolation=True)
@@ -138,9 +165,14 @@ def collect_dataset(experts_dir: str | Path, out_dir: str | Path, n_episodes: in
             if bar is not None:
                 bar.set_postfix_str(task_id)
             expert = loader(task_dir)
+            if getattr(expert, "family", family) != family or (
+                    getattr(expert, "context", None) is not None
+                    and space.validate(expert.context, allow_extrapolation=True) != ctx):
+                raise DatasetError(f"{task_dir}: the loaded expert is for {getattr(expert, 'family', '?')} "
+                                   f"{getattr(expert, 'context', '?')}, but summary.json says {family} {ctx}")
             expert_seed = summary.get("seed")
             seeds = dataset_episode_seeds(seed, task_id, n_episodes,
-                                          exclude=[expert_seed] if expert_seed is not None else [])
+                                          exclude=expert_episode_seeds(summary, fam.episode_steps))
             episodes = record_episodes(family, ctx, expert.act, n_episodes, seeds, q_fn=expert.q, batched=True)
             info = ExpertInfo(source=EXPERT_SOURCE, return_mean=summary.get("eval_return_mean"),
                               return_std=summary.get("eval_return_std"), train_steps=summary.get("train_steps"),
