@@ -1,0 +1,151 @@
+"""fit / load_fit: zero-shot generalisation on a synthetic family, no test leakage, resume, round-trip."""
+import csv
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import hyperzero.training.trainer as fit_module
+from hyperzero.datasets.splits import make_split
+from hyperzero.models.config import ModelConfig
+from hyperzero.training import FitConfig, fit, load_fit
+from hyperzero.training.data import TaskSampler
+from hyperzero.training.synthetic import make_synthetic_dataset
+
+SMALL = ModelConfig(embed_dims=(16, 32, 64), hidden_dim=64)
+
+
+def quick(**kw) -> FitConfig:
+    base = dict(steps=40, eval_interval=10, checkpoint_interval=10, log_interval=10, batch_size=64,
+                tasks_per_batch=4, lr=1e-3, val_samples_per_task=64, model=SMALL)
+    base.update(kw)
+    return FitConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return make_synthetic_dataset(n_tasks=12, ctx_dim=1, n_episodes=1, episode_length=50, seed=3)
+
+
+def test_sampler_only_sees_train_tasks(ds, tmp_path, monkeypatch):
+    seen_ids, seen_ctx = set(), []
+
+    class Spy(TaskSampler):
+        def __init__(self, tasks, *a, **kw):
+            seen_ids.update(t.task_id for t in tasks)
+            super().__init__(tasks, *a, **kw)
+
+        def sample(self):
+            b = super().sample()
+            seen_ctx.append(b.context.clone())
+            return b
+
+    monkeypatch.setattr(fit_module, "TaskSampler", Spy)
+    fit(ds, tmp_path, quick(seed=5), progress=False)
+    split = make_split(ds.task_ids, 5, "paper", 0.15)
+    assert seen_ids == set(split.train) and split.test and split.val
+    norm = load_fit(tmp_path).normalizer
+    allowed = {round(float(norm(t.context_vector)[0]), 5) for t in ds.tasks if t.task_id in split.train}
+    used = {round(float(c), 5) for b in seen_ctx for c in b.reshape(-1)}
+    assert len(seen_ctx) == 40 and used <= allowed
+    assert json.load(open(tmp_path / "split.json"))["test"] == split.test
+    info = json.load(open(tmp_path / "run_info.json"))
+    assert info["split"]["test"] == split.test and info["seeds"]["split"] == 5
+
+
+def test_sampler_refuses_held_out_tasks(ds):
+    with pytest.raises(AssertionError, match="held-out"):
+        TaskSampler(ds.tasks[:3], np.zeros((3, 1)), 2, 8, 0, True, forbidden=[ds.tasks[1].task_id])
+
+
+def test_sampler_groups_by_task(ds):
+    s = TaskSampler(ds.tasks[:6], np.arange(6.0)[:, None], 4, 64, 0, True)
+    b = s.sample()
+    assert b.obs.shape == (4, 16, 4) and b.context.shape == (4, 1) and len(set(b.context[:, 0].tolist())) == 4
+    for k in range(4):  # every sample of group k comes from task context[k]
+        task = ds.tasks[int(b.context[k, 0])]
+        rows = {tuple(np.round(r, 5)) for r in task.obs.reshape(-1, 4)}
+        assert all(tuple(np.round(r, 5)) in rows for r in b.obs[k].numpy())
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_resume_after_interruption_continues_from_checkpoint(ds, tmp_path):
+    cfg = quick(method="hyperzero", seed=1)
+    fit(ds, tmp_path / "a", cfg, progress=False)
+
+    def interrupt(step, metrics):
+        if step == 25:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[interrupt])
+    assert not (tmp_path / "b" / "done.json").exists()
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["state"]["step"] == 20
+    steps_after = []
+    fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[lambda s, m: steps_after.append(s)])
+    assert steps_after == list(range(21, 41))     # continued, did not restart
+    wa, wb = _weights(tmp_path / "a" / "model.pt"), _weights(tmp_path / "b" / "model.pt")
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    rows = list(csv.DictReader(open(tmp_path / "b" / "progress.csv")))
+    train_steps = [r["step"] for r in rows if r.get("train/loss")]
+    assert train_steps == ["10", "20", "30", "40"]
+    # a finished fit is not retrained
+    before = (tmp_path / "b" / "model.pt").stat().st_mtime_ns
+    fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[interrupt])
+    assert (tmp_path / "b" / "model.pt").stat().st_mtime_ns == before
+
+
+def test_resume_with_other_config_is_refused(ds, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        fit(ds, tmp_path, quick(), progress=False, callbacks=[lambda s, m: (_ for _ in ()).throw(KeyboardInterrupt)])
+    with pytest.raises(ValueError, match="different config"):
+        fit(ds, tmp_path, quick(lr=5e-4), progress=False)
+
+
+def test_save_load_round_trip_and_selection(ds, tmp_path):
+    fit(ds, tmp_path, quick(method="mlp_uvfa_td", td_gamma=None), progress=False)
+    tm = load_fit(tmp_path)
+    assert tm.method == "mlp_uvfa_td" and tm.has_q and not tm.is_meta and tm.context_names == ["c0"]
+    assert tm.config.model.gamma == pytest.approx(ds.gamma)       # TD discount = the dataset's γ
+    done = json.load(open(tmp_path / "done.json"))
+    best = torch.load(tmp_path / "best.pt", weights_only=True)["model"]
+    for k, v in tm.model.state_dict().items():                    # model.pt is the best-validation weights
+        assert torch.equal(v, best[k]), k
+    assert done["selected"] == "best" and done["best_step"] > 0
+    assert tm.normalize_context({"c0": 2.0})[0] == pytest.approx(1.0)
+    assert tm.normalize_context({"c0": -1.0})[0] == pytest.approx(-0.5)
+    obs = ds.tasks[0].obs[0]
+    a1 = tm.policy(ds.tasks[0].context).act(obs)
+    a2 = load_fit(tmp_path).policy({"c0": float(ds.tasks[0].context_vector[0]), "other": 1}).act(obs)
+    np.testing.assert_array_equal(a1, a2)
+    assert tm.policy(ds.tasks[0].context).q(obs, a1).shape == (obs.shape[0],)
+    with pytest.raises(ValueError, match="lacks features"):
+        tm.policy({"speed": 1.0})
+    with pytest.raises(NotImplementedError):
+        tm.adapt(ds.tasks[0].context, {"obs": obs, "action": a1, "reward": obs[:, 0], "next_obs": obs})
+
+
+def test_authors_td_discount_option(ds, tmp_path):
+    fit(ds, tmp_path, quick(method="hyperzero", td_gamma=1.0, steps=10), progress=False)
+    info = json.load(open(tmp_path / "run_info.json"))
+    assert info["effective"]["td_gamma"] == 1.0 and load_fit(tmp_path).config.model.gamma == 1.0
+
+
+@pytest.mark.parametrize("bad, match", [(dict(method="nope"), "unknown method"), (dict(protocol="x"), "protocol"),
+                                        (dict(batch_size=4, tasks_per_batch=8), "batch_size"),
+                                        (dict(context_norm="zscore"), "context_norm"), (dict(td_gamma=2.0), "td_gamma")])
+def test_bad_config_names_the_problem(bad, match):
+    with pytest.raises(ValueError, match=match):
+        FitConfig(**bad).check()
+
+
+def test_bounds_normalisation_needs_known_bounds(ds, tmp_path):
+    other = dataclasses.replace(ds, family="unknown-family", manifest={})
+    with pytest.raises(ValueError, match="context-norm raw"):
+        fit(other, tmp_path, quick(), progress=False)
