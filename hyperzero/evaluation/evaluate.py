@@ -40,6 +40,7 @@ class EvalConfig:
     eval_seed: int = DEFAULT_EVAL_SEED    # episode i is reset with seed eval_seed + i
     few_shot_k: tuple[int, ...] = ()      # shot counts for meta methods (rows named "<method>@<k>shot")
     methods: list[str] | None = None      # restrict to these methods (default: every complete fit)
+    seeds: list[int] | None = None        # restrict to these split seeds (default: every complete fit)
     videos: bool = False                  # render rollout strips and mp4 videos of generated policies
     video_method: str | None = None       # default: hyperzero if fitted, else the first method
     video_contexts: list[dict] | None = None  # default: the extremes of the run's first varied feature
@@ -85,7 +86,8 @@ class EvalResult:
     written: list[Path] = field(default_factory=list)
 
 
-def find_fits(run_dir: str | Path, methods: Sequence[str] | None = None) -> list[FitRef]:
+def find_fits(run_dir: str | Path, methods: Sequence[str] | None = None,
+              seeds: Sequence[int] | None = None) -> list[FitRef]:
     """Every complete fit (with done.json) under `<run>/fits/<method>/seed_<k>/`, sorted."""
     fits_dir = Path(run_dir) / "fits"
     refs = []
@@ -98,6 +100,8 @@ def find_fits(run_dir: str | Path, methods: Sequence[str] | None = None) -> list
                     try:
                         seed = int(seed_dir.name.split("_", 1)[1])
                     except ValueError:
+                        continue
+                    if seeds is not None and seed not in seeds:
                         continue
                     refs.append(FitRef(method_dir.name, seed, seed_dir))
     if methods:
@@ -183,8 +187,10 @@ class ExpertReference:
 
 
 def _default_load_fit(fit_dir: Path):
+    from hyperzero.launchers.baselines import register_baselines
     from hyperzero.training import load_fit
 
+    register_baselines()
     return load_fit(fit_dir)
 
 
@@ -209,7 +215,7 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
     dataset = load_dataset(run_dir / "dataset")
     seeds = config.episode_seeds
     check_seed_overlap(seeds, dataset)
-    fits = find_fits(run_dir, config.methods)
+    fits = find_fits(run_dir, config.methods, config.seeds)
     if not fits:
         raise ValueError(f"no complete fits under {run_dir / 'fits'} (a fit is complete when it has done.json); "
                          f"run the fit stage first (`hyperzero run` resumes it)")
