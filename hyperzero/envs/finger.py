@@ -7,6 +7,8 @@ Length is the distal phalanx length; fingertip, spinner position and spinner cap
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 from dm_control.suite import finger
 
@@ -44,11 +46,35 @@ def hinge_velocity(physics) -> float:
     return float(np.asarray(physics.hinge_velocity()).reshape(-1)[0])
 
 
+def _sensor_slices(physics) -> dict[str, np.ndarray]:
+    """Flat indices into sensordata of every sensor the observation reads (named indexing is slow)."""
+    index = physics.named.data.sensordata._convert_key  # dm_control's own name -> index mapping
+    return {name: np.arange(physics.model.nsensordata)[index(name)].reshape(-1)
+            for name in ("proximal", "distal", "tip", "spinner", "proximal_velocity", "distal_velocity",
+                         "hinge_velocity", "touchtop", "touchbottom")}
+
+
 class ContextualSpin(finger.Spin):
     def __init__(self, speed: float, value_at_margin: float, random=None):
         self._target_speed = speed
         self._value_at_margin = value_at_margin
+        self._index = None
         super().__init__(random=random)
+
+    def get_observation(self, physics):
+        # dm_control's finger observation, read with precomputed indices (same values, fewer µs).
+        if self._index is None:
+            i = _sensor_slices(physics)
+            self._index = (np.concatenate([i["proximal"], i["distal"]]), i["tip"][[0, 2]], i["spinner"][[0, 2]],
+                           np.concatenate([i["proximal_velocity"], i["distal_velocity"], i["hinge_velocity"]]),
+                           np.concatenate([i["touchtop"], i["touchbottom"]]))
+        joints, tip, spinner, velocity, touch = self._index
+        data = physics.data.sensordata
+        obs = collections.OrderedDict()
+        obs["position"] = np.concatenate([data[joints], data[tip] - data[spinner]])
+        obs["velocity"] = data[velocity]
+        obs["touch"] = np.log1p(data[touch])
+        return obs
 
     def get_reward(self, physics):
         return directional_speed(hinge_velocity(physics), self._target_speed, self._value_at_margin)

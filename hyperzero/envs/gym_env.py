@@ -15,10 +15,15 @@ def flatten_observation(observation: Mapping[str, Any]) -> np.ndarray:
     return np.concatenate([np.asarray(v, dtype=np.float32).reshape(-1) for v in observation.values()])
 
 
+def _fast_flatten(observation: Mapping[str, Any]) -> np.ndarray:
+    # Same result as flatten_observation when every entry is at least 1-D (checked at reset).
+    return np.concatenate(tuple(observation.values()), dtype=np.float32)
+
+
 class ContextualEnv(gym.Env):
     """One task of a contextual family as a Gymnasium env.
 
-    * observations: float32 Box; actions: float32 Box in [-1, 1] (clipped; MuJoCo clamps anyway);
+    * observations: float32 Box; actions: float32 Box in [-1, 1] (MuJoCo clamps the control to it);
     * `info["context"]` (dict) and `info["context_id"]` on reset and step;
     * the 1000-step time limit ends episodes with `truncated=True, terminated=False`;
     * `reset(seed=s)` reseeds dm_control's task RNG, so same seed + context -> same episode;
@@ -48,6 +53,7 @@ class ContextualEnv(gym.Env):
     def _build(self, context: Mapping[str, float] | None) -> None:
         self.context = self.family.context_space.validate(context, self._allow_extrapolation)
         self.context_id = context_id(self.context)
+        self._flatten_fn = None
         self._env = self.family.make_dmc(self.context, seed=self._pending_seed, value_at_margin=self._value_at_margin,
                                          allow_extrapolation=self._allow_extrapolation)
 
@@ -63,6 +69,12 @@ class ContextualEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         return {"context": dict(self.context), "context_id": self.context_id}
 
+    def _flatten(self, observation) -> np.ndarray:
+        if self._flatten_fn is None:
+            all_1d = all(np.ndim(v) >= 1 for v in observation.values())
+            self._flatten_fn = _fast_flatten if all_1d else flatten_observation
+        return self._flatten_fn(observation)
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if options and "context" in options:
@@ -71,17 +83,17 @@ class ContextualEnv(gym.Env):
         elif seed is not None:
             self._env.task._random = np.random.RandomState(seed)
         timestep = self._env.reset()
-        return flatten_observation(timestep.observation), self._info()
+        return self._flatten(timestep.observation), self._info()
 
     def step(self, action):
-        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        # No clipping here: every family's actuators are ctrllimited to [-1, 1], so MuJoCo clamps.
         timestep = self._env.step(action)
         terminated = truncated = False
         if timestep.last():
             # dm_control ends a time limit with discount 1 (truncation), a true end with discount 0.
             terminated = timestep.discount == 0.0
             truncated = not terminated
-        return flatten_observation(timestep.observation), float(timestep.reward or 0.0), terminated, truncated, self._info()
+        return self._flatten(timestep.observation), float(timestep.reward or 0.0), terminated, truncated, self._info()
 
     def render(self):
         height, width = self._render_size

@@ -18,9 +18,12 @@ def test_cheetah_reward_equals_dm_control_run_step_for_step():
     t1, t2 = ours.reset(), theirs.reset()
     np.testing.assert_array_equal(t1.observation["position"], t2.observation["position"])
     # a policy that makes the cheetah move, so the reward is not identically 0
+    rewards = []
     for a in _actions(300, 6, seed=1):
         t1, t2 = ours.step(a), theirs.step(a)
         assert t1.reward == t2.reward
+        rewards.append(t1.reward)
+    assert max(rewards) > 0  # the comparison covered non-trivial rewards
 
 
 def test_negative_speed_rewards_backward_motion_on_a_recorded_trajectory():
@@ -142,3 +145,15 @@ def test_same_seed_and_context_give_identical_trajectories(family):
 
     np.testing.assert_array_equal(run(3), run(3))
     assert not np.array_equal(run(3), run(4))
+
+
+def test_finger_fast_observation_equals_dm_control_observation():
+    env = get_family("finger-spin").make_dmc({"finger_length": 0.2}, seed=0)
+    env.reset()
+    reference = suite.finger.Spin(random=0)
+    for a in _actions(100, 2, seed=6):
+        env.step(a)
+        ours, theirs = env.task.get_observation(env.physics), reference.get_observation(env.physics)
+        assert list(ours) == list(theirs)
+        for k in ours:
+            np.testing.assert_array_equal(ours[k], theirs[k])
