@@ -299,3 +299,20 @@ def test_episodes_dataclass_and_record_errors():
         record_episodes(FAMILY, None, pd_policy, 2, seeds=[1])
     with pytest.raises(ValueError, match="shape"):
         record_episodes(FAMILY, None, lambda o: np.zeros(3), 1, seeds=[1])
+
+
+def test_the_documented_sb3_example_runs(tmp_path, monkeypatch):
+    """docs/dataset-format.md's "fill it from your own RL solver" block, run as written (a policy not ours)."""
+    pytest.importorskip("stable_baselines3")
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "dataset-format.md").read_text()
+    section = doc.split("## Fill it from your own RL solver", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "dataset-format.md", "exec"), {})
+    ds = load_dataset(tmp_path / "my_dataset")
+    assert ds.task_ids == ["speed=2_torso_length=0.5", "speed=4_torso_length=0.5"]
+    assert ds.has_q and ds.tasks[0].expert.source == "stable-baselines3"
+    assert ds.tasks[1].episode_seed.tolist() == [2_000_010, 2_000_011]
