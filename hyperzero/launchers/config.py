@@ -262,4 +262,4 @@ def invalidated_stages(differences: Sequence[str]) -> list[str]:
 
 
 def dump_yaml(config: Mapping) -> str:
-    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None, width=110)
+    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)

@@ -204,7 +204,7 @@ def fit_problem(fit_dir: Path) -> str | None:
     return None
 
 
-def fit_one(run_dir: str, method: str, seed: int, fit_section: dict, device: str | None) -> str:
+def fit_one(run_dir: str, method: str, seed: int, fit_section: dict, device: str | None, progress: bool = True) -> str:
     """Fit one (method, split seed) into `<run>/fits/<method>/seed_<k>/`. Runs in-process or as a Ray task."""
     from hyperzero.datasets import load_dataset
     from hyperzero.launchers.baselines import register_baselines
@@ -213,7 +213,11 @@ def fit_one(run_dir: str, method: str, seed: int, fit_section: dict, device: str
     register_baselines()
     out_dir = Path(run_dir) / "fits" / method / f"seed_{seed}"
     cfg = fit_config(fit_section, method, seed, device)
-    fit(load_dataset(Path(run_dir) / "dataset"), out_dir, cfg)
+    dataset = load_dataset(Path(run_dir) / "dataset")
+    bounds = dataset.manifest.get("context_bounds")
+    if isinstance(bounds, dict):  # the manifest stores {name: [lo, hi]}; hand training the rows in name order
+        dataset.manifest = {**dataset.manifest, "context_bounds": [bounds[n] for n in dataset.context_names]}
+    fit(dataset, out_dir, cfg, progress=progress)
     return str(out_dir)
 
 
@@ -241,7 +245,7 @@ def run_fits_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
         bar = tqdm(todo, desc="fits", unit="fit", disable=not runtime.progress)
         for method, seed in bar:
             bar.set_postfix_str(f"{method} seed {seed}")
-            fit_one(str(run_dir), method, seed, fit_section, runtime.device)
+            fit_one(str(run_dir), method, seed, fit_section, runtime.device, runtime.progress)
     bad = [f"{m}/seed_{s}" for m, s in jobs if fit_problem(run_dir / "fits" / m / f"seed_{s}") is not None]
     if bad:
         raise RuntimeError(f"fits {bad} did not complete; rerun the same command to resume")
@@ -254,7 +258,7 @@ def _run_fits_ray(run_dir: Path, todo: list[tuple[str, int]], fit_section: dict,
     if not ray.is_initialized():
         ray.init(address=runtime.address, ignore_reinit_error=True, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(fit_one)
-    pending = [remote.remote(str(run_dir), m, s, fit_section, runtime.device) for m, s in todo]
+    pending = [remote.remote(str(run_dir), m, s, fit_section, runtime.device, False) for m, s in todo]
     with tqdm(total=len(pending), desc="fits (ray)", unit="fit", disable=not runtime.progress) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
