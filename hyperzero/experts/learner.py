@@ -158,7 +158,8 @@ class EnsembleTD3:
             sd = opt.state_dict()
             opts[name] = {
                 "param_groups": sd["param_groups"],
-                "state": {pid: {k: (v[rows].cpu().clone() if torch.is_tensor(v) and v.dim() > 0 else v)
+                # clone the scalar `step` too: the optimizer increments it in place
+                "state": {pid: {k: (v[rows].cpu().clone() if v.dim() > 0 else v.cpu().clone()) if torch.is_tensor(v) else v
                                 for k, v in st.items()} for pid, st in sd["state"].items()},
             }
         return {"seed": self.seeds[i], "nets": nets, "optim": opts, "rng": self.rngs[i].state(),
@@ -197,7 +198,7 @@ class EnsembleTD3:
                         new_state[pid_key][k] = torch.cat([s["optim"][name]["state"][pid][k] for s in states]
                                                           ).to(self.device)
                     else:
-                        new_state[pid_key][k] = v
+                        new_state[pid_key][k] = v.clone() if torch.is_tensor(v) else v
             opt.load_state_dict({"state": new_state, "param_groups": sd["param_groups"]})
         for rng, s in zip(self.rngs, states):
             rng.load_state(s["rng"])

@@ -54,4 +54,6 @@ class StackedReplay:
                              "resume with the same replay_capacity and train_steps")
         for name in FIELDS:
             getattr(self, name)[i, : state["size"]] = state[name]
-        self.ptr, self.size = int(state["ptr"]), int(state["size"])
+        self.size = int(state["size"])
+        # A larger capacity than at save time (e.g. more train_steps) keeps appending after the saved rows.
+        self.ptr = int(state["ptr"]) if self.capacity == int(state["capacity"]) else self.size % self.capacity

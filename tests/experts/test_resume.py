@@ -1,0 +1,78 @@
+"""Checkpoints: a resumed run equals the uninterrupted one; SIGKILL mid-run, rerun, finish."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hyperzero.experts import load_expert, train_experts, train_group
+from hyperzero.experts.trainer import checkpoint_step, is_finished
+
+from .helpers import task, tiny
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path):
+    cfg = tiny(train_steps=400, replay_capacity=1000)
+    straight = task(tmp_path / "straight", 4, speed=3.0)
+    split = task(tmp_path / "split", 4, speed=3.0)
+    s1 = train_group("cheetah-run", [straight], cfg, progress=False)[0]
+    train_group("cheetah-run", [split], tiny(train_steps=200, replay_capacity=1000), progress=False)  # "killed" at 200
+    assert checkpoint_step(split.dir) == 200
+    s2 = train_group("cheetah-run", [split], cfg, progress=False)[0]  # resumes from the step-200 checkpoint
+    a = torch.load(straight.dir / "expert.pt", weights_only=True)
+    b = torch.load(split.dir / "expert.pt", weights_only=True)
+    for k in a["actor"]:
+        torch.testing.assert_close(a["actor"][k], b["actor"][k], rtol=1e-5, atol=1e-6)
+    assert s1["eval_return_mean"] == pytest.approx(s2["eval_return_mean"], abs=1e-3)
+    steps = [int(float(r["step"])) for r in csv.DictReader(open(split.dir / "progress.csv"))]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 400
+
+
+def _cli(out: Path) -> list[str]:
+    return [sys.executable, "-m", "hyperzero", "experts", "train", "--family", "cheetah-run",
+            "--contexts", "speed=2", "speed=-3", "--out", str(out), "--steps", "1500", "--max-episode-steps", "100",
+            "--checkpoint-every", "100", "--eval-every", "500", "--eval-episodes", "1", "--hidden", "32,32",
+            "--batch-size", "32", "--seed-steps", "100", "--random-steps", "50", "--workers", "1", "--threads", "1",
+            "--no-progress"]
+
+
+def test_sigkill_then_same_command_resumes_and_finishes(tmp_path):
+    out = tmp_path / "experts"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MUJOCO_GL": "egl"}
+    proc = subprocess.Popen(_cli(out), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dirs = [out / "speed=2_torso_length=0.5", out / "speed=-3_torso_length=0.5"]
+    deadline = time.time() + 120
+    killed_at = 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            killed_at = min(checkpoint_step(d) for d in dirs)
+        except Exception:  # a checkpoint being replaced right now; try again
+            killed_at = 0
+        if killed_at >= 300:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.2)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, f"run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    assert not any(is_finished(d) for d in dirs) and 300 <= killed_at < 1500
+    done = subprocess.run(_cli(out), env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for d in dirs:
+        assert is_finished(d)
+        expert = load_expert(d)
+        assert expert.train_steps == 1500 and expert.summary["train_steps"] == 1500
+        steps = [int(float(r["step"])) for r in csv.DictReader(open(d / "progress.csv"))]
+        assert len(steps) == len(set(steps)) and steps == sorted(steps) and steps[-1] == 1500
+        assert steps[0] == 100  # rows from before the kill were kept, not restarted
+    # a third run retrains nothing (finished experts are never retrained)
+    mtime = (dirs[0] / "expert.pt").stat().st_mtime_ns
+    summaries = train_experts("cheetah-run", [{"speed": 2.0}], out, tiny(train_steps=1500, max_episode_steps=100),
+                              progress=False)
+    assert summaries[0]["train_steps"] == 1500 and (dirs[0] / "expert.pt").stat().st_mtime_ns == mtime
