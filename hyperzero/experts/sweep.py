@@ -141,7 +141,11 @@ def worker_env_vars() -> dict[str, str]:
 
 def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Connect to `address`, or start a local loopback-only instance. Returns True if we started Ray here."""
+    if not address:
+        for k, v in LOOPBACK_ENV.items():
+            os.environ[k] = v  # before `import ray`: ray_constants reads them at import; child processes inherit them
     import ray
+    from ray._private import ray_constants
 
     if ray.is_initialized():
         return False
@@ -149,8 +153,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
         return True
-    for k, v in LOOPBACK_ENV.items():
-        os.environ[k] = v  # must be set before Ray starts: the raylet and GCS read it at start-up
+    # Ray may have been imported before the env var was set (e.g. by the caller): its constant is read at import.
+    ray_constants.ENABLE_RAY_CLUSTER = False
     ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
     node_ip = ray.util.get_node_ip_address()
     if node_ip != "127.0.0.1":
