@@ -8,7 +8,6 @@ Task files are plain `.npz` archives readable with `numpy.load(path, allow_pickl
 from __future__ import annotations
 
 import hashlib
-import math
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -394,8 +393,9 @@ def _check_against_family(manifest: Mapping[str, Any], path: Path) -> None:
 
 
 def read_manifest(directory: str | Path) -> dict:
-    from hyperzero.utils.io import read_json
     import json
+
+    from hyperzero.utils.io import read_json
 
     path = Path(directory) / MANIFEST_NAME
     if not path.is_file():
@@ -430,7 +430,3 @@ def load_dataset(directory: str | Path, verify_sha256: bool = True, allow_unfina
     return RolloutDataset(directory=directory, family=manifest["family"], context_names=list(manifest["context_names"]),
                           gamma=float(manifest["gamma"]), obs_dim=int(manifest["obs_dim"]),
                           act_dim=int(manifest["act_dim"]), tasks=tasks, manifest=manifest)
-
-
-def nan_to_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

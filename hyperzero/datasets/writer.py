@@ -142,7 +142,7 @@ class DatasetWriter:
         try:
             old = read_manifest(self.directory)
         except DatasetError as e:
-            raise DatasetError(f"{e}\n(to start this dataset afresh, pass overwrite=True)") from e
+            raise DatasetError(f"{e}\n(to start this dataset afresh, delete {self.directory} or pass overwrite=True)") from e
         want = {"family": self.family_name, "context_names": self.context_names, "gamma": self.gamma,
                 "obs_dim": int(self.family.obs_dim), "act_dim": int(self.family.act_dim)}
         for key, value in want.items():

@@ -95,6 +95,9 @@ def test_collect_is_deterministic_and_resumes(experts_dir, collected, tmp_path):
     assert calls == []
     with pytest.raises(DatasetError, match="collected with .*'seed': 5.*not .*'seed': 6"):
         collect_dataset(experts_dir, out, n_episodes=2, seed=6, progress=False)
+    with pytest.raises(DatasetError, match="'exclude_flagged': True"):
+        collect_dataset(experts_dir, out, n_episodes=2, seed=5, exclude_flagged=True, progress=False)
+    assert load_dataset(out).task_ids == list(ref)  # a refused rerun leaves the dataset as it was
 
 
 def test_another_seed_gives_other_episodes(experts_dir, collected, tmp_path):
