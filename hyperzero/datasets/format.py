@@ -348,6 +348,12 @@ def check_manifest(manifest: Any, path: Path) -> None:
                            f"reads version {FORMAT_VERSION}); rebuild the dataset with this version")
     if not isinstance(manifest["context_names"], list) or not manifest["context_names"]:
         raise DatasetError(f"{path}: context_names must be a non-empty list")
+    bounds = manifest.get("context_bounds")
+    if bounds is not None:
+        b = np.asarray(bounds, dtype=np.float64) if isinstance(bounds, list) else None
+        if b is None or b.shape != (len(manifest["context_names"]), 2) or not (b[:, 0] < b[:, 1]).all():
+            raise DatasetError(f"{path}: context_bounds must be one [lo, hi] pair (lo < hi) per context name "
+                               f"{manifest['context_names']}, got {bounds!r}")
     if not (isinstance(manifest["gamma"], (int, float)) and 0.0 <= manifest["gamma"] <= 1.0):
         raise DatasetError(f"{path}: gamma must be a number in [0, 1], got {manifest['gamma']!r}")
     seen = set()

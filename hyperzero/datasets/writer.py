@@ -110,8 +110,7 @@ class DatasetWriter:
         self.close()
 
     def _fresh_manifest(self) -> dict:
-        bounds = self.family.context_space.bounds(self.context_names)
-        bounds = {n: [float(lo), float(hi)] for n, (lo, hi) in zip(self.context_names, bounds)}
+        bounds = [[float(lo), float(hi)] for lo, hi in self.family.context_space.bounds(self.context_names)]
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         return {
             "format_version": FORMAT_VERSION,

@@ -105,7 +105,7 @@ def test_round_trip(dataset_dir, recorded):
     e = m["tasks"][0]
     assert e["episode_seeds"] == [100, 101] and e["n_episodes"] == 2 and e["episode_length"] == 1000
     assert e["episode_return_mean"] == pytest.approx(recorded[0].returns.mean())
-    assert m["context_bounds"] == {"speed": [-10.0, 10.0], "torso_length": [0.3, 0.7]}
+    assert m["context_bounds"] == [[-10.0, 10.0], [0.3, 0.7]]  # in context_names order
     assert not list(dataset_dir.rglob("*.tmp"))
 
 
