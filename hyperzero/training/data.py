@@ -35,6 +35,8 @@ class ContextNormalizer:
         if mode == "raw":
             return cls(dataset.context_names, "raw")
         bounds = (getattr(dataset, "manifest", None) or {}).get("context_bounds")
+        if isinstance(bounds, dict):  # {name: [lo, hi]}
+            bounds = [bounds[n] for n in dataset.context_names] if all(n in bounds for n in dataset.context_names) else None
         if bounds is None:
             try:
                 from hyperzero.envs import get_family

@@ -102,3 +102,26 @@ def make_synthetic_dataset(contexts: np.ndarray | None = None, n_tasks: int = 16
                                    np.zeros((n_episodes, episode_length), bool), truncated, rtg.copy(), rtg))
     manifest = {"context_bounds": [[lo, hi]] * ctx_dim, "_gain": gain}
     return SyntheticDataset("synthetic-linear", names, gamma, obs_dim, act_dim, tasks, manifest)
+
+
+def write_synthetic_dataset(directory: str | Path, family: str = "cheetah-run", feature: str = "speed",
+                            values=(-8.0, -6.0, -4.0, -2.0, 2.0, 4.0, 6.0, 8.0), n_episodes: int = 1,
+                            episode_length: int = 50, gamma: float = 0.99, seed: int = 0) -> Path:
+    """Write the synthetic policy family in the real dataset format, shaped like `family` (obs/act dims,
+    one varied `feature` with the family's bounds), for end-to-end tests of fit and the CLI."""
+    from hyperzero.datasets import DatasetWriter
+    from hyperzero.envs import get_family
+
+    fam = get_family(family)
+    lo, hi = fam.context_space.bounds([feature])[0]
+    ds = make_synthetic_dataset(np.asarray(values, dtype=np.float64)[:, None], obs_dim=fam.obs_dim,
+                                act_dim=fam.act_dim, n_episodes=n_episodes, episode_length=episode_length,
+                                gamma=gamma, bounds=(float(lo), float(hi)), seed=seed)
+    writer = DatasetWriter(directory, family, [feature], gamma=gamma, overwrite=True)
+    for i, t in enumerate(ds.tasks):
+        episodes = {"obs": t.obs, "action": t.action, "reward": t.reward, "next_obs": t.next_obs,
+                    "terminated": t.terminated, "truncated": t.truncated, "q": t.q,
+                    "episode_seed": np.arange(n_episodes, dtype=np.int64) + 1000 * i}
+        writer.add_task({feature: float(t.context_vector[0])}, episodes, {"source": "synthetic"})
+    writer.finalize()
+    return Path(directory)

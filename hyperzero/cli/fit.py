@@ -1,0 +1,99 @@
+"""`hyperzero fit`: train approximators (one or all methods x split seeds) on a rollout dataset."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+ORDER = 40
+
+
+def register(subparsers) -> None:
+    from hyperzero.models.config import ModelConfig
+    from hyperzero.models.registry import METHODS
+    from hyperzero.training.config import FitConfig
+
+    d, m = FitConfig(), ModelConfig()
+    p = subparsers.add_parser(
+        "fit", help="train HyperZero / baselines on a dataset (resumable; finished fits are skipped)",
+        description="Train approximators on the TRAIN tasks of each split seed; select on VAL tasks (carved from "
+                    "train); TEST tasks are never used. Writes OUT/<method>/seed_<k>/{model.pt, split.json, "
+                    "progress.csv, tb/, run_info.json, done.json}. Rerun the same command to resume.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", required=True, help="dataset directory (with manifest.json)")
+    p.add_argument("--method", default="hyperzero",
+                   help=f"a method or 'all' (every registered method) or a comma list; methods: {', '.join(METHODS)}")
+    p.add_argument("--seeds", default="0", help="comma-separated split seeds; seed k = split k and init k")
+    p.add_argument("--out", required=True, help="output directory; fits go to OUT/<method>/seed_<k>/")
+    p.add_argument("--protocol", choices=["paper", "hypogen"], default=d.protocol,
+                   help="paper: 15%% of tasks held out for test; hypogen: 80%%")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="fraction of non-test tasks used for validation (checkpoint selection, early stopping)")
+    p.add_argument("--steps", type=int, default=d.steps, help="gradient steps (the same for every method)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per gradient step (all tasks)")
+    p.add_argument("--tasks-per-batch", type=int, default=d.tasks_per_batch,
+                   help="K tasks per batch, batch-size/K samples each (weights generated once per task)")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--eval-interval", type=int, default=d.eval_interval, help="steps between validation evaluations")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help="early stopping after this many evaluations without improvement; 0 = off (equal budgets)")
+    p.add_argument("--checkpoint-interval", type=int, default=d.checkpoint_interval,
+                   help="steps between resumable checkpoints")
+    p.add_argument("--context-norm", choices=["bounds", "raw"], default=d.context_norm,
+                   help="bounds: map the family's nominal context bounds to [-1, 1]; raw: feed contexts as they are")
+    p.add_argument("--td-gamma", type=float, default=None,
+                   help="discount in the TD loss; default the dataset's gamma (experts'); 1.0 = the authors' code")
+    p.add_argument("--head-init", choices=["uniform", "hyperfan_in"], default=m.head_init,
+                   help="hypernetwork head init: authors' uniform (±0.05 / ±0.008) or hyperfan-in (Chang et al. 2020)")
+    p.add_argument("--hidden-dim", type=int, default=m.hidden_dim, help="hidden width of policy and Q networks")
+    p.add_argument("--value-weight", type=float, default=m.value_weight, help="w_v: weight of the Q regression loss")
+    p.add_argument("--td-weight", type=float, default=m.td_weight, help="w_td: weight of the TD loss")
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda[:i]")
+    p.add_argument("--threads", type=int, default=d.num_threads, help="torch threads; 0 = torch default")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def parse_methods(text: str) -> list[str]:
+    from hyperzero.models.registry import METHODS
+
+    names = list(METHODS) if text == "all" else [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [n for n in names if n not in METHODS]
+    if unknown or not names:
+        raise ValueError(f"unknown method(s) {unknown or text!r}; choose from {', '.join(METHODS)} or 'all'")
+    return names
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, e.g. 0,1,2 (got {text!r})") from None
+    if not seeds:
+        raise ValueError("--seeds is empty; give e.g. --seeds 0,1,2")
+    return seeds
+
+
+def run(args) -> int:
+    from hyperzero.datasets import load_dataset
+    from hyperzero.models.config import ModelConfig
+    from hyperzero.training import FitConfig, fit
+
+    methods, seeds = parse_methods(args.method), parse_seeds(args.seeds)
+    model = dataclasses.replace(ModelConfig(), head_init=args.head_init, hidden_dim=args.hidden_dim,
+                                value_weight=args.value_weight, td_weight=args.td_weight)
+    base = FitConfig(protocol=args.protocol, val_fraction=args.val_fraction, steps=args.steps,
+                     batch_size=args.batch_size, tasks_per_batch=args.tasks_per_batch, lr=args.lr,
+                     eval_interval=args.eval_interval, patience=args.patience,
+                     checkpoint_interval=args.checkpoint_interval, context_norm=args.context_norm,
+                     td_gamma=args.td_gamma, device=args.device, num_threads=args.threads, model=model)
+    configs = [dataclasses.replace(base, method=mth, seed=s) for mth in methods for s in seeds]
+    for c in configs:
+        c.check()  # fail on bad options before any training
+    ds = load_dataset(args.dataset)
+    for c in configs:
+        out = Path(args.out) / c.method / f"seed_{c.seed}"
+        done = (out / "done.json").exists()
+        print(f"[fit] {c.method} seed {c.seed} -> {out}{' (done, skipped)' if done else ''}", flush=True)
+        fit(ds, out, c, progress=not args.no_progress)
+    return 0
