@@ -316,3 +316,19 @@ def test_the_documented_sb3_example_runs(tmp_path, monkeypatch):
     assert ds.task_ids == ["speed=2_torso_length=0.5", "speed=4_torso_length=0.5"]
     assert ds.has_q and ds.tasks[0].expert.source == "stable-baselines3"
     assert ds.tasks[1].episode_seed.tolist() == [2_000_010, 2_000_011]
+
+
+def test_manifest_structure_errors(copy):
+    m = manifest_of(copy)
+    m["context_bounds"] = [[-10.0, 10.0]]  # one pair for two context names
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="context_bounds must be one"):
+        load_dataset(copy)
+    del m["context_bounds"], m["obs_dim"]
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match=r"manifest\.json: manifest is missing \['obs_dim'\]"):
+        load_dataset(copy)
+    m["obs_dim"], m["format_version"] = 17, 2
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(DatasetError, match="format_version 2 is not supported"):
+        load_dataset(copy)
