@@ -105,7 +105,8 @@ class GeneratingApproximator(Approximator):
         return total, metrics
 
     def td_loss(self, nets: TaskNets, batch: TaskBatch) -> torch.Tensor:
-        next_action = nets.act(batch.next_obs).detach()  # stop-gradient on ā = π̂(s') only
+        with torch.no_grad():  # stop-gradient on ā = π̂(s') only (no graph is built for it)
+            next_action = nets.act(batch.next_obs)
         target = batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * nets.value(batch.next_obs, next_action)
         return (batch.q - target).pow(2).mean()
 
