@@ -175,6 +175,21 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
             doc.html.append(f'<p><a href="{html.escape(rel)}">{html.escape(v.name)}</a></p>')
         doc.md.append("")
 
+    # --- wall time ---
+    timings_path = run_dir / "stage_times.json"
+    if timings_path.exists():
+        try:
+            history = read_json(timings_path)
+        except (OSError, json.JSONDecodeError):
+            history = []
+        if history:
+            doc.heading("Wall time")
+            doc.para("Seconds per stage of each `hyperzero run` invocation in this directory (a resumed run "
+                     "shows several; a skipped stage takes ~0 s). The report stage itself is not included.")
+            stages = ["experts", "dataset", "fits", "eval", "total"]
+            doc.table(["started"] + stages, [[h.get("started", "")] + [h.get("seconds", {}).get(s, "") for s in stages]
+                                             for h in history])
+
     # --- reproduction ---
     doc.heading("Reproduce")
     cmd = command or run_info.get("command") or sys.argv

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from hyperzero.launchers.config import (config_differences, dump_yaml, fit_config, incompatible, invalidated_stages,
                                         load_config_source, resolve_config, resolve_contexts)
-from hyperzero.utils.io import atomic_write_text, read_json
+from hyperzero.utils.io import atomic_write_json, atomic_write_text, read_json
 from hyperzero.utils.runinfo import write_run_info
 
 STAGES = ("experts", "dataset", "fits", "eval", "report")
@@ -341,12 +341,26 @@ def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequ
                    stage="pipeline", source=source, overrides=list(overrides),
                    runtime={"executor": runtime.executor, "address": runtime.address, "device": runtime.device})
     t0 = time.time()
+    timings_path = run_dir / "stage_times.json"
+    try:
+        history = read_json(timings_path) if timings_path.exists() else []
+    except (OSError, ValueError):
+        history = []
+    invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": {}}
+    history.append(invocation)
     for i, stage in enumerate(STAGES, start=1):
         _say(f"stage {i}/{len(STAGES)}: {stage}")
         start = time.time()
+        if stage == "report":  # the report shows this invocation's timings, so record them first
+            invocation["seconds"]["total"] = round(time.time() - t0, 1)
+            atomic_write_json(timings_path, history)
         STAGE_FUNCTIONS[stage](run_dir, config, runtime)
+        invocation["seconds"][stage] = round(time.time() - start, 1)
+        atomic_write_json(timings_path, history)
         _say(f"stage {stage} done in {time.time() - start:.1f} s")
         if stage == stop_after:
             break
+    invocation["seconds"]["total"] = round(time.time() - t0, 1)
+    atomic_write_json(timings_path, history)
     _say(f"finished in {time.time() - t0:.1f} s: {run_dir}")
     return run_dir
