@@ -213,11 +213,7 @@ def fit_one(run_dir: str, method: str, seed: int, fit_section: dict, device: str
     register_baselines()
     out_dir = Path(run_dir) / "fits" / method / f"seed_{seed}"
     cfg = fit_config(fit_section, method, seed, device)
-    dataset = load_dataset(Path(run_dir) / "dataset")
-    bounds = dataset.manifest.get("context_bounds")
-    if isinstance(bounds, dict):  # the manifest stores {name: [lo, hi]}; hand training the rows in name order
-        dataset.manifest = {**dataset.manifest, "context_bounds": [bounds[n] for n in dataset.context_names]}
-    fit(dataset, out_dir, cfg, progress=progress)
+    fit(load_dataset(Path(run_dir) / "dataset"), out_dir, cfg, progress=progress)
     return str(out_dir)
 
 
