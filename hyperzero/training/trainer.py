@@ -60,16 +60,17 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
     ds = _load(dataset)
     out = Path(out_dir)
     resolved = resolve_config(cfg, ds)
-    if (out / DONE).exists():
-        return out
-    out.mkdir(parents=True, exist_ok=True)
     if (out / "run_info.json").exists():
         old = read_json(out / "run_info.json")["config"]
         new = asdict(resolved)
         diff = sorted(k for k in new if k not in _RESUMABLE_CHANGES and _jsonable(old.get(k)) != _jsonable(new[k]))
         if diff:
-            raise ValueError(f"{out} holds an unfinished fit with a different config (fields {diff}); "
-                             "rerun with the same options to resume, or choose a new --out")
+            state = "a finished" if (out / DONE).exists() else "an unfinished"
+            raise ValueError(f"{out} holds {state} fit with a different config (fields {diff}); "
+                             "rerun with the same options to resume or skip it, or choose a new --out")
+    if (out / DONE).exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)

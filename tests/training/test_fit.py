@@ -99,6 +99,8 @@ def test_resume_after_interruption_continues_from_checkpoint(ds, tmp_path):
     before = (tmp_path / "b" / "model.pt").stat().st_mtime_ns
     fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[interrupt])
     assert (tmp_path / "b" / "model.pt").stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="finished fit with a different config"):
+        fit(ds, tmp_path / "b", dataclasses.replace(cfg, lr=3e-3), progress=False)
 
 
 def test_resume_with_other_config_is_refused(ds, tmp_path):
