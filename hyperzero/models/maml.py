@@ -25,9 +25,6 @@ yields every task's own gradient.
 """
 from __future__ import annotations
 
-from typing import Union
-
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
@@ -35,38 +32,22 @@ from torch.func import functional_call, vmap
 from hyperzero.models.base import Approximator, TaskBatch
 from hyperzero.models.config import ModelConfig
 from hyperzero.models.embedding import ContextEmbedding
+from hyperzero.models.heads import GeneratedPolicy, MLPWeights
 
 Params = dict[str, torch.Tensor]
 
 
-class FixedPolicy:
-    """A deterministic one-hidden-layer policy with frozen weights: a = tanh(W2 ReLU(W1 s + b1) + b2).
+class FixedPolicy(GeneratedPolicy):
+    """The frozen one-hidden-layer policy a = tanh(W2 ReLU(W1 s + b1) + b2) of one task.
 
     Both meta methods end up here: once the context (and, for PEARL, the latent z) is fixed, their
-    part of the first layer is a constant, folded into `b1`, so acting costs one small MLP.
-    `act` takes torch `[B, S]` or `[S]`, or the same as numpy, and returns the same kind and rank.
+    part of the first layer is a constant, folded into `b1`, so acting costs one small MLP. It is
+    the library's `GeneratedPolicy` (same `act` on numpy or torch, [S] or [B, S]; npz/TorchScript
+    export), built from plain weight tensors.
     """
 
     def __init__(self, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor):
-        self.w1, self.b1, self.w2, self.b2 = (t.detach().clone() for t in (w1, b1, w2, b2))
-        self.obs_dim = self.w1.shape[1]
-        self.act_dim = self.w2.shape[0]
-
-    @torch.no_grad()
-    def act(self, obs: Union[torch.Tensor, np.ndarray]) -> Union[torch.Tensor, np.ndarray]:
-        is_numpy = isinstance(obs, np.ndarray)
-        x = torch.as_tensor(obs, dtype=self.w1.dtype, device=self.w1.device)
-        if x.shape[-1] != self.obs_dim or x.dim() not in (1, 2):
-            raise ValueError(f"obs must be [B, {self.obs_dim}] or [{self.obs_dim}], got shape {tuple(x.shape)}; "
-                             "pass observations of the family this model was trained on")
-        single = x.dim() == 1
-        x = x.unsqueeze(0) if single else x
-        a = torch.tanh(torch.relu(x @ self.w1.T + self.b1) @ self.w2.T + self.b2)
-        a = a.squeeze(0) if single else a
-        return a.cpu().numpy() if is_numpy else a
-
-    def __call__(self, obs):
-        return self.act(obs)
+        super().__init__(MLPWeights(*(t.detach().clone().unsqueeze(0) for t in (w1, b1, w2, b2))))
 
 
 class ContextPolicyNet(nn.Module):
@@ -89,9 +70,10 @@ class ContextPolicyNet(nn.Module):
         e = e.unsqueeze(-2).expand(*obs.shape[:-1], -1)
         return torch.tanh(self.fc2(torch.relu(self.fc1(torch.cat([e, obs], dim=-1)))))
 
-    def fixed_policy(self, context: torch.Tensor, prefix: torch.Tensor | None = None,
-                     params: Params | None = None) -> FixedPolicy:
-        """Freeze the context (and an optional extra input such as z) into the first-layer bias.
+    def frozen_weights(self, context: torch.Tensor, prefix: torch.Tensor | None = None,
+                       params: Params | None = None) -> tuple[torch.Tensor, ...]:
+        """(W1, b1, W2, b2) of the policy for one context [d], with the context (and an optional
+        extra input such as z) folded into the first-layer bias: W1_all [e; s] + b = W1_s s + (W1_e e + b).
 
         `params` (names as in `named_parameters()`) replaces the module's own weights, e.g. the
         adapted weights of MAML's inner loop.
@@ -103,7 +85,11 @@ class ContextPolicyNet(nn.Module):
             e = torch.cat([e, prefix], dim=-1)
         n = e.shape[-1]
         w1 = p["fc1.weight"]
-        return FixedPolicy(w1[:, n:], p["fc1.bias"] + w1[:, :n] @ e, p["fc2.weight"], p["fc2.bias"])
+        return w1[:, n:], p["fc1.bias"] + w1[:, :n] @ e, p["fc2.weight"], p["fc2.bias"]
+
+    def fixed_policy(self, context: torch.Tensor, prefix: torch.Tensor | None = None,
+                     params: Params | None = None) -> FixedPolicy:
+        return FixedPolicy(*self.frozen_weights(context, prefix, params))
 
 
 def check_context(context: torch.Tensor, ctx_dim: int) -> torch.Tensor:
@@ -130,14 +116,16 @@ def check_batch(batch: TaskBatch, obs_dim: int, act_dim: int, min_samples: int, 
     return K, B
 
 
-def random_split(n_first: int, *tensors: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def random_split(n_first: int, *tensors: torch.Tensor, generator: torch.Generator | None = None
+                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Split the B samples of each task (dim 1) into a random first part of n_first and the rest.
 
     Random per task, so the split does not depend on how the loader ordered the samples (e.g.
-    consecutive time steps), and the two parts are disjoint by construction.
+    consecutive time steps), and the two parts are disjoint by construction. A (CPU) `generator`
+    makes the split reproducible, e.g. for a validation metric that must not jitter.
     """
     K, B = tensors[0].shape[:2]
-    order = torch.argsort(torch.rand(K, B, device=tensors[0].device), dim=1)
+    order = torch.argsort(torch.rand(K, B, generator=generator).to(tensors[0].device), dim=1)
     first, rest = [], []
     for t in tensors:
         idx = order.view(K, B, *([1] * (t.dim() - 2))).expand_as(t)
@@ -200,14 +188,23 @@ class MAMLPolicy(Approximator):
 
     # ---- Approximator interface ---------------------------------------------------------------
     def loss(self, batch: TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean over tasks of the query MSE after adapting on each task's support set."""
+        # Under no_grad nobody will backpropagate the outer loss: skip the second-order graph.
+        second_order = torch.is_grad_enabled() and not self.cfg.maml_first_order
+        return self._meta_loss(batch, create_graph=second_order)
+
+    def validation_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Same metrics as `loss`, with a fixed support/query split (a steady curve for best.pt)
+        and no second-order graph (the forward values are identical; nothing backpropagates)."""
+        return self._meta_loss(batch, create_graph=False, generator=torch.Generator().manual_seed(0))
+
+    def _meta_loss(self, batch: TaskBatch, create_graph: bool, generator: torch.Generator | None = None):
         n_support = self.cfg.maml_support_size
         check_batch(batch, self.obs_dim, self.act_dim, n_support + 1,
                     f"MAML (maml_support_size={n_support} plus at least one query sample; raise the samples "
                     "per task or lower maml_support_size)")
-        (s_obs, s_act), (q_obs, q_act) = random_split(n_support, batch.obs, batch.action)
-        # Under no_grad (validation) nobody will backpropagate the outer loss: skip second order.
-        second_order = torch.is_grad_enabled() and not self.cfg.maml_first_order
-        adapted = self.inner_loop(batch.context, s_obs, s_act, create_graph=second_order)
+        (s_obs, s_act), (q_obs, q_act) = random_split(n_support, batch.obs, batch.action, generator=generator)
+        adapted = self.inner_loop(batch.context, s_obs, s_act, create_graph=create_graph)
         post = self._task_mse(adapted, batch.context, q_obs, q_act)  # [K]
         loss = post.mean()
         with torch.no_grad():
@@ -216,7 +213,7 @@ class MAMLPolicy(Approximator):
             pre = self._task_mse(meta, batch.context, q_obs, q_act).mean()
         metrics = {
             "loss": float(loss.detach()),
-            "action_mse": float(post.detach().mean()),       # post-adaptation query MSE (what is optimised)
+            "action_loss": float(post.detach().mean()),      # post-adaptation query MSE (what is optimised)
             "pre_adapt_mse": float(pre),                      # zero-shot query MSE of the meta-init
             "post_adapt_mse": float(post.detach().mean()),
         }

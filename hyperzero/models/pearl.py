@@ -80,8 +80,8 @@ class TransitionEncoder(nn.Module):
 class LatentPolicy(FixedPolicy):
     """A frozen policy together with the latent z it was built from (for inspection and logging)."""
 
-    def __init__(self, fixed: FixedPolicy, z: torch.Tensor):
-        super().__init__(fixed.w1, fixed.b1, fixed.w2, fixed.b2)
+    def __init__(self, weights: tuple[torch.Tensor, ...], z: torch.Tensor):
+        super().__init__(*weights)
         self.z = z.detach().clone()
 
 
@@ -114,14 +114,23 @@ class PEARLPolicy(Approximator):
         return product_of_gaussians(mu, var, dim=-2)
 
     def loss(self, batch: TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """Action MSE of the predicted samples given z ~ q(z | context set), plus the weighted KL."""
+        return self._loss(batch, sample_z=True)
+
+    def validation_loss(self, batch: TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """As at test time: z is the posterior mean; the context/prediction split is fixed."""
+        with torch.no_grad():
+            return self._loss(batch, sample_z=False, generator=torch.Generator().manual_seed(0))
+
+    def _loss(self, batch: TaskBatch, sample_z: bool, generator: torch.Generator | None = None):
         n_ctx = self.cfg.pearl_context_size
         check_batch(batch, self.obs_dim, self.act_dim, n_ctx + 1,
                     f"PEARL (pearl_context_size={n_ctx} context transitions plus at least one predicted "
                     "sample; raise the samples per task or lower pearl_context_size)")
         # Disjoint split: the encoder reads `ctx`, the loss predicts `pred`'s expert actions.
-        ctx, pred = random_split(n_ctx, batch.obs, batch.action, batch.reward, batch.next_obs)
+        ctx, pred = random_split(n_ctx, batch.obs, batch.action, batch.reward, batch.next_obs, generator=generator)
         mu, var = self.posterior(*ctx)
-        z = mu + var.sqrt() * torch.randn_like(mu)  # reparameterised sample of q(z|c)
+        z = mu + var.sqrt() * torch.randn_like(mu) if sample_z else mu  # reparameterised sample of q(z|c)
         pred_obs, pred_act = pred[0], pred[1]
         action_mse = ((self.net(batch.context, pred_obs, z) - pred_act) ** 2).mean()
         kl = kl_to_standard_normal(mu, var).mean()
@@ -131,9 +140,9 @@ class PEARLPolicy(Approximator):
             prior_mse = ((self.net(batch.context, pred_obs, torch.zeros_like(z)) - pred_act) ** 2).mean()
         metrics = {
             "loss": float(loss.detach()),
-            "action_mse": float(action_mse.detach()),
+            "action_loss": float(action_mse.detach()),
             "kl": float(kl.detach()),
-            "prior_z_action_mse": float(prior_mse),
+            "prior_z_action_loss": float(prior_mse),
             "posterior_std": float(var.detach().sqrt().mean()),
         }
         return loss, metrics
@@ -146,7 +155,7 @@ class PEARLPolicy(Approximator):
         """Zero-shot: no transitions of the task yet, so z is the prior mean 0."""
         context = check_context(context, self.ctx_dim).to(self._device())
         z = torch.zeros(self.latent_dim, device=self._device())
-        return LatentPolicy(self.net.fixed_policy(context, prefix=z), z)
+        return LatentPolicy(self.net.frozen_weights(context, prefix=z), z)
 
     @torch.no_grad()
     def adapt(self, context: torch.Tensor, support: TaskBatch) -> LatentPolicy:
@@ -162,7 +171,7 @@ class PEARLPolicy(Approximator):
                              "adapt each target task separately")
         mu, _ = self.posterior(support.obs.to(device), support.action.to(device),
                                support.reward.to(device), support.next_obs.to(device))
-        return LatentPolicy(self.net.fixed_policy(context, prefix=mu[0]), mu[0])
+        return LatentPolicy(self.net.frozen_weights(context, prefix=mu[0]), mu[0])
 
     def online_policy(self, context: torch.Tensor) -> "OnlinePEARLPolicy":
         """Per-episode variant: starts at z = 0 and sharpens as `observe` is fed transitions."""

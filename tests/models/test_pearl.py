@@ -108,9 +108,9 @@ def test_loss_shapes_metrics_and_gradients_reach_every_parameter():
     model = PEARLPolicy(D, S, A, small_cfg())
     loss, metrics = model.loss(random_batch(4, 12, seed=3))
     assert loss.dim() == 0
-    assert {"loss", "action_mse", "kl", "prior_z_action_mse", "posterior_std"} <= set(metrics)
+    assert {"loss", "action_loss", "kl", "prior_z_action_loss", "posterior_std"} <= set(metrics)
     assert metrics["kl"] >= 0
-    assert metrics["loss"] == pytest.approx(metrics["action_mse"] + 0.1 * metrics["kl"], rel=1e-5)
+    assert metrics["loss"] == pytest.approx(metrics["action_loss"] + 0.1 * metrics["kl"], rel=1e-5)
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
@@ -212,3 +212,15 @@ def test_bad_inputs_raise_value_errors_naming_the_fix():
     online = model.online_policy(b.context[0])
     with pytest.raises(ValueError, match="same number of transitions"):
         online.observe(torch.zeros(2, S), torch.zeros(3, A), torch.zeros(2), torch.zeros(2, S))
+
+
+def test_validation_loss_uses_posterior_mean_and_a_fixed_split():
+    torch.manual_seed(0)
+    model = PEARLPolicy(D, S, A, small_cfg())
+    b = random_batch(3, 12, seed=7)
+    _, m1 = model.validation_loss(b)
+    _, m2 = model.validation_loss(b)
+    assert m1 == m2  # no sampled z, no random split
+    _, t1 = model.loss(b)
+    _, t2 = model.loss(b)
+    assert t1["action_loss"] != t2["action_loss"]  # training samples z and the split
