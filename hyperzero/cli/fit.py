@@ -53,6 +53,16 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
+    e = subparsers.add_parser(
+        "export-policy", help="export a fitted model's policy for one context (.npz for numpy, or TorchScript)",
+        description="Generate the policy of one context from a fit directory and save it: `.npz` (act with "
+                    "hyperzero.models.export.NumpyPolicy.load(path).act(obs), numpy only) or `.pt` TorchScript.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    e.add_argument("--fit", required=True, help="fit directory (OUT/<method>/seed_<k>) holding model.pt")
+    e.add_argument("--context", required=True, help="context as name=value pairs, comma-separated, e.g. speed=3")
+    e.add_argument("--out", required=True, help="output file: *.npz (numpy) or *.pt (TorchScript)")
+    e.set_defaults(func=run_export)
+
 
 def parse_methods(text: str) -> list[str]:
     from hyperzero.models.registry import METHODS
@@ -96,4 +106,36 @@ def run(args) -> int:
         done = (out / "done.json").exists()
         print(f"[fit] {c.method} seed {c.seed} -> {out}{' (done, skipped)' if done else ''}", flush=True)
         fit(ds, out, c, progress=not args.no_progress)
+    return 0
+
+
+def parse_context(text: str) -> dict[str, float]:
+    ctx = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            ctx[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--context expects name=value pairs like speed=3,torso_length=0.6 (got {part!r})")
+    return ctx
+
+
+def run_export(args) -> int:
+    from hyperzero.training import load_fit
+
+    tm = load_fit(args.fit)
+    ctx = parse_context(args.context)
+    policy = tm.policy(ctx)
+    if not hasattr(policy, "save_npz"):
+        raise ValueError(f"method {tm.method} does not produce an exportable fixed policy")
+    out = Path(args.out)
+    if out.suffix == ".npz":
+        policy.save_npz(out, context=ctx, method=tm.method, family=tm.family, context_names=tm.context_names)
+    elif out.suffix == ".pt":
+        policy.save_torchscript(out)
+    else:
+        raise ValueError(f"--out must end in .npz (numpy) or .pt (TorchScript), got {out.name!r}")
+    print(f"[export] {tm.method} policy for {ctx} -> {out}")
     return 0

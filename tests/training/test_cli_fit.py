@@ -1,7 +1,10 @@
 """`hyperzero fit` end to end on a dataset in the real on-disk format."""
 import json
 
+import numpy as np
 import pytest
+
+from hyperzero.models.export import NumpyPolicy
 
 from hyperzero.cli import main
 from hyperzero.models.registry import METHODS
@@ -32,7 +35,17 @@ def test_cli_fit_two_methods_two_seeds(dataset, tmp_path):
     s0 = json.load(open(tmp_path / "hyperzero" / "seed_0" / "split.json"))
     s1 = json.load(open(tmp_path / "hyperzero" / "seed_1" / "split.json"))
     assert s0 != s1 and s0 == json.load(open(tmp_path / "mlp_policy" / "seed_0" / "split.json"))
-    assert load_fit(tmp_path / "hyperzero" / "seed_0").normalize_context({"speed": 10.0})[0] == pytest.approx(1.0)
+    tm = load_fit(tmp_path / "hyperzero" / "seed_0")
+    assert tm.normalize_context({"speed": 10.0})[0] == pytest.approx(1.0)
+    # export one context's policy and act with numpy only
+    assert main(["export-policy", "--fit", str(tmp_path / "hyperzero" / "seed_0"), "--context", "speed=3",
+                 "--out", str(tmp_path / "p.npz")]) == 0
+    obs = np.linspace(-1, 1, 17, dtype=np.float32)
+    np.testing.assert_allclose(NumpyPolicy.load(tmp_path / "p.npz").act(obs), tm.policy({"speed": 3.0}).act(obs),
+                               atol=1e-5)
+    assert NumpyPolicy.load(tmp_path / "p.npz").metadata["context"] == {"speed": 3.0}
+    assert main(["export-policy", "--fit", str(tmp_path / "hyperzero" / "seed_0"), "--context", "speed",
+                 "--out", str(tmp_path / "p.npz")]) == 2
 
 
 def test_cli_rejects_bad_input(dataset, tmp_path, capsys):
