@@ -141,9 +141,15 @@ class MAMLPolicy(Approximator):
     has_q = False
     is_meta = True
 
-    def __init__(self, ctx_dim: int, obs_dim: int, act_dim: int, cfg: ModelConfig | None = None):
+    def __init__(self, ctx_dim: int, obs_dim: int, act_dim: int, cfg: ModelConfig | None = None,
+                 inner_params: str = "all"):
+        """`inner_params`: "all" adapts every parameter in the inner loop (faithful: learn2learn's
+        MAML over the whole predictor); "head" adapts only the policy MLP (fc1, fc2) and meta-learns
+        the context embedding in the outer loop only (ANIL, Raghu et al. 2020), several times cheaper."""
         super().__init__()
         cfg = cfg or ModelConfig()
+        if inner_params not in ("all", "head"):
+            raise ValueError(f"inner_params must be 'all' or 'head' (got {inner_params!r})")
         if cfg.maml_inner_steps < 1:
             raise ValueError(f"maml_inner_steps must be >= 1 (got {cfg.maml_inner_steps}); "
                              "with 0 steps MAML is the plain mlp_policy baseline")
@@ -154,19 +160,31 @@ class MAMLPolicy(Approximator):
         self.cfg = cfg
         self.ctx_dim, self.obs_dim, self.act_dim = ctx_dim, obs_dim, act_dim
         self.net = ContextPolicyNet(ctx_dim, obs_dim, act_dim, cfg.embed_dims, cfg.hidden_dim)
+        self.inner_params = inner_params
+
+    def _is_adapted(self, name: str) -> bool:
+        return self.inner_params == "all" or not name.startswith("embed.")
+
+    def meta_params(self, K: int) -> Params:
+        """The adapted subset of the meta-parameters, one (expanded, not copied) slice per task.
+        Gradients through `expand` sum back into the shared meta-parameters."""
+        return {n: p.unsqueeze(0).expand(K, *p.shape) for n, p in self.net.named_parameters() if self._is_adapted(n)}
 
     # ---- the inner loop ---------------------------------------------------------------------
     def _task_mse(self, params: Params, context: torch.Tensor, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Action MSE of each task under its own parameters: params [K, ...], context [K, d] -> [K]."""
+        """Action MSE of each task under its own parameters: params [K, ...], context [K, d] -> [K].
+        Parameters not in `params` (the embedding, with inner_params="head") are the shared ones."""
+        shared = {n: p for n, p in self.net.named_parameters() if n not in params}
 
-        def one_task(p, c, s, a):
-            return ((functional_call(self.net, p, (c, s)) - a) ** 2).mean()
+        def one_task(p, sh, c, s, a):
+            return ((functional_call(self.net, {**sh, **p}, (c, s)) - a) ** 2).mean()
 
-        return vmap(one_task)(params, context, obs, action)
+        return vmap(one_task, in_dims=(0, None, 0, 0, 0))(params, shared, context, obs, action)
 
     def inner_loop(self, context: torch.Tensor, obs: torch.Tensor, action: torch.Tensor,
                    create_graph: bool, params: Params | None = None) -> Params:
-        """`maml_inner_steps` SGD steps on each task's support MSE; returns per-task params [K, ...].
+        """`maml_inner_steps` SGD steps on each task's support MSE; returns the adapted parameters
+        (all, or the head only with inner_params="head"), one slice per task: [K, ...].
 
         With `create_graph=True` the returned parameters stay differentiable functions of the
         meta-parameters through the inner gradients (second-order MAML). With False, the inner
@@ -176,8 +194,7 @@ class MAMLPolicy(Approximator):
         # Adaptation needs gradients even when called under no_grad (validation, evaluation).
         with torch.enable_grad():
             if params is None:
-                # One copy per task; gradients through expand sum back into the shared meta-parameters.
-                params = {n: p.unsqueeze(0).expand(K, *p.shape) for n, p in self.net.named_parameters()}
+                params = self.meta_params(K)
             for _ in range(self.cfg.maml_inner_steps):
                 # Summing is safe: task k's loss depends only on slice k, so each slice of the
                 # gradient is that task's own gradient of its mean support MSE.
@@ -208,9 +225,7 @@ class MAMLPolicy(Approximator):
         post = self._task_mse(adapted, batch.context, q_obs, q_act)  # [K]
         loss = post.mean()
         with torch.no_grad():
-            K = batch.context.shape[0]
-            meta = {n: p.unsqueeze(0).expand(K, *p.shape) for n, p in self.net.named_parameters()}
-            pre = self._task_mse(meta, batch.context, q_obs, q_act).mean()
+            pre = self._task_mse(self.meta_params(batch.context.shape[0]), batch.context, q_obs, q_act).mean()
         metrics = {
             "loss": float(loss.detach()),
             "action_loss": float(post.detach().mean()),      # post-adaptation query MSE (what is optimised)
@@ -238,9 +253,10 @@ class MAMLPolicy(Approximator):
             raise ValueError(f"adapt(): support must hold exactly one task (K=1), got K={K}; "
                              "adapt each target task separately")
         # Start from a detached copy: test-time adaptation must never build a graph to the meta-parameters.
-        start = {n: p.detach().unsqueeze(0).clone().requires_grad_() for n, p in self.net.named_parameters()}
+        start = {n: p.detach().clone().requires_grad_() for n, p in self.meta_params(1).items()}
         adapted = self.inner_loop(context[None], support.obs.to(device), support.action.to(device),
                                   create_graph=False, params=start)
-        params = {n: p[0].detach() for n, p in adapted.items()}
+        params = {n: p.detach() for n, p in self.net.named_parameters()}
+        params.update({n: p[0].detach() for n, p in adapted.items()})
         with torch.no_grad():
             return self.net.fixed_policy(context, params=params)

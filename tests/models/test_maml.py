@@ -226,3 +226,23 @@ def test_validation_loss_is_deterministic_and_builds_no_second_order_graph():
     _, m_train = model.loss(b)
     assert m_train["post_adapt_mse"] != m1["post_adapt_mse"]  # training splits are random
     assert float(l1.detach()) == pytest.approx(m1["post_adapt_mse"])
+
+
+def test_head_only_inner_loop_adapts_the_head_and_meta_learns_the_embedding():
+    torch.manual_seed(0)
+    model = MAMLPolicy(D, S, A, small_cfg(), inner_params="head")
+    b = random_batch(3, 12, seed=8)
+    adapted = model.inner_loop(b.context, b.obs[:, :5], b.action[:, :5], create_graph=True)
+    assert set(adapted) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    before = model._task_mse(model.meta_params(3), b.context, b.obs[:, :5], b.action[:, :5])
+    after = model._task_mse(adapted, b.context, b.obs[:, :5], b.action[:, :5])
+    assert (after < before).all()
+    loss, _ = model.loss(b)
+    loss.backward()
+    for name, p in model.net.embed.named_parameters():  # the outer loop still trains the embedding
+        assert p.grad is not None and float(p.grad.abs().sum()) > 0, name
+    ctx, support = b.context[0], one_task(b, 0, 0, 5)
+    few = model.adapt(ctx, support)
+    assert not torch.allclose(few.act(b.obs[0]), model.policy(ctx).act(b.obs[0]))
+    with pytest.raises(ValueError, match="inner_params"):
+        MAMLPolicy(D, S, A, small_cfg(), inner_params="embedding")
