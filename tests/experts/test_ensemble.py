@@ -82,3 +82,11 @@ def test_bf16_keeps_critic_head_and_losses_fp32():
         h = torch.baddbmm(agent.critic.net.layers[0].bias, torch.randn(4, 3, 6), agent.critic.net.layers[0].weight)
     assert q.dtype == torch.float32 and h.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in agent.critic.parameters())  # master weights stay fp32
+
+
+def test_q1_is_the_first_twin_head():
+    agent = EnsembleTD3(4, 2, TD3Config(batch_size=8, hidden_sizes=(16, 16)), [0, 1, 2])
+    obs, act = torch.randn(3, 5, 4), torch.rand(3, 5, 2) * 2 - 1
+    both = agent.critic(obs, act)
+    torch.testing.assert_close(agent.critic.q1(obs, act), both[:, 0])
+    assert not torch.allclose(both[:, 0], both[:, 1])  # the twins are distinct networks
