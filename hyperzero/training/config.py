@@ -19,7 +19,8 @@ class FitConfig:
     steps: int = 100_000                 # gradient steps; the same budget for every method by default
     eval_interval: int = 1_000           # steps between validation-loss evaluations
     val_samples_per_task: int = 2_048    # fixed validation samples drawn once from each val task
-    val_metric: str = "loss"             # validation metric for best.pt and early stopping (a key of loss metrics)
+    val_metric: str = "action_loss"      # validation metric for best.pt and early stopping; action MSE is what
+                                         # every method reports and what acting depends on (total losses differ by method)
     patience: int = 0                    # stop after this many evals without improvement; 0 = never (equal budgets)
     context_norm: Literal["bounds", "raw"] = "bounds"  # bounds: the family's nominal bounds -> [-1, 1]; raw: as is
     td_gamma: Optional[float] = None     # TD discount; None = the dataset's γ (experts'); 1.0 = the authors' bug
