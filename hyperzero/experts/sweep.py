@@ -48,10 +48,29 @@ def pack_groups(tasks: Sequence[TaskSpec], ensemble_size: int) -> list[list[Task
     return groups
 
 
-def _group_entry(family: str, tasks: list[TaskSpec], config_dict: dict, progress: bool, position: int) -> list[dict]:
+def _exit_with_parent(parent_pid: int, poll_seconds: float = 2.0) -> None:
+    """A local worker stops when the sweep process dies (e.g. SIGKILL): no orphans keep training.
+
+    Its last checkpoint stays valid, so rerunning the sweep resumes from it.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _group_entry(family: str, tasks: list[TaskSpec], config_dict: dict, progress: bool, position: int,
+                 parent_pid: int | None = None) -> list[dict]:
     """Worker entry point (a fresh process or a Ray worker)."""
     import torch
 
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     config = TD3Config.from_dict(config_dict)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
@@ -117,7 +136,7 @@ def _run_processes(family: str, groups, cfg: TD3Config, workers: int, progress: 
 
     # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_group_entry, family, g, cfg.to_dict(), progress, i % workers)
+        futures = [pool.submit(_group_entry, family, g, cfg.to_dict(), progress, i % workers, os.getpid())
                    for i, g in enumerate(groups)]
         for f in futures:
             f.result()  # re-raises a worker's exception here

@@ -76,3 +76,50 @@ def test_sigkill_then_same_command_resumes_and_finishes(tmp_path):
     summaries = train_experts("cheetah-run", [{"speed": 2.0}], out, tiny(train_steps=1500, max_episode_steps=100),
                               progress=False)
     assert summaries[0]["train_steps"] == 1500 and (dirs[0] / "expert.pt").stat().st_mtime_ns == mtime
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_killing_the_sweep_stops_its_worker_processes(tmp_path):
+    cmd = _cli(tmp_path / "experts")
+    cmd[cmd.index("--workers") + 1] = "2"
+    cmd[cmd.index("--steps") + 1] = "100000"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MUJOCO_GL": "egl"}
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        workers: list[int] = []
+        while time.time() < deadline and len(workers) < 2:
+            time.sleep(0.5)
+            workers = [c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
+        assert len(workers) == 2, "the sweep did not start two worker processes"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.5)
+        assert not any(_alive(w) for w in workers), "worker processes outlived the killed sweep"
+    finally:
+        for pid in [proc.pid] + _children(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
