@@ -11,12 +11,22 @@ import pkgutil
 import sys
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows `(default: X)` only where X says something: not for None, flags, or help that states its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperzero",
         description="Zero-shot transfer in RL with hypernetworks: contextual environments, TD3 experts, "
                     "rollout datasets, HyperZero and baselines, held-out evaluation and reports.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     from hyperzero import __version__
 

@@ -5,18 +5,20 @@ import argparse
 import json
 from pathlib import Path
 
+from hyperzero.cli import HelpFormatter
+
 ORDER = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("envs", help="list the contextual families with their context features, bounds and defaults",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("--family", help="show only this family (e.g. cheetah-run)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     p.set_defaults(func=list_envs)
 
     d = sub.add_parser("demo", help="roll out a random policy in two contexts of a family and write a short video",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     d.add_argument("--family", default="cheetah-run", help="family to show")
     d.add_argument("--contexts", nargs="+", default=None,
                    help="contexts as name=value[,name=value]; default: the family's body-length feature at its two "

@@ -5,6 +5,8 @@ import argparse
 import dataclasses
 import sys
 
+from hyperzero.cli import HelpFormatter
+
 ORDER = 20
 
 
@@ -91,7 +93,7 @@ def _collect(args) -> int:
 
 
 def register(subparsers) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
     group = subparsers.add_parser("experts", help="train TD3 experts per task; collect their rollouts",
                                   formatter_class=fmt)
     sub = group.add_subparsers(title="experts commands", metavar="COMMAND")

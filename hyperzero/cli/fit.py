@@ -5,6 +5,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from hyperzero.cli import HelpFormatter
+
 ORDER = 40
 
 
@@ -19,7 +21,7 @@ def register(subparsers) -> None:
         description="Train approximators on the TRAIN tasks of each split seed; select on VAL tasks (carved from "
                     "train); TEST tasks are never used. Writes OUT/<method>/seed_<k>/{model.pt, split.json, "
                     "progress.csv, tb/, run_info.json, done.json}. Rerun the same command to resume.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--dataset", required=True, help="dataset directory (with manifest.json)")
     p.add_argument("--method", default="hyperzero",
                    help=f"a method or 'all' (every registered method) or a comma list; methods: {', '.join(METHODS)}")
@@ -57,7 +59,7 @@ def register(subparsers) -> None:
         "export-policy", help="export a fitted model's policy for one context (.npz for numpy, or TorchScript)",
         description="Generate the policy of one context from a fit directory and save it: `.npz` (act with "
                     "hyperzero.models.export.NumpyPolicy.load(path).act(obs), numpy only) or `.pt` TorchScript.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     e.add_argument("--fit", required=True, help="fit directory (OUT/<method>/seed_<k>) holding model.pt")
     e.add_argument("--context", required=True, help="context as name=value pairs, comma-separated, e.g. speed=3")
     e.add_argument("--out", required=True, help="output file: *.npz (numpy) or *.pt (TorchScript)")
