@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from hyperzero.cli import HelpFormatter
+
 ORDER = 50
 
 
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
         description="Roll out every fitted method on each split seed's TEST tasks only (and each task's expert on "
                     "the same episode seeds), then write eval/results.csv, eval/summary.{csv,md}, eval/figures/, "
                     "and report.md/report.html in RUN_DIR.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with dataset/, experts/ and fits/")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task (the paper: 10)")
     p.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED,

@@ -3,19 +3,18 @@ from __future__ import annotations
 
 import argparse
 
+from hyperzero.cli import HelpFormatter
+
 ORDER = 60
 
 
 def register(subparsers) -> None:
-    from hyperzero.launchers.baselines import register_baselines
-
-    register_baselines()  # `context_blind` becomes a method every command knows
     p = subparsers.add_parser(
         "run", help="the whole pipeline: experts -> dataset -> fits -> evaluation -> report (resumable)",
         description="Run every stage of a preset or YAML config in one run directory. Each stage is skipped when its "
                     "outputs are complete and valid; corrupt outputs are moved to RUN/corrupt/ and redone, so rerunning "
                     "the same command after a crash resumes. Presets: `hyperzero run --list`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("config", nargs="?", metavar="PRESET|CONFIG.yaml", help="a preset name or a YAML config file")
     p.add_argument("--list", action="store_true", help="list the shipped presets and exit")
     p.add_argument("--show", action="store_true", help="print the resolved config and exit (nothing is run)")

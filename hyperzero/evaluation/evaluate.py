@@ -187,10 +187,8 @@ class ExpertReference:
 
 
 def _default_load_fit(fit_dir: Path):
-    from hyperzero.launchers.baselines import register_baselines
     from hyperzero.training import load_fit
 
-    register_baselines()
     return load_fit(fit_dir)
 
 

@@ -71,18 +71,10 @@ def render_episode(family: str, context: Mapping[str, float], act: ActFn, seed: 
                    every: int = 1, width: int = 320, height: int = 240) -> tuple[list[np.ndarray], float]:
     """Frames (every `every`-th step) and return of one episode of at most `steps` steps."""
     from hyperzero.envs import make
+    from hyperzero.envs.render import rollout_frames
 
     env = make(family, context, seed=seed, render_mode="rgb_array", width=width, height=height)
     try:
-        obs, _ = env.reset(seed=seed)
-        frames, total = [env.render()], 0.0
-        for t in range(steps):
-            obs, reward, terminated, truncated, _ = env.step(act(obs[None])[0])
-            total += reward
-            if (t + 1) % every == 0:
-                frames.append(env.render())
-            if terminated or truncated:
-                break
-        return frames, total
+        return rollout_frames(env, lambda obs: act(obs[None])[0], steps, seed=seed, every=every)
     finally:
         env.close()

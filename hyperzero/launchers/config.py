@@ -187,9 +187,6 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
         raise ValueError("fit.methods must be a non-empty list of method names, e.g. [hyperzero, mlp_policy]")
     if not seeds or not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
         raise ValueError("fit.seeds must be a non-empty list of integer split seeds, e.g. [0, 1, 2, 3, 4]")
-    from hyperzero.launchers.baselines import register_baselines
-
-    register_baselines()
     _check_fit_section(fit)
     evaluate = config["evaluate"]
     _check_fields("evaluate", evaluate, EvalConfig, excluded=("methods",))

@@ -207,10 +207,8 @@ def fit_problem(fit_dir: Path) -> str | None:
 def fit_one(run_dir: str, method: str, seed: int, fit_section: dict, device: str | None, progress: bool = True) -> str:
     """Fit one (method, split seed) into `<run>/fits/<method>/seed_<k>/`. Runs in-process or as a Ray task."""
     from hyperzero.datasets import load_dataset
-    from hyperzero.launchers.baselines import register_baselines
     from hyperzero.training import fit
 
-    register_baselines()
     out_dir = Path(run_dir) / "fits" / method / f"seed_{seed}"
     cfg = fit_config(fit_section, method, seed, device)
     fit(load_dataset(Path(run_dir) / "dataset"), out_dir, cfg, progress=progress)

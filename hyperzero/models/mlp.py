@@ -48,3 +48,15 @@ class ContextMLP(GeneratingApproximator):
     def generate(self, context: torch.Tensor) -> TaskNets:
         z = self.embedding(context)
         return TaskNets(self.actor.weights(z), self.critic.weights(z) if self.use_q else None)
+
+
+class ContextBlindMLP(ContextMLP):
+    """`mlp_policy` fed a constant (zero) context in training and acting: one policy for every task.
+
+    It sees exactly the transitions the other methods see, so the gap to a context-conditioned
+    method is the value of knowing the task; with target speeds in both directions it can at best
+    learn one compromise gait.
+    """
+
+    def generate(self, context: torch.Tensor) -> TaskNets:
+        return super().generate(torch.zeros_like(context))

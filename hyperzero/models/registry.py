@@ -14,6 +14,7 @@ METHODS: dict[str, tuple[str, dict, str]] = {
     "mlp_policy": ("hyperzero.models.mlp:ContextMLP", {"use_q": False, "use_td": False}, "context-conditioned MLP policy"),
     "mlp_uvfa": ("hyperzero.models.mlp:ContextMLP", {"use_q": True, "use_td": False}, "context MLP policy + UVFA value head"),
     "mlp_uvfa_td": ("hyperzero.models.mlp:ContextMLP", {"use_q": True, "use_td": True}, "context MLP + UVFA + TD loss"),
+    "context_blind": ("hyperzero.models.mlp:ContextBlindMLP", {}, "mlp_policy with a constant context (cannot tell tasks apart)"),
     "maml": ("hyperzero.models.maml:MAMLPolicy", {}, "MAML meta-policy (zero- and few-shot)"),
     "pearl": ("hyperzero.models.pearl:PEARLPolicy", {}, "PEARL-style policy with a set context encoder"),
 }
