@@ -172,3 +172,13 @@ def test_mlp_first_layer_split_equals_concatenation():
     x = torch.cat([z[:, None].expand(-1, 3, -1), b.obs], -1)
     direct = torch.tanh(m.actor.fc2(torch.relu(m.actor.fc1(x))))
     assert torch.allclose(m.generate(b.context).act(b.obs), direct, atol=1e-6)
+
+
+def test_context_blind_ignores_the_context_while_mlp_policy_uses_it():
+    from hyperzero.models.registry import build_method
+
+    obs = torch.randn(5, 4)
+    blind, seeing = build_method("context_blind", 2, 4, 3), build_method("mlp_policy", 2, 4, 3)
+    c1, c2 = torch.tensor([0.5, -1.0]), torch.tensor([-0.5, 1.0])
+    torch.testing.assert_close(blind.policy(c1).act(obs), blind.policy(c2).act(obs))
+    assert not torch.allclose(seeing.policy(c1).act(obs), seeing.policy(c2).act(obs))
