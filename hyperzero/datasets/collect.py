@@ -86,6 +86,31 @@ def _seed_streams(seed: int, n_train: int, n_eval: int) -> frozenset[int]:
                      | {episode_seed(seed, _EVAL_EPISODE, k) for k in range(n_eval)})
 
 
+def experts_gamma(experts_dir: Path, summaries: Sequence[dict], requested: float | None) -> float:
+    """The discount the experts were trained with (summary.json `config.gamma`), checked against `requested`."""
+    found = {s["task_id"]: (s.get("config") or {}).get("gamma") for s in summaries}
+    known = {tid: float(g) for tid, g in found.items() if g is not None}
+    values = sorted(set(known.values()))
+    if len(values) > 1:
+        by_value = {v: sorted(t for t, g in known.items() if g == v) for v in values}
+        raise DatasetError(f"{experts_dir}: experts were trained with different discounts {by_value}; q* from their "
+                           f"critics would not share one TD relation. Retrain them with one experts.gamma")
+    if requested is not None:
+        if values and abs(float(requested) - values[0]) > 1e-12:
+            raise DatasetError(f"{experts_dir}: gamma={requested} was requested but the experts were trained with "
+                               f"gamma={values[0]} (summary.json config.gamma); q* and the TD loss would disagree. "
+                               f"Leave gamma unset to use the experts' discount")
+        return float(requested)
+    if not values:
+        raise DatasetError(f"{experts_dir}: no expert summary.json records config.gamma (tasks "
+                           f"{sorted(found)[:3]}...); pass gamma explicitly (the discount the experts were trained with)")
+    missing = sorted(t for t, g in found.items() if g is None)
+    if missing:
+        log.warning("%s: experts %s do not record config.gamma; assuming the others' %g", experts_dir, missing,
+                    values[0])
+    return values[0]
+
+
 @contextlib.contextmanager
 def _single_torch_thread():
     """Experts act on batches of ~10 rows: intra-op threads only add overhead (measured 5x slower with 2
@@ -110,13 +135,17 @@ def _default_loader(task_dir: Path):
 
 def collect_dataset(experts_dir: str | Path, out_dir: str | Path, n_episodes: int = 10, seed: int = 0,
                     context_names: Sequence[str] | None = None, exclude_flagged: bool = False, progress: bool = True,
-                    gamma: float = 0.99, expert_loader: Callable[[Path], Any] | None = None) -> Path:
+                    gamma: float | None = None, expert_loader: Callable[[Path], Any] | None = None) -> Path:
     """Fill the dataset `out_dir` with `n_episodes` deterministic episodes of every finished expert.
 
     Episode seeds are fresh: `dataset_episode_seeds(seed, task_id, n_episodes)`, in a range disjoint
     from expert training/evaluation seeds, and recorded per task. Stored per step: obs, the expert's
     action a* = expert.act(obs), reward, next_obs, terminated, truncated, q* = expert.q(obs, a*)
     (Q1 of the online critic) and the truncated discounted return-to-go (with `gamma`).
+
+    `gamma` defaults to the experts' own discount (`config.gamma` in their summary.json): q* comes from
+    their critics, so the dataset's γ (and with it the TD loss of every fit) must be theirs. Experts
+    with different discounts, or a `gamma` that differs from theirs, raise a DatasetError.
 
     Resumable: tasks already in `out_dir`'s manifest with an intact file are skipped, so rerunning
     after an interruption only collects the missing ones. Rerunning with another n_episodes, seed,
@@ -151,6 +180,7 @@ def collect_dataset(experts_dir: str | Path, out_dir: str | Path, n_episodes: in
                                f"{summary['context']} (id {context_id(ctx)!r})")
         tasks.append((task_dir, summary, ctx))
     names = list(context_names) if context_names else default_context_names(family, [t[2] for t in tasks])
+    gamma = experts_gamma(experts_dir, [s for _, s, _ in tasks], gamma)
 
     writer = DatasetWriter(out_dir, family, names, gamma=gamma, overwrite=False)
     try:

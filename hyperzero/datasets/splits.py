@@ -1,11 +1,18 @@
 """Train / validation / test splits over task ids, one split per seed.
 
-`paper`   : 85 % train, 15 % test (original-code-notes §4.2: `int(0.15 * n)` test tasks, floored).
-`hypogen` : 20 % train, 80 % test (few training tasks: the harder generalisation protocol).
+`paper`   : 15 % of the tasks are test tasks (the authors' `int(0.15 * n)`, floored), but at least
+            `min_test_tasks` (default 3) when enough tasks remain to train on: with 8-12 tasks the
+            authors' rule holds out a single task, and a "± std over seeds" is then the spread over
+            five different tasks rather than an estimate of anything.
+`hypogen` : 80 % test tasks (HyPoGen, ICLR 2025: `int(0.8 * n)` test tasks, the next `int(0.2 * n)`
+            train tasks; the remainder, if any, is unused there and becomes validation here).
 
-Seed k gives split k: the SORTED task ids are shuffled with `numpy.random.default_rng(k)`, the first
-`n_test` of them are the test tasks. Validation tasks are then carved out of the train tasks (never
-the test tasks: the original selected checkpoints on test loss, original-code-notes §7.2 item 3).
+Seed k gives split k: the SORTED task ids are shuffled with `numpy.random.default_rng(k)` (the same
+order as the authors' and HyPoGen's `rng.shuffle` of a sorted list), the first `n_test` of them are
+the test tasks. Validation tasks are then carved out of the remaining tasks (never the test tasks:
+the original selected checkpoints on test loss). Tasks listed in `never_test` (e.g. those whose
+expert failed its quality check, so no score can be computed on them) are moved behind the others
+before the test tasks are taken, so they are only held out when nothing else is left.
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ from hyperzero.utils.io import atomic_write_json, read_json
 Protocol = Literal["paper", "hypogen"]
 
 TEST_FRACTION: dict[str, float] = {"paper": 0.15, "hypogen": 0.80}  # fraction of all tasks held out as test
+MIN_TEST_TASKS = 3      # default floor on the number of test tasks (kept only while >= MIN_TRAINVAL_TASKS remain)
+MIN_TRAINVAL_TASKS = 2  # the floor never leaves fewer non-test tasks than this
 
 
 @dataclass
@@ -33,6 +42,8 @@ class Split:
     seed: int = 0                    # split seed k (also recorded so split.json is self-describing)
     protocol: str = "paper"          # "paper" or "hypogen"
     val_fraction: float = 0.15       # fraction of the non-test tasks moved to val
+    test_fraction: float | None = None  # fraction of tasks held out (None: the protocol's, TEST_FRACTION)
+    min_test_tasks: int = MIN_TEST_TASKS  # floor on the number of test tasks (see make_split)
     extra: dict = field(default_factory=dict)  # free-form notes, e.g. the dataset path
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -72,31 +83,49 @@ class Split:
         return sorted(self.train + self.val + self.test)
 
 
-def make_split(task_ids: Iterable[str], seed: int, protocol: Protocol = "paper", val_fraction: float = 0.15) -> Split:
+def test_count(n: int, protocol: Protocol = "paper", test_fraction: float | None = None,
+               min_test_tasks: int = MIN_TEST_TASKS) -> int:
+    """Number of test tasks among n: floor(test_fraction * n), raised to `min_test_tasks` as long as at
+    least MIN_TRAINVAL_TASKS non-test tasks remain, and always in [1, n - 1]."""
+    fraction = TEST_FRACTION[protocol] if test_fraction is None else float(test_fraction)
+    n_test = int(fraction * n)
+    n_test = max(n_test, min(int(min_test_tasks), n - MIN_TRAINVAL_TASKS))
+    return min(max(1, n_test), n - 1)
+
+
+def make_split(task_ids: Iterable[str], seed: int, protocol: Protocol = "paper", val_fraction: float = 0.15,
+               test_fraction: float | None = None, min_test_tasks: int = MIN_TEST_TASKS,
+               never_test: Iterable[str] = ()) -> Split:
     """Split `task_ids` into train/val/test deterministically from `seed` (see module doc).
 
-    n_test = floor(test_fraction * n) but at least 1; at least one train task must remain.
+    n_test = `test_count(n, protocol, test_fraction, min_test_tasks)`; at least one train task remains.
     n_val = round(val_fraction * n_trainval), at least 1 when there are >= 3 non-test tasks, and
-    always leaving at least one train task. val_fraction=0 gives no validation tasks.
+    always leaving at least one train task. val_fraction=0 gives no validation tasks. Tasks in
+    `never_test` are test tasks only if the other tasks do not suffice.
     """
     if protocol not in TEST_FRACTION:
         raise ValueError(f"unknown split protocol {protocol!r}; choose one of {sorted(TEST_FRACTION)}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if test_fraction is not None and not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1) or None for the protocol's, got {test_fraction}")
+    if int(min_test_tasks) < 1:
+        raise ValueError(f"min_test_tasks must be >= 1, got {min_test_tasks}")
     ids = sorted(set(task_ids))
     n = len(ids)
     if n < 2:
         raise ValueError(f"a split needs at least 2 tasks (one train, one test); got {n}: {ids}")
-    n_test = max(1, int(TEST_FRACTION[protocol] * n))
-    n_test = min(n_test, n - 1)  # keep at least one train task
+    n_test = test_count(n, protocol, test_fraction, min_test_tasks)
     order = np.random.default_rng(seed).permutation(n)
     shuffled = [ids[i] for i in order]
+    avoid = set(never_test)
+    shuffled = [i for i in shuffled if i not in avoid] + [i for i in shuffled if i in avoid]  # stable
     test, rest = shuffled[:n_test], shuffled[n_test:]
     n_val = 0
     if val_fraction > 0 and len(rest) >= 3:
         n_val = min(max(1, int(round(val_fraction * len(rest)))), len(rest) - 1)
     val, train = rest[:n_val], rest[n_val:]
     split = Split(train=sorted(train), val=sorted(val), test=sorted(test), seed=int(seed), protocol=protocol,
-                  val_fraction=float(val_fraction))
+                  val_fraction=float(val_fraction), test_fraction=test_fraction, min_test_tasks=int(min_test_tasks))
     split.check()
     return split

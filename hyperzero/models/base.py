@@ -40,10 +40,13 @@ class ContextPolicy(Protocol):
 
 
 class Approximator(nn.Module):
-    """Base class of every method. Subclasses set `has_q` and `is_meta`."""
+    """Base class of every method. Subclasses set `has_q` and `is_meta`, and meta methods `zero_shot_metric`."""
 
     has_q: bool = False
     is_meta: bool = False
+    # the metric of `loss` / `validation_loss` that measures the ZERO-SHOT policy (`policy(context)`), which
+    # model selection on validation loss uses; meta methods override it (their action_loss is after adaptation)
+    zero_shot_metric: str = "action_loss"
 
     def loss(self, batch: TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss on one grouped batch, and scalar metrics for the curves."""

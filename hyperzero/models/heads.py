@@ -65,11 +65,13 @@ class GeneratingApproximator(Approximator):
     """Base of HyperZero and the context MLPs: subclasses implement `generate(context [K,d]) -> TaskNets`.
 
     Loss on a grouped batch (the paper's Eq. 4-5, with the experts' discount; original-code-notes §7.1):
-        L = MSE(π̂(s), a*) + w_v · MSE(Q̂(s, a*), q*)
-            + w_td · MSE(q*, r + γ · (1 - terminated) · Q̂(s', stopgrad(π̂(s'))))
+        L = MSE(π̂(s), a*) + w_v · MSE(Q̂(s, a*), κ q*)
+            + w_td · MSE(κ q*, κ r + γ · (1 - terminated) · Q̂(s', stopgrad(π̂(s'))))
     The gradient of the TD term flows through Q̂(s', ·) (Q weights and the embedding); only the next
     action is stop-gradient. γ is `cfg.gamma` (the fit sets it to the dataset's γ; 1.0 reproduces
-    the authors' code, which used the env discount 1.0 by mistake).
+    the authors' code, which used the env discount 1.0 by mistake). κ = `cfg.value_scale` scales q*
+    and r together, so the Bellman relation q* = r + γ q*' holds for κ q* as well; Q̂ learns κ q*
+    and the generated policy's `q()` divides by κ (its last Q layer is scaled by 1/κ).
     """
 
     def __init__(self, ctx_dim: int, obs_dim: int, act_dim: int, cfg: ModelConfig, use_q: bool, use_td: bool):
@@ -81,6 +83,8 @@ class GeneratingApproximator(Approximator):
                 raise ValueError(f"{name} must be >= 1 (got {v})")
         if not 0.0 <= cfg.gamma <= 1.0:
             raise ValueError(f"ModelConfig.gamma must be in [0, 1] (got {cfg.gamma}); use the experts' discount, e.g. 0.99")
+        if not cfg.value_scale > 0:
+            raise ValueError(f"ModelConfig.value_scale must be > 0 (got {cfg.value_scale}); 1.0 leaves q* unscaled")
         self.ctx_dim, self.obs_dim, self.act_dim, self.cfg = ctx_dim, obs_dim, act_dim, cfg
         self.use_q, self.use_td = use_q, use_td
         self.has_q = use_q
@@ -94,7 +98,7 @@ class GeneratingApproximator(Approximator):
         total = action_loss
         metrics = {"action_loss": action_loss.item()}
         if self.use_q:
-            value_loss = (nets.value(batch.obs, batch.action) - batch.q).pow(2).mean()
+            value_loss = (nets.value(batch.obs, batch.action) - self.cfg.value_scale * batch.q).pow(2).mean()
             total = total + self.cfg.value_weight * value_loss
             metrics["value_loss"] = value_loss.item()
         if self.use_td:
@@ -107,15 +111,20 @@ class GeneratingApproximator(Approximator):
     def td_loss(self, nets: TaskNets, batch: TaskBatch) -> torch.Tensor:
         with torch.no_grad():  # stop-gradient on ā = π̂(s') only (no graph is built for it)
             next_action = nets.act(batch.next_obs)
-        target = batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * nets.value(batch.next_obs, next_action)
-        return (batch.q - target).pow(2).mean()
+        kappa = self.cfg.value_scale
+        target = kappa * batch.reward + self.cfg.gamma * (1.0 - batch.terminated) * nets.value(batch.next_obs, next_action)
+        return (kappa * batch.q - target).pow(2).mean()
 
     @torch.no_grad()
     def policy(self, context: torch.Tensor) -> "GeneratedPolicy":
         """Generate the networks of one (normalised) context vector [d] once; act without the generator."""
         context = torch.as_tensor(context, dtype=torch.float32, device=_device_of(self)).reshape(1, -1)
         nets = self.generate(context)
-        return GeneratedPolicy(nets.pi.select(0), nets.q.select(0) if nets.q is not None else None)
+        q = None
+        if nets.q is not None:  # fold 1/κ into the last Q layer: the policy's q() is in the experts' units
+            q = nets.q.select(0)
+            q = MLPWeights(q.w1, q.b1, q.w2 / self.cfg.value_scale, q.b2 / self.cfg.value_scale)
+        return GeneratedPolicy(nets.pi.select(0), q)
 
 
 def _device_of(module: nn.Module) -> torch.device:

@@ -140,6 +140,7 @@ class MAMLPolicy(Approximator):
 
     has_q = False
     is_meta = True
+    zero_shot_metric = "pre_adapt_mse"  # the zero-shot row acts with the meta-init: select on its query MSE
 
     def __init__(self, ctx_dim: int, obs_dim: int, act_dim: int, cfg: ModelConfig | None = None,
                  inner_params: str = "all"):

@@ -15,10 +15,14 @@ Training (`loss`): each task's B samples are split at random into a context set 
 actions are the regression targets. The encoder therefore never sees the action it is asked to
 predict (the authors' code encoded z from the same sample's (s, a*): label leakage).
 z is sampled with the reparameterisation trick and KL(q(z|c) || N(0, I)) is weighted by
-`pearl_kl_weight` (information bottleneck).
+`pearl_kl_weight` (information bottleneck). With probability `pearl_prior_prob` per task and step
+the context set is treated as empty: z is drawn from the prior N(0, I) (no KL term for that task).
+The policy is thus trained on the very latent distribution it meets zero-shot, and z = 0, the mean
+of that prior, is an input it was trained around rather than one it may never have seen.
 
 Acting:
-  * zero-shot `policy(c)`: no transitions yet, so z = the prior mean, 0;
+  * zero-shot `policy(c)`: no transitions yet, so z = the mean of the prior N(0, I) it was trained
+    against (see `pearl_prior_prob`), 0;
   * few-shot `adapt(c, support)`: z = the posterior MEAN from the k support transitions
     (the same k expert transitions MAML adapts on);
   * online `online_policy(c)`: `reset()` at each episode start empties the context set;
@@ -90,6 +94,7 @@ class PEARLPolicy(Approximator):
 
     has_q = False
     is_meta = True
+    zero_shot_metric = "prior_z_action_loss"  # the zero-shot row acts with z = the prior mean
 
     def __init__(self, ctx_dim: int, obs_dim: int, act_dim: int, cfg: ModelConfig | None = None):
         super().__init__()
@@ -101,6 +106,9 @@ class PEARLPolicy(Approximator):
                              "the encoder needs at least one transition per task")
         if cfg.pearl_kl_weight < 0:
             raise ValueError(f"pearl_kl_weight must be >= 0 (got {cfg.pearl_kl_weight})")
+        if not 0.0 <= cfg.pearl_prior_prob < 1.0:
+            raise ValueError(f"pearl_prior_prob must be in [0, 1) (got {cfg.pearl_prior_prob}); it is the chance that a "
+                             "task's z is drawn from the prior during training")
         self.cfg = cfg
         self.ctx_dim, self.obs_dim, self.act_dim = ctx_dim, obs_dim, act_dim
         self.latent_dim = cfg.pearl_latent_dim
@@ -130,10 +138,18 @@ class PEARLPolicy(Approximator):
         # Disjoint split: the encoder reads `ctx`, the loss predicts `pred`'s expert actions.
         ctx, pred = random_split(n_ctx, batch.obs, batch.action, batch.reward, batch.next_obs, generator=generator)
         mu, var = self.posterior(*ctx)
-        z = mu + var.sqrt() * torch.randn_like(mu) if sample_z else mu  # reparameterised sample of q(z|c)
+        kl_per_task = kl_to_standard_normal(mu, var)
+        if sample_z:
+            z = mu + var.sqrt() * torch.randn_like(mu)  # reparameterised sample of q(z|c)
+            if self.cfg.pearl_prior_prob > 0:  # some tasks act from the prior (an empty context set): z ~ N(0, I)
+                from_prior = torch.rand(mu.shape[0], device=mu.device) < self.cfg.pearl_prior_prob
+                z = torch.where(from_prior[:, None], torch.randn_like(mu), z)
+                kl_per_task = kl_per_task * (~from_prior)
+        else:
+            z = mu
         pred_obs, pred_act = pred[0], pred[1]
         action_mse = ((self.net(batch.context, pred_obs, z) - pred_act) ** 2).mean()
-        kl = kl_to_standard_normal(mu, var).mean()
+        kl = kl_per_task.mean()
         loss = action_mse + self.cfg.pearl_kl_weight * kl
         with torch.no_grad():
             # How much the latent helps: the same prediction with the prior mean z = 0 (zero-shot).
@@ -152,7 +168,8 @@ class PEARLPolicy(Approximator):
 
     @torch.no_grad()
     def policy(self, context: torch.Tensor) -> LatentPolicy:
-        """Zero-shot: no transitions of the task yet, so z is the prior mean 0."""
+        """Zero-shot: no transitions of the task yet, so z is the mean of the N(0, I) prior the policy was
+        trained against (`pearl_prior_prob` of its training latents were drawn from it), 0."""
         context = check_context(context, self.ctx_dim).to(self._device())
         z = torch.zeros(self.latent_dim, device=self._device())
         return LatentPolicy(self.net.frozen_weights(context, prefix=z), z)

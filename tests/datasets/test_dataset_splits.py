@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 
 from hyperzero.datasets.splits import Split, make_split
@@ -67,3 +69,44 @@ def test_json_round_trip(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(ValueError, match="broken.json"):
         Split.from_json(tmp_path / "broken.json")
+
+
+@pytest.mark.parametrize("n, n_test", [(2, 1), (3, 1), (4, 2), (5, 3), (8, 3), (12, 3), (20, 3), (40, 6)])
+def test_paper_protocol_holds_out_at_least_three_tasks_when_enough_remain(n, n_test):
+    ids = [f"t{i:02d}" for i in range(n)]
+    for seed in range(5):
+        split = make_split(ids, seed)
+        assert len(split.test) == n_test
+        assert len(split.train) >= 1 and set(split.train) | set(split.val) | set(split.test) == set(ids)
+
+
+def test_test_fraction_and_floor_are_configurable():
+    assert len(make_split(TASKS, 0, test_fraction=0.5).test) == 10
+    assert len(make_split(TASKS, 0, min_test_tasks=1).test) == 3                  # the authors' int(0.15 * 20)
+    assert len(make_split(TASKS[:8], 0, min_test_tasks=1).test) == 1              # int(0.15 * 8) = 1
+    assert len(make_split(TASKS[:8], 0, min_test_tasks=5).test) == 5
+    split = make_split(TASKS, 2, test_fraction=0.5)
+    assert Split.from_json(split.to_json()) == split and split.test_fraction == 0.5
+    with pytest.raises(ValueError, match="test_fraction"):
+        make_split(TASKS, 0, test_fraction=1.0)
+    with pytest.raises(ValueError, match="min_test_tasks"):
+        make_split(TASKS, 0, min_test_tasks=0)
+
+
+def test_hypogen_protocol_takes_the_first_80_percent_of_the_same_shuffle_as_test():
+    for seed in range(5):
+        paper, hypogen = make_split(TASKS, seed), make_split(TASKS, seed, "hypogen")
+        order = list(np.random.default_rng(seed).permutation(sorted(TASKS)))  # HyPoGen: rng.shuffle(sorted ids)
+        assert hypogen.test == sorted(order[:16]) and paper.test == sorted(order[:3])
+        assert len(hypogen.train) + len(hypogen.val) == 4
+
+
+def test_never_test_tasks_are_held_out_only_when_nothing_else_is_left():
+    for seed in range(10):
+        plain = make_split(TASKS, seed)
+        avoid = plain.test[:2]
+        split = make_split(TASKS, seed, never_test=avoid)
+        assert not set(avoid) & set(split.test) and len(split.test) == len(plain.test)
+        assert set(plain.test) - set(avoid) <= set(split.test)     # the other test tasks stay
+    few = make_split(["a", "b", "c"], 0, never_test=["a", "b", "c"])
+    assert len(few.test) == 1

@@ -96,6 +96,37 @@ def test_td_discount_is_configurable():
 
 
 @pytest.mark.parametrize("method", ["hyperzero", "mlp_uvfa_td"])
+def test_value_scale_scales_the_td_residual_and_q_is_unscaled_when_queried(method):
+    """κ q* and κ r obey the same Bellman relation: a Q-network that is κ times another has exactly κ times
+    its value and TD residuals (losses κ²), the same action loss, and the same un-scaled q() when acting."""
+    import dataclasses
+
+    kappa = 0.02
+    b = batch(k=2, b=6)
+    b.q, b.reward = 40.0 * b.q, 3.0 * b.reward      # experts' units: q* of tens
+    torch.manual_seed(0)
+    plain = build_method(method, 2, 4, 2, SMALL)
+    scaled = build_method(method, 2, 4, 2, dataclasses.replace(SMALL, value_scale=kappa))
+    scaled.load_state_dict(plain.state_dict())
+    with torch.no_grad():  # make the scaled model's Q exactly κ times the plain one (last Q layer x κ)
+        last = [scaled.q2.weight, scaled.q2.bias] if method == "hyperzero" else [scaled.critic.fc2]
+        for layer in last:
+            layer.weight.mul_(kappa)
+            layer.bias.mul_(kappa)
+    _, m_plain = plain.loss(b)
+    _, m_scaled = scaled.loss(b)
+    assert m_scaled["action_loss"] == pytest.approx(m_plain["action_loss"], rel=1e-6)
+    assert m_scaled["value_loss"] == pytest.approx(kappa ** 2 * m_plain["value_loss"], rel=1e-4)
+    assert m_scaled["td_loss"] == pytest.approx(kappa ** 2 * m_plain["td_loss"], rel=1e-4)
+    assert m_plain["value_loss"] > 100  # unscaled targets are large; the scaled ones are O(1)
+    obs, act = b.obs[0], b.action[0]
+    q_plain, q_scaled = plain.policy(b.context[0]).q(obs, act), scaled.policy(b.context[0]).q(obs, act)
+    torch.testing.assert_close(q_scaled, q_plain, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="value_scale"):
+        build_method(method, 2, 4, 2, dataclasses.replace(SMALL, value_scale=0.0))
+
+
+@pytest.mark.parametrize("method", ["hyperzero", "mlp_uvfa_td"])
 def test_grouped_equals_per_sample_generation(method):
     torch.manual_seed(0)
     model = build_method(method, 2, 4, 2, SMALL)

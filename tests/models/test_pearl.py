@@ -224,3 +224,35 @@ def test_validation_loss_uses_posterior_mean_and_a_fixed_split():
     _, t1 = model.loss(b)
     _, t2 = model.loss(b)
     assert t1["action_loss"] != t2["action_loss"]  # training samples z and the split
+
+
+def test_training_draws_some_latents_from_the_prior_the_zero_shot_policy_acts_with():
+    """Zero-shot acting uses z = 0, the prior mean; training must show the policy latents from that prior
+    (an empty context set), or z = 0 may be an input it never saw."""
+    seen = []
+    b = random_batch(400, 8, seed=5)
+    for prob in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = PEARLPolicy(D, S, A, small_cfg(pearl_prior_prob=prob, pearl_context_size=4))
+        with torch.no_grad():  # a sharp posterior at z = 5: its samples are unmistakable
+            last = model.encoder.net[-1]
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor([5.0] * 4 + [-30.0] * 4))
+        forward = model.net.forward
+        model.net.forward = lambda c, o, z=None: (seen.append(z.detach()), forward(c, o, z))[1]
+        seen.clear()
+        _, metrics = model.loss(b)
+        z = seen[0]
+        posterior = ((z - 5.0).abs() < 0.01).all(-1)
+        if prob == 0.0:
+            assert posterior.all() and metrics["kl"] > 10
+        else:
+            prior = z[~posterior]
+            assert 0.4 < prior.shape[0] / z.shape[0] < 0.6
+            assert abs(float(prior.mean())) < 0.15 and 0.85 < float(prior.std()) < 1.15   # N(0, I) draws
+            # the KL term counts only the tasks that used their posterior
+            full_kl = float(kl_to_standard_normal(torch.full((4,), 5.0), torch.full((4,), 1e-7)))
+            assert metrics["kl"] == pytest.approx(full_kl * float(posterior.float().mean()), rel=1e-3)
+    assert model.zero_shot_metric == "prior_z_action_loss" and "prior_z_action_loss" in metrics
+    with pytest.raises(ValueError, match="pearl_prior_prob"):
+        PEARLPolicy(D, S, A, small_cfg(pearl_prior_prob=1.0))
