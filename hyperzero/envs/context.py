@@ -33,13 +33,8 @@ class ContextFeature:
 
     def check(self, value: Any, allow_extrapolation: bool = False) -> float:
         """Return `value` as a float or raise a ValueError that names the feature and the allowed range."""
-        try:
-            v = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"context feature {self.name!r}: value {value!r} is not a number") from None
+        v = self.number(value)
         lo, hi = self.limits
-        if not math.isfinite(v):
-            raise ValueError(f"context feature {self.name!r}: value {v} is not finite; allowed range is [{lo}, {hi}] {self.unit}")
         if self.nonzero and v == 0.0:
             raise ValueError(f"context feature {self.name!r}: value 0 is not allowed (the sign gives the direction, "
                              f"so 0 has none); use a value in [{lo}, 0) or (0, {hi}] {self.unit}")
@@ -49,6 +44,21 @@ class ContextFeature:
         if not allow_extrapolation and not blo <= v <= bhi:
             raise ValueError(f"context feature {self.name!r}: value {v} is outside the nominal range [{blo}, {bhi}] {self.unit}; "
                              f"pass allow_extrapolation=True (CLI: --allow-extrapolation) to use it deliberately")
+        return v
+
+    def number(self, value: Any) -> float:
+        """`value` as a finite float (a number or a numeric string; not a boolean), else a ValueError naming the feature."""
+        if isinstance(value, (bool, np.bool_)):  # float(True) == 1.0 would silently pass
+            raise ValueError(f"context feature {self.name!r}: value {value!r} is a boolean, not a number; give a "
+                             f"number in [{self.limits[0]}, {self.limits[1]}] {self.unit}")
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"context feature {self.name!r}: value {value!r} is not a number; give a number in "
+                             f"[{self.limits[0]}, {self.limits[1]}] {self.unit}") from None
+        lo, hi = self.limits
+        if not math.isfinite(v):
+            raise ValueError(f"context feature {self.name!r}: value {v} is not finite; allowed range is [{lo}, {hi}] {self.unit}")
         return v
 
 
@@ -61,6 +71,9 @@ def context_id(context: Mapping[str, float]) -> str:
     return "_".join(f"{k}={_fmt(float(v))}" for k, v in context.items())
 
 
+MAX_GRID_VALUES = 10_000  # per feature: a typo such as step 1e-9 must not try to allocate billions of tasks
+
+
 def parse_values(spec: str) -> list[float]:
     """`"1,2,3"` -> [1, 2, 3]; `"lo:hi:step"` -> lo, lo+step, ..., hi (inclusive, rounded to the step's decimals)."""
     spec = spec.strip()
@@ -68,10 +81,15 @@ def parse_values(spec: str) -> list[float]:
         parts = spec.split(":")
         if len(parts) != 3:
             raise ValueError(f"range {spec!r} must be lo:hi:step, e.g. -10:10:0.5")
-        lo, hi, step = (float(p) for p in parts)
-        if step <= 0 or hi < lo:
-            raise ValueError(f"range {spec!r}: need step > 0 and hi >= lo")
+        try:
+            lo, hi, step = (float(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"range {spec!r} must be three numbers lo:hi:step, e.g. -10:10:0.5") from None
+        if not all(math.isfinite(x) for x in (lo, hi, step)) or step <= 0 or hi < lo:
+            raise ValueError(f"range {spec!r}: need finite numbers with step > 0 and hi >= lo, e.g. -10:10:0.5")
         n = int(math.floor((hi - lo) / step + 1e-9)) + 1
+        if n > MAX_GRID_VALUES:
+            raise ValueError(f"range {spec!r} has {n} values (more than {MAX_GRID_VALUES}); use a larger step")
         decimals = max(0, -int(math.floor(math.log10(step))) + 3)
         return [round(lo + i * step, decimals) for i in range(n)]
     try:
@@ -121,8 +139,11 @@ class ContextSpace:
 
         Optional (extra) features are included only when `context` sets them.
         """
+        if context is not None and not isinstance(context, Mapping):
+            raise ValueError(f"context must be a mapping {{feature: value}} such as {{{self.names[0]!r}: 2.0}}, got "
+                             f"{type(context).__name__} {context!r}; this family's features are {self.names}")
         context = dict(context or {})
-        unknown = sorted(set(context) - set(self.features))
+        unknown = sorted(set(context) - set(self.features), key=str)
         if unknown:
             raise ValueError(f"unknown context feature(s) {unknown}; this family has {self.names}")
         return {n: f.check(context.get(n, f.default), allow_extrapolation) for n, f in self.features.items()
@@ -160,7 +181,15 @@ class ContextSpace:
         names = self._names(list(values))
         axes = []
         for n in names:
-            vals = parse_values(values[n]) if isinstance(values[n], str) else [float(v) for v in values[n]]
+            try:
+                vals = parse_values(values[n]) if isinstance(values[n], str) else [
+                    self.features[n].number(v) for v in values[n]]
+            except TypeError:
+                raise ValueError(f"grid for {n!r}: {values[n]!r} must be a list of numbers or a 'lo:hi:step' "
+                                 f"string such as -10:10:0.5") from None
+            except ValueError as e:
+                text = str(e)
+                raise ValueError(text if text.startswith("context feature") else f"grid for {n!r}: {text}") from None
             if skip_zero and self.features[n].nonzero:
                 vals = [v for v in vals if v != 0.0]
             if not vals:

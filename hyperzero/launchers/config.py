@@ -22,9 +22,43 @@ import copy
 import dataclasses
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import yaml
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML with the YAML 1.2 core schema's scalars: `-10:10:0.5` stays a string (YAML 1.1 reads it as a
+    base-60 number), `1e3` is a number, and only true/false are booleans (not yes/no/on/off)."""
+
+
+class ConfigDumper(yaml.SafeDumper):
+    """Quotes every string that either YAML 1.1 or 1.2 would read as something else."""
+
+
+def _core_schema_resolvers() -> None:
+    import re
+
+    ConfigLoader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag.rsplit(":", 1)[-1] not in ("bool", "int", "float", "timestamp")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    scalars = {
+        "tag:yaml.org,2002:bool": (r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+        "tag:yaml.org,2002:int": (r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$", "-+0123456789"),
+        "tag:yaml.org,2002:float": (r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
+    }
+    for tag, (pattern, first) in scalars.items():
+        for cls in (ConfigLoader, ConfigDumper):
+            cls.add_implicit_resolver(tag, re.compile(pattern), list(first))
+
+
+_core_schema_resolvers()
+
+
+def load_yaml(text: str):
+    """Parse config YAML (see ConfigLoader)."""
+    return yaml.load(text, Loader=ConfigLoader)
+
 
 PRESETS_PACKAGE = "hyperzero.launchers.presets"
 SECTIONS = ("name", "description", "family", "contexts", "experts", "dataset", "fit", "evaluate")
@@ -44,7 +78,8 @@ DEFAULTS: dict[str, Any] = {
     "description": "",
     "family": None,
     "contexts": None,
-    "experts": {"ensemble_size": None, "num_workers": None},
+    # a fixed ensemble size: which tasks share a stacked ensemble must not depend on the core count
+    "experts": {"ensemble_size": 4, "num_workers": None},
     "dataset": {"n_episodes": 10, "seed": 0, "exclude_flagged": False},
     "fit": {"methods": ["hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa",
                         "mlp_uvfa_td", "maml", "pearl"], "seeds": [0, 1, 2, 3, 4]},
@@ -57,7 +92,7 @@ def list_presets() -> dict[str, str]:
     out = {}
     for entry in sorted(resources.files(PRESETS_PACKAGE).iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".yaml"):
-            data = yaml.safe_load(entry.read_text()) or {}
+            data = load_yaml(entry.read_text()) or {}
             out[entry.name[:-5]] = str(data.get("description", "")).strip().split("\n")[0]
     return out
 
@@ -79,7 +114,7 @@ def load_config_source(source: str) -> tuple[dict, str]:
         where = f"preset:{source}"
         text = resources.files(PRESETS_PACKAGE).joinpath(f"{source}.yaml").read_text()
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         raise ValueError(f"{where}: not valid YAML ({e})") from e
     if not isinstance(data, dict):
@@ -109,7 +144,7 @@ def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
             raise ValueError(f"--set {item!r}: unknown section {parts[0] if parts else key!r}; sections are "
                              f"{', '.join(SECTIONS)}")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError as e:
             raise ValueError(f"--set {item!r}: value is not valid YAML ({e})") from e
         node = config
@@ -130,30 +165,102 @@ def _check_fields(section: str, values: Mapping, cls: type, extra: Sequence[str]
         raise ValueError(f"config section {section!r}: unknown keys {unknown}; allowed: {sorted(known | set(extra))}")
 
 
+@dataclasses.dataclass
+class PackingSettings:
+    """How expert training is spread over processes (the `experts:` keys that are not TD3Config fields)."""
+
+    ensemble_size: Optional[int] = 4  # tasks per stacked ensemble; fixed (not derived from the core count) so the
+                                      # same config packs the same tasks together on every machine
+    num_workers: Optional[int] = None  # parallel processes; None = one per core (changes speed, not the packing)
+
+
+@dataclasses.dataclass
+class DatasetSettings:
+    """The `dataset:` section: how the experts' rollouts are collected."""
+
+    n_episodes: int = 10           # deterministic expert episodes recorded per task
+    seed: int = 0                  # seed of the dataset's episode seeds (disjoint from the experts' own)
+    exclude_flagged: bool = False  # leave out experts flagged by the quality gate (listed in the manifest)
+
+
+@dataclasses.dataclass
+class FitSweep:
+    """The `fit:` keys that are not FitConfig fields: which fits the pipeline runs."""
+
+    methods: list[str] = dataclasses.field(default_factory=list)  # method names (hyperzero.models.registry.METHODS)
+    seeds: list[int] = dataclasses.field(default_factory=list)    # split seeds; each is one train/val/test split
+
+
+def _section(config: dict, name: str) -> dict:
+    value = config.get(name)
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"config section {name!r} must be a mapping of keys to values (got {value!r})")
+    config[name] = dict(value)
+    return config[name]
+
+
+def _stage_check(section: str, check) -> Any:
+    """Run a stage config's own range checks; their ValueError is prefixed with the section."""
+    try:
+        return check()
+    except ValueError as e:
+        text = str(e)
+        raise ValueError(text if text.startswith(f"{section}.") else f"config section {section!r}: {text}") from None
+
+
+def _number_list(key: str, value: Any) -> list:
+    """Grid values: a list of numbers, one number, or a 'lo:hi:step' / '1,2,3' string (kept as is)."""
+    from hyperzero.utils.typed import convert
+
+    if isinstance(value, str):
+        return value  # parsed (and checked) by ContextSpace.grid
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{key}={value!r}: must be a non-empty list of numbers, one number, or a 'lo:hi:step' "
+                         f"string such as -10:10:0.5")
+    return [convert(f"{key}[{i}]", v, float, coerce=True) for i, v in enumerate(value)]
+
+
 def resolve_contexts(family: str, spec: Any) -> list[dict[str, float]]:
     """The task list of a `contexts:` section, validated by the family's context space."""
-    from hyperzero.envs import get_family
+    from hyperzero.envs import context_id, get_family
+    from hyperzero.utils.typed import convert
 
     space = get_family(family).context_space
     if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in ("grid", "sample", "list"):
-        raise ValueError("config section 'contexts' must have exactly one of grid: {feature: values}, "
+        raise ValueError(f"contexts={spec!r}: the section must have exactly one of grid: {{feature: values}}, "
                          "sample: {n, seed, names}, or list: [{feature: value}, ...]")
     kind, value = next(iter(spec.items()))
-    if kind == "grid":
-        if not isinstance(value, Mapping) or not value:
-            raise ValueError("contexts.grid must map feature names to value lists or 'lo:hi:step' strings")
-        contexts = space.grid(**{k: (v if isinstance(v, str) else list(v)) for k, v in value.items()})
-    elif kind == "sample":
-        value = dict(value or {})
-        if "n" not in value:
-            raise ValueError("contexts.sample needs n (and optionally seed, names)")
-        contexts = space.sample(int(value["n"]), int(value.get("seed", 0)), value.get("names"))
-    else:
-        if not isinstance(value, list) or not value:
-            raise ValueError("contexts.list must be a non-empty list of context mappings")
-        contexts = [space.validate(c) for c in value]
-    from hyperzero.envs import context_id
-
+    try:
+        if kind == "grid":
+            if not isinstance(value, Mapping) or not value:
+                raise ValueError(f"contexts.grid={value!r}: must map feature names to value lists or 'lo:hi:step' "
+                                 f"strings, e.g. {{speed: -10:10:0.5}}")
+            contexts = space.grid(**{str(k): _number_list(f"contexts.grid.{k}", v) for k, v in value.items()})
+        elif kind == "sample":
+            if not isinstance(value, Mapping) or "n" not in value:
+                raise ValueError(f"contexts.sample={value!r}: needs n (and optionally seed, names), "
+                                 f"e.g. {{n: 20, seed: 0, names: [speed]}}")
+            unknown = sorted(set(value) - {"n", "seed", "names"})
+            if unknown:
+                raise ValueError(f"contexts.sample: unknown keys {unknown}; allowed: ['n', 'names', 'seed']")
+            n = convert("contexts.sample.n", value["n"], int, coerce=True)
+            if n < 1:
+                raise ValueError(f"contexts.sample.n={n}: must be >= 1")
+            seed = convert("contexts.sample.seed", value.get("seed", 0), int, coerce=True)
+            names = convert("contexts.sample.names", value.get("names"), Optional[list[str]], coerce=True)
+            contexts = space.sample(n, seed, names)
+        else:
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"contexts.list={value!r}: must be a non-empty list of context mappings, "
+                                 f"e.g. [{{speed: 2}}, {{speed: -4}}]")
+            contexts = [space.validate(c) for c in value]
+    except ValueError as e:
+        text = str(e)
+        raise ValueError(text if text.startswith("contexts") else f"contexts.{kind}: {text}") from None
     ids = [context_id(c) for c in contexts]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -164,58 +271,88 @@ def resolve_contexts(family: str, spec: Any) -> list[dict[str, float]]:
 
 
 def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
-    """Defaults + raw + overrides, checked against every stage's config class. Returns plain data."""
-    from hyperzero.envs import FAMILIES
+    """Defaults + raw + overrides, every value checked for type and range. Returns plain data.
+
+    Values are converted only when the conversion is exact (`1e3` -> 1000 for an integer field); any
+    other mismatch is a ValueError naming the dotted key, the value and the allowed form. Nothing is
+    written here, so a refused config leaves the run directory untouched.
+    """
+    from hyperzero.envs import FAMILIES, get_family
     from hyperzero.evaluation import EvalConfig
     from hyperzero.experts import TD3Config
+    from hyperzero.utils.typed import coerce_fields, convert
 
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"the config must be a YAML mapping with sections {', '.join(SECTIONS)}")
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown config sections {unknown}; allowed: {', '.join(SECTIONS)}")
     config = apply_overrides(deep_merge(DEFAULTS, raw), overrides)
+    for key in ("name", "description"):
+        config[key] = convert(key, "" if config.get(key) is None else config[key], str, coerce=True)
     family = config.get("family")
     if family not in FAMILIES:
-        raise ValueError(f"config 'family' must be one of {', '.join(FAMILIES)} (got {family!r})")
+        raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
     resolve_contexts(family, config.get("contexts"))
-    experts = config["experts"]
-    _check_fields("experts", experts, TD3Config, extra=("ensemble_size", "num_workers"))
-    TD3Config(**{k: v for k, v in experts.items() if k not in ("ensemble_size", "num_workers")}).resolved(family)
-    _check_fields_dataset(config["dataset"])
-    fit = config["fit"]
-    methods, seeds = fit.get("methods"), fit.get("seeds")
-    if not methods or not isinstance(methods, list):
-        raise ValueError("fit.methods must be a non-empty list of method names, e.g. [hyperzero, mlp_policy]")
-    if not seeds or not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds):
-        raise ValueError("fit.seeds must be a non-empty list of integer split seeds, e.g. [0, 1, 2, 3, 4]")
+
+    experts = _section(config, "experts")
+    packing = ("ensemble_size", "num_workers")
+    _check_fields("experts", experts, TD3Config, extra=packing)
+    experts.update(coerce_fields(TD3Config, experts, "experts"))
+    experts.update(coerce_fields(PackingSettings, experts, "experts"))
+    for key in packing:
+        if experts.get(key) is not None and experts[key] < 1:
+            raise ValueError(f"experts.{key}={experts[key]}: must be >= 1 (or null for the default)")
+    _stage_check("experts", lambda: TD3Config(**{k: v for k, v in experts.items() if k not in packing}).resolved(family))
+
+    dataset = _section(config, "dataset")
+    _check_fields("dataset", dataset, DatasetSettings)
+    dataset.update(coerce_fields(DatasetSettings, dataset, "dataset"))
+    if dataset.get("n_episodes", 1) < 1:
+        raise ValueError(f"dataset.n_episodes={dataset['n_episodes']}: must be >= 1")
+    if dataset.get("seed", 0) < 0:
+        raise ValueError(f"dataset.seed={dataset['seed']}: must be >= 0")
+
+    fit = _section(config, "fit")
+    fit.update(coerce_fields(FitSweep, fit, "fit"))
+    if not fit.get("methods"):
+        raise ValueError(f"fit.methods={fit.get('methods')!r}: must be a non-empty list of method names, "
+                         f"e.g. [hyperzero, mlp_policy]")
+    if not fit.get("seeds"):
+        raise ValueError(f"fit.seeds={fit.get('seeds')!r}: must be a non-empty list of integer split seeds, "
+                         f"e.g. [0, 1, 2, 3, 4]")
+    if len(set(fit["seeds"])) != len(fit["seeds"]) or any(s < 0 for s in fit["seeds"]):
+        raise ValueError(f"fit.seeds={fit['seeds']}: split seeds must be distinct and >= 0")
     _check_fit_section(fit)
-    evaluate = config["evaluate"]
-    _check_fields("evaluate", evaluate, EvalConfig, excluded=("methods",))
-    EvalConfig(**evaluate)
+
+    evaluate = _section(config, "evaluate")
+    _check_fields("evaluate", evaluate, EvalConfig, excluded=("methods", "seeds"))
+    evaluate.update(coerce_fields(EvalConfig, evaluate, "evaluate", exclude=("methods", "seeds")))
+    space = get_family(family).context_space
+    for i, ctx in enumerate(evaluate.get("video_contexts") or []):
+        _stage_check(f"evaluate.video_contexts[{i}]", lambda ctx=ctx: space.validate(ctx))
+    _stage_check("evaluate", lambda: EvalConfig(**evaluate))
     return config
-
-
-def _check_fields_dataset(dataset: Mapping) -> None:
-    allowed = {"n_episodes", "seed", "exclude_flagged"}
-    unknown = sorted(set(dataset) - allowed)
-    if unknown:
-        raise ValueError(f"config section 'dataset': unknown keys {unknown}; allowed: {sorted(allowed)}")
-    if int(dataset.get("n_episodes", 1)) < 1:
-        raise ValueError(f"dataset.n_episodes must be >= 1 (got {dataset.get('n_episodes')})")
 
 
 def _check_fit_section(fit: Mapping) -> None:
     from hyperzero.models.registry import METHODS
+    from hyperzero.training import FitConfig
+    from hyperzero.utils.typed import coerce_fields
 
     bad = [m for m in fit["methods"] if m not in METHODS]
     if bad:
         raise ValueError(f"fit.methods: unknown methods {bad}; choose from {', '.join(METHODS)}")
-    try:
-        from hyperzero.training import FitConfig
-    except ImportError:  # training stage not installed yet: checked when the fit stage runs
-        return
     _check_fields("fit", fit, FitConfig, extra=("methods", "seeds"), excluded=("method", "seed"))
+    if "model" in fit:
+        from hyperzero.models.config import ModelConfig
+
+        if not isinstance(fit["model"], Mapping):
+            raise ValueError(f"fit.model={fit['model']!r}: must be a mapping of ModelConfig fields")
+        _check_fields("fit.model", fit["model"], ModelConfig)
+    fit.update(coerce_fields(FitConfig, fit, "fit", exclude=("method", "seed")))
     for method in fit["methods"]:
-        fit_config(fit, method, fit["seeds"][0]).check()
+        _stage_check("fit", lambda method=method: fit_config(fit, method, fit["seeds"][0]).check())
 
 
 def fit_config(fit_section: Mapping, method: str, seed: int, device: str | None = None):
@@ -259,4 +396,5 @@ def invalidated_stages(differences: Sequence[str]) -> list[str]:
 
 
 def dump_yaml(config: Mapping) -> str:
-    return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=None, width=110, allow_unicode=True)
+    return yaml.dump(dict(config), Dumper=ConfigDumper, sort_keys=False, default_flow_style=None, width=110,
+                     allow_unicode=True)

@@ -1,4 +1,9 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never half of one."""
+"""Atomic, checksummed file writes: a reader sees the old file or the complete new one, never half of one.
+
+Every file written here gets a `<file>.sha256` sidecar (see `hyperzero.utils.integrity`), and the
+readers here (`read_json`, `load_torch`) check it, so a file damaged after it was written is
+reported by name (`CorruptFileError`) instead of being used.
+"""
 from __future__ import annotations
 
 import io
@@ -10,8 +15,28 @@ from typing import Any
 
 import numpy as np
 
+from hyperzero.utils.integrity import CorruptFileError, read_verified_bytes, verify
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+
+def ensure_directory(path: str | os.PathLike, what: str = "output directory") -> Path:
+    """Create `path` (and its parents) as a directory; a clear ValueError if something in the way is a file."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "is" if p == path else f"(a parent of {path}) is"
+                raise ValueError(f"{what} {path}: {p} {where} a regular file, not a directory; choose another "
+                                 f"directory (e.g. --out {p.parent / (p.name + '-run')})")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except PermissionError as e:
+        raise ValueError(f"{what} {path}: cannot create it ({e.strerror}); choose a directory you can write to") from None
+    return path
+
+
+def write_file_atomically(path: str | os.PathLike, data: bytes, checksum: bool = False) -> Path:
+    """Write `data` to a temporary file beside `path`, fsync, rename; with `checksum`, record its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -20,12 +45,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if checksum:
+            from hyperzero.utils.integrity import replace_with_checksum
+
+            replace_with_checksum(path, data, lambda: os.replace(tmp, path))
+        else:
+            os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Atomic write with a recorded checksum (`<path>.sha256`)."""
+    return write_file_atomically(path, data, checksum=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -46,9 +81,41 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+class CorruptJSONError(CorruptFileError, json.JSONDecodeError):
+    """A JSON file that fails its checksum or does not parse; catchable as either (the message names the file)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        CorruptFileError.__init__(self, path, reason)
+        self.msg, self.doc, self.pos, self.lineno, self.colno = reason, "", 0, 1, 1
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """Parse a JSON file, checked against its recorded checksum when it has one; errors name the file."""
+    try:
+        data = read_verified_bytes(path)
+    except CorruptFileError as e:
+        raise CorruptJSONError(e.path, e.reason) from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptJSONError(path, f"not valid JSON ({e})") from None
+
+
+def load_torch(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """`torch.load(path, **kwargs)` after checking the file against its recorded checksum.
+
+    A damaged file raises CorruptFileError naming it; a file that fails to unpickle raises it too.
+    """
+    import torch
+
+    path = Path(path)
+    verify(path)
+    try:
+        return torch.load(path, **kwargs)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever torch raises on a damaged archive, name the file
+        raise CorruptFileError(path, f"is not a readable torch file ({type(e).__name__}: {e})") from None
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
@@ -63,3 +130,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a file so that `dst` is the old file or the complete copy, never a partial one."""
+    return atomic_write_bytes(dst, Path(src).read_bytes())
