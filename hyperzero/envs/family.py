@@ -43,10 +43,16 @@ class Family:
     act_dim: int
     episode_steps: int = 1000
     doc: str = ""
+    max_reward: float = 1.0        # per step: every family's reward is a dm_control tolerance product in [0, 1]
 
     @property
     def context_space(self) -> ContextSpace:
         return ContextSpace(self.features)
+
+    @property
+    def max_return(self) -> float:
+        """The ceiling of an episode's return: every step at the maximum reward."""
+        return self.max_reward * self.episode_steps
 
     def model_xml(self, context: Mapping[str, float]) -> str:
         """The MJCF for a (validated) context: geometry features edited with lxml."""

@@ -9,7 +9,7 @@ FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
     "walker-walk": {"batch_size": 512},
 }
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -28,6 +28,8 @@ class TD3Config:
     adam_eps: float = 1e-8  # Adam epsilon (torch default, as the authors)
     tau: float = 0.01  # Polyak rate of the target networks, applied on actor steps only
     gamma: float = 0.99  # discount
+    n_step: int = 1  # n-step TD targets (authors: 1); assembled at sampling time, cut at episode ends
+    critic_layer_norm: bool = False  # LayerNorm on the critics' hidden layers (authors: none)
     batch_size: int | None = None  # minibatch per member; None = family default (256; 512 for walker-walk)
     replay_capacity: int = 1_000_000  # per member; storage is allocated for min(capacity, train_steps) rows
     # --- noise --------------------------------------------------------------------------------
@@ -46,7 +48,7 @@ class TD3Config:
     # --- runtime ------------------------------------------------------------------------------
     seed: int = 2  # seed of every expert (authors: 2, one run per task)
     device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda
-    precision: str = "fp32"  # fp32 | bf16 (autocast matmuls; critic output layer and losses stay fp32)
+    precision: str = "auto"  # auto (bf16 only where the hardware runs it natively) | fp32 | bf16 (autocast matmuls)
     torch_threads: int | None = None  # intra-op threads per worker; None = cores / workers
     extra: dict = field(default_factory=dict)  # free-form notes stored with the run (not used by training)
 
@@ -85,7 +87,8 @@ class TD3Config:
         need(self.checkpoint_every >= 0, "checkpoint_every must be >= 0 (0 = only at the end)")
         need(self.max_episode_steps is None or self.max_episode_steps > 0, "max_episode_steps must be > 0 or None")
         need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS} (got {self.precision!r}); "
-                                           "use --precision fp32 or --precision bf16")
+                                           "use --precision auto, fp32 or bf16")
+        need(isinstance(self.n_step, int) and self.n_step >= 1, f"n_step must be an integer >= 1 (got {self.n_step!r})")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
              f"device must be auto, cpu or cuda (got {self.device!r})")
 

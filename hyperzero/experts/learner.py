@@ -58,7 +58,7 @@ class EnsembleTD3:
         self.rngs = [MemberRNG(s, self.device) for s in self.seeds]
         h = config.hidden_sizes
         self.actor = EnsembleActor(self.n, obs_dim, act_dim, h)
-        self.critic = EnsembleTwinCritic(self.n, obs_dim, act_dim, h)
+        self.critic = EnsembleTwinCritic(self.n, obs_dim, act_dim, h, layer_norm=config.critic_layer_norm)
         for i, rng in enumerate(self.rngs):  # fixed draw order per member: actor then critic
             self.actor.reset_member(i, rng.init)
             self.critic.reset_member(i, rng.init)
@@ -100,7 +100,7 @@ class EnsembleTD3:
         """One critic step (and an actor + target step if `update_actor`) on a [N, B, ...] batch."""
         cfg = self.cfg
         b = self._to_device(batch)
-        obs, act, rew, not_done, next_obs = b["obs"], b["action"], b["reward"], b["not_done"], b["next_obs"]
+        obs, act, rew, discount, next_obs = b["obs"], b["action"], b["reward"], b["discount"], b["next_obs"]
         with torch.no_grad():
             std = cfg.target_std(step)
             noise = torch.stack([torch.randn(act.shape[1:], generator=r.target, device=self.device)
@@ -109,7 +109,7 @@ class EnsembleTD3:
             with self.autocast():
                 next_act = (self.actor_target(next_obs) + noise).clamp(-1.0, 1.0)
                 target_q = self.critic_target(next_obs, next_act).float()  # [N, 2, B]
-            y = rew + cfg.gamma * not_done * target_q.min(dim=1).values  # [N, B]
+            y = rew + discount * target_q.min(dim=1).values  # [N, B]; rew, discount: n-step (StackedReplay.sample)
         with self.autocast():
             q = self.critic(obs, act).float()
         critic_loss = ((q - y.unsqueeze(1)) ** 2).mean(dim=-1).sum(dim=1)  # MSE(Q1)+MSE(Q2) per member [N]
@@ -203,6 +203,16 @@ class EnsembleTD3:
         for rng, s in zip(self.rngs, states):
             rng.load_state(s["rng"])
         self.updates = int(states[0]["updates"])
+
+    @torch.no_grad()
+    def load_member_networks(self, i: int, networks: dict) -> None:
+        """Set member i's actor and critic (and their targets) to `networks` (member_networks' format)."""
+        for name, (online, target) in {"actor": (self.actor, self.actor_target),
+                                       "critic": (self.critic, self.critic_target)}.items():
+            rows = self._member_rows(name, i)
+            for mod in (online, target):
+                for k, v in mod.state_dict().items():
+                    v[rows].copy_(networks[name][k])
 
     def member_networks(self, i: int) -> dict:
         """Member i's online actor and critic weights (what expert.pt stores)."""

@@ -32,28 +32,58 @@ class StackedLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-class StackedMLP(nn.Module):
-    """ReLU MLP over N stacked members. `fp32_output` runs the last layer outside autocast."""
+class StackedLayerNorm(nn.Module):
+    """LayerNorm over the feature axis with a per-member affine: x [N, B, D] -> [N, B, D]."""
 
-    def __init__(self, n: int, in_dim: int, hidden: Sequence[int], out_dim: int, fp32_output: bool = False):
+    def __init__(self, n: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(n, 1, dim))
+
+    def reset_member(self, i: int) -> None:
+        with torch.no_grad():
+            self.weight[i].fill_(1.0)
+            self.bias[i].zero_()
+
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, x.shape[-1:]) * self.weight[members] + self.bias[members]
+
+
+class StackedMLP(nn.Module):
+    """ReLU MLP over N stacked members. `fp32_output` runs the last layer outside autocast.
+
+    `layer_norm` normalises every hidden pre-activation (Linear -> LayerNorm -> ReLU): it bounds the critic's
+    features, which keeps TD targets from running away early in training (as in DroQ, SimBa, BRO).
+    """
+
+    def __init__(self, n: int, in_dim: int, hidden: Sequence[int], out_dim: int, fp32_output: bool = False,
+                 layer_norm: bool = False):
         super().__init__()
         dims = [in_dim, *hidden, out_dim]
         self.layers = nn.ModuleList(StackedLinear(n, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(StackedLayerNorm(n, h) for h in hidden) if layer_norm else None
         self.fp32_output = fp32_output
 
     def reset_member(self, i: int, generator: torch.Generator) -> None:
         for layer in self.layers:
             layer.reset_member(i, generator)
+        for norm in self.norms or ():
+            norm.reset_member(i)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
-            x = torch.relu(layer(x))
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        """`members` runs a subset of the stack (e.g. every second one) without copying the others."""
+        for k, layer in enumerate(self.layers[:-1]):
+            x = torch.baddbmm(layer.bias[members], x, layer.weight[members])
+            if self.norms is not None:
+                x = self.norms[k](x, members)
+            x = torch.relu(x)
         last = self.layers[-1]
-        if self.fp32_output and torch.is_autocast_enabled(x.device.type):
-            # Q-values reach ~100 in DMC, where bf16 resolves only ~0.4: keep the output layer in fp32.
-            with torch.autocast(x.device.type, enabled=False):
-                return last(x.float())
-        return last(x)
+        ctx = (torch.autocast(x.device.type, enabled=False)
+               if self.fp32_output and torch.is_autocast_enabled(x.device.type) else contextlib.nullcontext())
+        with ctx:  # Q-values reach ~100 in DMC, where bf16 resolves only ~0.4: keep the output layer in fp32.
+            if self.fp32_output:
+                x = x.float()
+            return torch.baddbmm(last.bias[members], x, last.weight[members])
 
 
 class EnsembleActor(nn.Module):
@@ -77,10 +107,10 @@ class EnsembleTwinCritic(nn.Module):
     forward: obs [N, B, S], act [N, B, A] -> q [N, 2, B] (fp32).
     """
 
-    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int], layer_norm: bool = False):
         super().__init__()
         self.n = n
-        self.net = StackedMLP(2 * n, obs_dim + act_dim, hidden, 1, fp32_output=True)
+        self.net = StackedMLP(2 * n, obs_dim + act_dim, hidden, 1, fp32_output=True, layer_norm=layer_norm)
 
     def reset_member(self, i: int, generator: torch.Generator) -> None:
         self.net.reset_member(2 * i, generator)
@@ -94,12 +124,4 @@ class EnsembleTwinCritic(nn.Module):
 
     def q1(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Q1 only (the actor loss and the dataset's q*): [N, B]."""
-        x = torch.cat([obs, act], dim=-1)
-        layers = self.net.layers
-        for layer in layers[:-1]:
-            x = torch.relu(torch.baddbmm(layer.bias[0::2], x, layer.weight[0::2]))
-        last = layers[-1]
-        ctx = (torch.autocast(x.device.type, enabled=False) if torch.is_autocast_enabled(x.device.type)
-               else contextlib.nullcontext())
-        with ctx:
-            return torch.baddbmm(last.bias[0::2], x.float(), last.weight[0::2]).squeeze(-1)
+        return self.net(torch.cat([obs, act], dim=-1), members=slice(0, None, 2)).squeeze(-1)

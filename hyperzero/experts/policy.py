@@ -8,7 +8,7 @@ import torch
 
 from hyperzero.experts.networks import EnsembleActor, EnsembleTwinCritic
 from hyperzero.experts.trainer import EXPERT, SUMMARY
-from hyperzero.utils.io import read_json
+from hyperzero.utils.io import load_torch, read_json
 
 
 class ExpertPolicy:
@@ -29,7 +29,8 @@ class ExpertPolicy:
         self.device = torch.device(device)
         hidden = payload["hidden_sizes"]
         self._actor = EnsembleActor(1, self.obs_dim, self.act_dim, hidden)
-        self._critic = EnsembleTwinCritic(1, self.obs_dim, self.act_dim, hidden)
+        self._critic = EnsembleTwinCritic(1, self.obs_dim, self.act_dim, hidden,
+                                          layer_norm=bool(payload.get("config", {}).get("critic_layer_norm", False)))
         self._actor.load_state_dict(payload["actor"])
         self._critic.load_state_dict(payload["critic"])
         self._actor.to(self.device).eval().requires_grad_(False)
@@ -65,6 +66,6 @@ def load_expert(task_dir: str | Path, device: str | torch.device = "cpu") -> Exp
         hint = " (training is not finished: rerun `hyperzero experts train` to resume)" if (
             task_dir / "checkpoint.pt").exists() else ""
         raise FileNotFoundError(f"no expert at {path}{hint}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_torch(path, map_location="cpu", weights_only=True)
     summary = read_json(task_dir / SUMMARY) if (task_dir / SUMMARY).exists() else None
     return ExpertPolicy(payload, summary, device)

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from hyperzero.experts.config import TD3Config
-from hyperzero.experts.trainer import (SUMMARY, TaskSpec, ceil_div, checkpoint_step, default_threads, is_finished,
-                                       train_group)
-from hyperzero.utils.io import read_json
+from hyperzero.experts.gate import GateConfig, judge
+from hyperzero.experts.trainer import (EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step, default_threads,
+                                       is_finished, train_group)
+from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
 from hyperzero.utils.runinfo import write_run_info
 
 EXECUTORS = ("local", "ray")
@@ -86,12 +87,14 @@ def _repo_root() -> str:
 def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir: str | Path,
                   config: TD3Config | None = None, ensemble_size: int | None = None, num_workers: int | None = None,
                   executor: str = "local", ray_address: str | None = None, progress: bool = True,
-                  allow_extrapolation: bool = False) -> list[dict]:
+                  allow_extrapolation: bool = False, gate: GateConfig | None = GateConfig()) -> list[dict]:
     """Train one TD3 expert per context into `out_dir/<task_id>/`; finished experts are skipped.
 
     Pending tasks are packed into ensembles of `ensemble_size` (default: spread over the workers, at most
     8) and run by `num_workers` processes (default: one per core) each using cores/workers threads.
-    Returns the summaries of all tasks, in context order.
+    Then the quality gate (`gate`, None to skip it) judges every expert against the family's ceiling and its
+    neighbours, retrains failures (hyperzero.experts.gate) and writes each verdict into the task's summary.json
+    ("flagged", "gate") and all of them into `out_dir/gate.json`. Returns the summaries, in context order.
     """
     config = config or TD3Config()
     cfg = config.resolved(family)
@@ -101,6 +104,8 @@ def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir:
         raise ValueError(f"ensemble_size must be >= 1 (got {ensemble_size})")
     if num_workers is not None and num_workers < 1:
         raise ValueError(f"num_workers must be >= 1 (got {num_workers})")
+    if gate is not None:
+        gate.validate()
     out_dir = Path(out_dir)
     tasks = plan_tasks(family, contexts, out_dir, cfg.seed, allow_extrapolation)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -108,27 +113,107 @@ def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir:
     done = len(tasks) - len(pending)
     if progress and done:
         print(f"experts: {done}/{len(tasks)} task(s) already finished in {out_dir}; not retrained", file=sys.stderr)
-    if pending:
-        cores = os.cpu_count() or 1
-        workers = num_workers or min(cores, len(pending))
-        size = ensemble_size or min(MAX_ENSEMBLE, ceil_div(len(pending), workers))
-        groups = pack_groups(pending, size)
-        workers = min(workers, len(groups))
-        run_cfg = dataclasses.replace(cfg, torch_threads=cfg.torch_threads or default_threads(workers))
-        write_run_info(out_dir, run_cfg, seeds={"expert": cfg.seed}, stage="experts", family=family,
-                       executor=executor, ensemble_size=size, num_workers=workers,
-                       task_ids=[t.task_id for t in tasks])
+    _train_tasks(family, pending, cfg, out_dir, ensemble_size, num_workers, executor, ray_address, progress,
+                 all_task_ids=[t.task_id for t in tasks])
+    summaries = [read_json(t.dir / SUMMARY) for t in tasks]
+    if gate is None:
+        return summaries
+    return _apply_gate(family, tasks, summaries, cfg, gate, out_dir, ensemble_size, num_workers, executor,
+                       ray_address, progress)
+
+
+def _train_tasks(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: Path, ensemble_size: int | None,
+                 num_workers: int | None, executor: str, ray_address: str | None, progress: bool,
+                 all_task_ids: list[str], stage: str = "experts") -> None:
+    if not pending:
+        return
+    cores = os.cpu_count() or 1
+    workers = num_workers or min(cores, len(pending))
+    size = ensemble_size or min(MAX_ENSEMBLE, ceil_div(len(pending), workers))
+    groups = pack_groups(pending, size)
+    workers = min(workers, len(groups))
+    run_cfg = dataclasses.replace(cfg, torch_threads=cfg.torch_threads or default_threads(workers))
+    info_dir = out_dir if stage == "experts" else out_dir / "gate-retries"
+    write_run_info(info_dir, run_cfg, seeds={"expert": cfg.seed}, stage=stage, family=family,
+                   executor=executor, ensemble_size=size, num_workers=workers, task_ids=all_task_ids,
+                   trained_now=[t.task_id for t in pending])
+    if progress:
+        print(f"{stage}: training {len(pending)} task(s) as {len(groups)} ensemble(s) of <= {size} on "
+              f"{workers} worker(s) x {run_cfg.torch_threads} thread(s), executor={executor}", file=sys.stderr)
+    if executor == "ray":
+        _run_ray(family, groups, run_cfg, ray_address, progress)
+    elif workers == 1:
+        for g in groups:
+            train_group(family, g, run_cfg, progress=progress)
+    else:
+        _run_processes(family, groups, run_cfg, workers, progress)
+
+
+RETRY_SEED_STRIDE = 1000  # retry k of an expert with seed s uses seed s + k * 1000
+
+
+def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: TD3Config, gate: GateConfig,
+                out_dir: Path, ensemble_size, num_workers, executor, ray_address, progress) -> list[dict]:
+    """Judge, retry failures (warm start from the best neighbour, new seed), keep each task's best attempt."""
+    by_id = {t.task_id: t for t in tasks}
+    for attempt in range(1, gate.max_retries + 1):
+        verdicts = judge(family, summaries, gate)
+        retry = []
+        for s, v in zip(summaries, verdicts):
+            if v.passed or len(s.get("retries", [])) >= attempt:
+                continue
+            t = by_id[s["task_id"]]
+            warm = out_dir / v.reference_task / EXPERT if v.reference_task else None
+            retry.append(TaskSpec(t.task_id, t.context, t.seed + attempt * RETRY_SEED_STRIDE,
+                                  t.dir / f"retry-{attempt}", warm_start=warm))
+        if not retry:
+            break
         if progress:
-            print(f"experts: training {len(pending)} task(s) as {len(groups)} ensemble(s) of <= {size} on "
-                  f"{workers} worker(s) x {run_cfg.torch_threads} thread(s), executor={executor}", file=sys.stderr)
-        if executor == "ray":
-            _run_ray(family, groups, run_cfg, ray_address, progress)
-        elif workers == 1:
-            for g in groups:
-                train_group(family, g, run_cfg, progress=progress)
-        else:
-            _run_processes(family, groups, run_cfg, workers, progress)
-    return [read_json(t.dir / SUMMARY) for t in tasks]
+            print(f"experts: quality gate: {len(retry)} expert(s) below what their task can score "
+                  f"({', '.join(r.task_id for r in retry)}); retry {attempt}/{gate.max_retries} with a new seed, "
+                  "warm-started from the best neighbouring expert", file=sys.stderr)
+        pending = [r for r in retry if not is_finished(r.dir)]
+        _train_tasks(family, pending, cfg, out_dir, ensemble_size, num_workers, executor, ray_address, progress,
+                     all_task_ids=[r.task_id for r in retry], stage="gate-retry")
+        for r in retry:
+            _record_retry(by_id[r.task_id], r, attempt)
+        summaries = [read_json(t.dir / SUMMARY) for t in tasks]
+    verdicts = judge(family, summaries, gate)
+    for t, s, v in zip(tasks, summaries, verdicts):
+        below_threshold = cfg.quality_threshold is not None and s["eval_return_mean"] < cfg.quality_threshold
+        s["flagged"] = bool(below_threshold or not v.passed)
+        s["gate"] = v.to_dict()
+        atomic_write_json(t.dir / SUMMARY, s)
+    atomic_write_json(out_dir / "gate.json", {"config": dataclasses.asdict(gate),
+                                              "verdicts": [v.to_dict() for v in verdicts]})
+    flagged = [s for s in summaries if s["flagged"]]
+    if progress and flagged:
+        print(f"experts: {len(flagged)} expert(s) FLAGGED after {gate.max_retries} retr"
+              f"{'y' if gate.max_retries == 1 else 'ies'}: " + "; ".join(
+                  f"{s['task_id']} ({s['gate']['reason']})" for s in flagged), file=sys.stderr)
+    return summaries
+
+
+def _record_retry(task: TaskSpec, retry: TaskSpec, attempt: int) -> None:
+    """Note retry `attempt` in the task's summary.json; promote its expert when it scores higher."""
+    summary = read_json(task.dir / SUMMARY)
+    retries = summary.setdefault("retries", [])
+    if len(retries) >= attempt:
+        return  # recorded by an earlier, interrupted run
+    result = read_json(retry.dir / SUMMARY)
+    retries.append({"attempt": attempt, "dir": retry.dir.name, "seed": retry.seed,
+                    "warm_start": str(retry.warm_start) if retry.warm_start else None,
+                    "eval_return_mean": result["eval_return_mean"]})
+    if result["eval_return_mean"] > summary["eval_return_mean"]:
+        first = {k: summary[k] for k in ("seed", "eval_return_mean", "eval_return_std", "eval_returns", "floor_return")
+                 if k in summary}
+        summary.setdefault("first_attempt", first)
+        atomic_copy(retry.dir / EXPERT, task.dir / EXPERT)
+        for k in ("seed", "eval_return_mean", "eval_return_std", "eval_returns", "floor_return", "warm_start",
+                  "train_steps"):
+            summary[k] = result.get(k)
+        summary["promoted_from"] = retry.dir.name
+    atomic_write_json(task.dir / SUMMARY, summary)
 
 
 def _run_processes(family: str, groups, cfg: TD3Config, workers: int, progress: bool) -> None:

@@ -8,6 +8,7 @@ uninterrupted run would have.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -22,8 +23,8 @@ from hyperzero.experts.config import TD3Config
 from hyperzero.experts.learner import EnsembleTD3
 from hyperzero.experts.replay import StackedReplay
 from hyperzero.utils.curves import CurveLogger
-from hyperzero.utils.io import atomic_torch_save, atomic_write_json, read_json
-from hyperzero.utils.torch_utils import resolve_device
+from hyperzero.utils.io import atomic_torch_save, atomic_write_json, load_torch, read_json
+from hyperzero.utils.torch_utils import resolve_device, resolve_precision
 
 CHECKPOINT = "checkpoint.pt"
 EXPERT = "expert.pt"
@@ -38,6 +39,7 @@ class TaskSpec:
     context: dict  # the full, validated context
     seed: int  # the expert's seed
     dir: Path  # out_dir / task_id
+    warm_start: Path | None = None  # an expert.pt whose actor and critic initialise this one (a gate retry)
 
 
 def episode_seed(seed: int, kind: int, index: int) -> int:
@@ -60,7 +62,7 @@ def checkpoint_step(task_dir: Path) -> int:
     path = Path(task_dir) / CHECKPOINT
     if not path.exists():
         return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    return int(load_torch(path, map_location="cpu", weights_only=True, mmap=True)["step"])
 
 
 def _make_env(family: str, context: dict, max_episode_steps: int | None):
@@ -103,6 +105,7 @@ class GroupTrainer:
                              f"{max(1, round(cfg.checkpoint_every / self.ep_len)) * self.ep_len}")
         self.progress, self.position = progress, position
         self.device = resolve_device(cfg.device)
+        self.cfg = cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, self.device))
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         self.agent = EnsembleTD3(self.fam.obs_dim, self.fam.act_dim, cfg, [t.seed for t in tasks], self.device)
@@ -119,12 +122,24 @@ class GroupTrainer:
         self.loggers = [CurveLogger(t.dir, resume_step=self.step) for t in tasks]
 
     # ------------------------------------------------------------------ checkpoints
+    def _warm_start(self) -> None:
+        """Members with a warm_start expert begin from its actor and critic (and targets), not a fresh init."""
+        for i, t in enumerate(self.tasks):
+            if t.warm_start is None:
+                continue
+            payload = load_torch(t.warm_start, map_location="cpu", weights_only=True)
+            if list(payload["hidden_sizes"]) != list(self.cfg.hidden_sizes):
+                raise ValueError(f"warm start {t.warm_start} has hidden sizes {payload['hidden_sizes']}, this run "
+                                 f"{list(self.cfg.hidden_sizes)}")
+            self.agent.load_member_networks(i, payload)
+
     def _resume(self) -> None:
         states = []
         for t in self.tasks:
             path = t.dir / CHECKPOINT
-            states.append(torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None)
+            states.append(load_torch(path, map_location="cpu", weights_only=True) if path.exists() else None)
         if all(s is None for s in states):
+            self._warm_start()
             return
         if any(s is None for s in states) or len({s["step"] for s in states}) != 1:
             raise ValueError("tasks of one ensemble must all resume from the same checkpoint step; "
@@ -133,8 +148,8 @@ class GroupTrainer:
             if s.get("format") != FORMAT_VERSION:
                 raise ValueError(f"{t.dir / CHECKPOINT}: unknown checkpoint format {s.get('format')}; delete it to retrain")
             old = s["config"]
-            for key in ("hidden_sizes", "batch_size", "gamma", "precision"):
-                if old[key] != self.cfg.to_dict()[key]:
+            for key in ("hidden_sizes", "batch_size", "gamma", "precision", "n_step", "critic_layer_norm"):
+                if old.get(key, TD3Config.__dataclass_fields__[key].default) != self.cfg.to_dict()[key]:
                     raise ValueError(f"{t.dir / CHECKPOINT} was trained with {key}={old[key]} but this run asks for "
                                      f"{self.cfg.to_dict()[key]}; rerun with the same setting or delete the checkpoint")
         self.agent.load_member_states([s["agent"] for s in states])
@@ -211,12 +226,12 @@ class GroupTrainer:
                 if term or (trunc and not cfg.bootstrap_on_truncation):
                     not_done[i] = 0.0
                 need_reset[i] = term or trunc
-            self.replay.add(obs, stored, reward, not_done, next_obs)
+            self.replay.add(obs, stored, reward, not_done, next_obs, episode_end=need_reset)
             ep_return += reward
             obs = next_obs
             self.step += 1
             if self.step >= cfg.seed_steps and self.step % cfg.critic_update_every == 0:
-                batch = self.replay.sample(cfg.batch_size, [r.replay for r in self.agent.rngs])
+                batch = self.replay.sample(cfg.batch_size, [r.replay for r in self.agent.rngs], cfg.gamma, cfg.n_step)
                 metrics = self.agent.update(batch, self.step, update_actor=self.step % cfg.actor_update_every == 0)
                 for k, v in metrics.items():
                     ep_metrics.setdefault(k, []).append(v)
@@ -260,8 +275,13 @@ class GroupTrainer:
         return summaries
 
     def _write_expert(self, i: int, final: dict) -> dict:
+        from hyperzero.experts.gate import do_nothing_return
+
         cfg, t = self.cfg, self.tasks[i]
         flagged = cfg.quality_threshold is not None and final["return_mean"] < cfg.quality_threshold
+        floor = do_nothing_return(self.family, t.context, [episode_seed(t.seed, _EVAL_EPISODE, k)
+                                                            for k in range(len(final["returns"]))],
+                                  cfg.max_episode_steps)
         atomic_torch_save({
             "format": FORMAT_VERSION, "family": self.family, "task_id": t.task_id, "context": t.context,
             "obs_dim": self.fam.obs_dim, "act_dim": self.fam.act_dim, "hidden_sizes": list(cfg.hidden_sizes),
@@ -271,6 +291,7 @@ class GroupTrainer:
         summary = {
             "task_id": t.task_id, "family": self.family, "context": t.context, "train_steps": self.step,
             "seed": t.seed, "eval_return_mean": final["return_mean"], "eval_return_std": final["return_std"],
+            "floor_return": floor, "warm_start": str(t.warm_start) if t.warm_start else None,
             "eval_returns": final["returns"], "eval_episodes": len(final["returns"]),
             "quality_threshold": cfg.quality_threshold, "flagged": bool(flagged), "finished": True,
             "precision": cfg.precision, "config": cfg.to_dict(),

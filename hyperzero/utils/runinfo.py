@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from hyperzero.utils import hardware
 from hyperzero.utils.io import atomic_write_json
 
 _PACKAGES = ("hyperzero", "torch", "numpy", "dm_control", "mujoco", "gymnasium", "ray")
@@ -36,6 +37,7 @@ def write_run_info(run_dir: str | Path, config: Any, seeds: dict[str, int] | Non
         "config": to_jsonable(config),
         "seeds": seeds or {},
         "versions": versions(),
+        "cpu": hardware.describe(),
         "command": sys.argv,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,

@@ -24,3 +24,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def resolve_precision(precision: str, device) -> str:
+    """`auto` -> bf16 where the hardware runs it natively (CUDA with bf16, or a CPU with AMX / AVX512-BF16),
+    else fp32. An explicit bf16 on a CPU that would only emulate it is refused: it runs ~17x slower than fp32."""
+    import torch
+
+    from hyperzero.utils.hardware import cpu_has_native_bf16, cpu_model
+
+    device = torch.device(device)
+    native = (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16())
+    if precision == "auto":
+        return "bf16" if native else "fp32"
+    if precision == "bf16" and not native:
+        raise ValueError(f"precision bf16 was asked for, but this {device.type} ({cpu_model() if device.type == 'cpu' else torch.cuda.get_device_name(device)}) "
+                         "has no native bf16 (no AMX / AVX512-BF16): it would be emulated, about 17x slower than fp32. "
+                         "Use --precision auto (picks fp32 here) or fp32")
+    return precision

@@ -44,7 +44,7 @@ def test_stacked_linear_matches_per_member_linear():
 
 def _random_batch(rng, n, b=16, s=4, a=2):
     return {"obs": rng.normal(size=(n, b, s)).astype(np.float32), "action": rng.uniform(-1, 1, (n, b, a)).astype(np.float32),
-            "reward": rng.normal(size=(n, b)).astype(np.float32), "not_done": np.ones((n, b), np.float32),
+            "reward": rng.normal(size=(n, b)).astype(np.float32), "discount": np.full((n, b), 0.99, np.float32),
             "next_obs": rng.normal(size=(n, b, s)).astype(np.float32)}
 
 

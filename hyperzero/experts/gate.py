@@ -1,0 +1,106 @@
+"""The expert quality gate: does each expert score what its task can score?
+
+An expert passes when its deterministic evaluation return reaches `ceiling_fraction` of the family's ceiling
+(every step at the maximum reward), or when, floor-corrected, it reaches `neighbour_fraction` of the best of
+its `neighbours` nearest tasks (in normalised context space): a task a close neighbour solves is one this
+expert should solve too. The floor is a do-nothing policy (zero actions) on the same evaluation episodes.
+
+Examples on cheetah-run (ceiling 1000, floor ~100 = standing still): +3 at 110 beside +2/+4 at 950 fails;
+walker at speed 8, where no expert exceeds 450, passes at 420 when its neighbours reach 440.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    ceiling_fraction: float = 0.9  # a return >= this x the family's ceiling passes outright
+    neighbour_fraction: float = 0.7  # else (R - floor) must reach this x (best neighbour - floor)
+    neighbours: int = 4  # how many nearest tasks (normalised context distance) an expert is compared with
+    max_retries: int = 1  # retrained attempts of a failed expert (warm start from the best neighbour, new seed)
+
+    def validate(self) -> None:
+        if not 0 < self.ceiling_fraction <= 1 or not 0 < self.neighbour_fraction <= 1:
+            raise ValueError("gate: ceiling_fraction and neighbour_fraction must be in (0, 1] "
+                             f"(got {self.ceiling_fraction}, {self.neighbour_fraction})")
+        if self.neighbours < 1 or self.max_retries < 0:
+            raise ValueError(f"gate: neighbours must be >= 1 and max_retries >= 0 (got {self.neighbours}, "
+                             f"{self.max_retries})")
+
+
+@dataclass
+class Verdict:
+    task_id: str
+    passed: bool
+    reason: str
+    return_mean: float
+    floor: float
+    reference: float | None  # best neighbouring return (None when the ceiling test decided)
+    reference_task: str | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def do_nothing_return(family: str, context: Mapping[str, float], seeds: Sequence[int],
+                      max_episode_steps: int | None = None) -> float:
+    """Mean return of zero actions on the given episode seeds: the floor every expert must clear."""
+    from hyperzero.envs import make
+
+    env = make(family, context=dict(context))
+    total = []
+    try:
+        for seed in seeds:
+            env.reset(seed=int(seed))
+            ret, steps, done = 0.0, 0, False
+            zero = np.zeros(env.action_space.shape, np.float32)
+            while not done:
+                _, r, term, trunc, _ = env.step(zero)
+                ret += r
+                steps += 1
+                done = term or trunc or (max_episode_steps is not None and steps >= max_episode_steps)
+            total.append(ret)
+    finally:
+        env.close()
+    return float(np.mean(total))
+
+
+def judge(family: str, summaries: Sequence[Mapping], gate: GateConfig) -> list[Verdict]:
+    """One verdict per summary (summaries need task_id, context, eval_return_mean, floor_return)."""
+    from hyperzero.envs import get_family
+
+    fam = get_family(family)
+    space = fam.context_space
+    names = [n for n in space.names if len({s["context"].get(n) for s in summaries}) > 1] or space.names[:1]
+    points = np.stack([space.normalize(space.to_vector(s["context"], names), names) for s in summaries])
+    returns = np.array([float(s["eval_return_mean"]) for s in summaries])
+    short = summaries[0].get("config", {}).get("max_episode_steps") if summaries else None
+    ceiling = fam.max_reward * (short or fam.episode_steps)
+    verdicts = []
+    for i, s in enumerate(summaries):
+        floor = float(s.get("floor_return", 0.0))
+        r = returns[i]
+        if r >= gate.ceiling_fraction * ceiling:
+            verdicts.append(Verdict(s["task_id"], True, f"{r:.0f} >= {gate.ceiling_fraction:g} x ceiling {ceiling:.0f}",
+                                    float(r), floor, None, None))
+            continue
+        dist = np.linalg.norm(points - points[i], axis=1)
+        dist[i] = np.inf
+        near = np.argsort(dist, kind="stable")[: gate.neighbours]
+        near = [j for j in near if np.isfinite(dist[j])]
+        if not near:
+            verdicts.append(Verdict(s["task_id"], False, f"{r:.0f} < {gate.ceiling_fraction:g} x ceiling {ceiling:.0f} "
+                                    "and no neighbouring task to compare with", float(r), floor, None, None))
+            continue
+        best = max(near, key=lambda j: returns[j])
+        ref = returns[best]
+        need = floor + gate.neighbour_fraction * (ref - floor)
+        ok = r >= need
+        why = (f"{r:.0f} {'>=' if ok else '<'} {need:.0f} = floor {floor:.0f} + {gate.neighbour_fraction:g} x "
+               f"(neighbour {summaries[best]['task_id']} {ref:.0f} - floor)")
+        verdicts.append(Verdict(s["task_id"], bool(ok), why, float(r), floor, float(ref), summaries[best]["task_id"]))
+    return verdicts

@@ -1,0 +1,14 @@
+"""Named expert-solver configurations (TD3Config overrides), selectable as `experts.profile` / `--profile`.
+
+* `authors`: the HyperZero authors' TD3 exactly (lr 1e-4, 256-256, one-step targets, exploration noise
+  decayed from 1.0 to 0.1 over 100k steps, 1M steps in the paper). Faithful, but slow to leave cheetah's
+  standing-still floor at CPU budgets (docs/experts.md).
+* `fast`: the presets' default, chosen by measurement on 2 CPU cores (docs/experts.md, benchmarks/solver_sweep.py).
+"""
+from __future__ import annotations
+
+PROFILES: dict[str, dict] = {
+    "authors": {},
+    "fast": dict(hidden_sizes=(128, 128), actor_lr=3e-4, critic_lr=3e-4, n_step=3, critic_layer_norm=True,
+                 std_start=0.2, std_end=0.2, target_noise_std=0.2),
+}

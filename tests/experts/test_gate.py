@@ -1,0 +1,68 @@
+"""The quality gate: a failed expert is caught, retried from its best neighbour, and flagged if it stays bad."""
+import numpy as np
+import pytest
+
+from hyperzero.envs import context_id, get_family
+from hyperzero.experts import train_experts
+from hyperzero.experts.gate import GateConfig, do_nothing_return, judge
+from hyperzero.utils.io import read_json
+
+from .helpers import tiny
+
+
+def _summaries(returns: dict[float, float], floor: float = 100.0):
+    space = get_family("cheetah-run").context_space
+    out = []
+    for speed, r in returns.items():
+        ctx = space.validate({"speed": speed})
+        out.append({"task_id": context_id(ctx), "context": ctx, "eval_return_mean": r, "floor_return": floor})
+    return out
+
+
+def test_quickstart_failure_is_caught():
+    # the returns a failed quickstart produced: +2, +3, +4 never left the standing floor
+    s = _summaries({-4: 950, -3: 960, -2: 975, -1: 990, 1: 948, 2: 208, 3: 110, 4: 372})
+    verdicts = {v.task_id.split("_")[0]: v for v in judge("cheetah-run", s, GateConfig())}
+    assert [k for k, v in verdicts.items() if not v.passed] == ["speed=2", "speed=3", "speed=4"]
+    assert verdicts["speed=3"].reference_task.startswith("speed=")
+    assert "neighbour" in verdicts["speed=3"].reason
+
+
+def test_a_hard_task_passes_when_its_neighbours_score_alike():
+    # far below the ceiling, but so is every neighbour: the task itself is hard, not the expert bad
+    s = _summaries({6: 420, 7: 440, 8: 400, 9: 380, 10: 350})
+    assert all(v.passed for v in judge("cheetah-run", s, GateConfig()))
+
+
+def test_do_nothing_floor_on_cheetah_is_standing_still():
+    # zero actions: the cheetah stands, earning the 0.1 per step of a zero speed
+    floor = do_nothing_return("cheetah-run", {"speed": 3.0}, seeds=[0], max_episode_steps=200)
+    assert 15 <= floor <= 25
+
+
+def test_gate_retries_from_the_best_neighbour_and_flags_what_stays_bad(tmp_path):
+    # an impossible bar (every expert must match its best neighbour exactly) forces retries and flags
+    gate = GateConfig(ceiling_fraction=1.0, neighbour_fraction=1.0, neighbours=2, max_retries=1)
+    contexts = [{"speed": s} for s in (1.0, 2.0, 3.0)]
+    cfg = tiny(train_steps=200)
+    summaries = train_experts("cheetah-run", contexts, tmp_path, cfg, num_workers=1, progress=False, gate=gate)
+    best = max(summaries, key=lambda s: s["eval_return_mean"])
+    assert all("gate" in s for s in summaries)
+    retried = [s for s in summaries if s.get("retries")]
+    assert retried, "experts below their best neighbour were not retried"
+    for s in retried:
+        r = s["retries"][0]
+        assert r["seed"] == 2 + 1000 and r["warm_start"].endswith("expert.pt")
+        assert (tmp_path / s["task_id"] / r["dir"] / "expert.pt").exists()
+        # the task keeps its best attempt
+        first = s.get("first_attempt", {}).get("eval_return_mean", s["eval_return_mean"])
+        assert s["eval_return_mean"] == pytest.approx(max(first, r["eval_return_mean"]))
+    flags = {s["task_id"]: s["flagged"] for s in summaries}
+    assert flags[best["task_id"]] is False
+    gate_file = read_json(tmp_path / "gate.json")
+    assert {v["task_id"] for v in gate_file["verdicts"]} == set(flags)
+    # rerunning is idempotent: no second retry, same verdicts
+    again = train_experts("cheetah-run", contexts, tmp_path, cfg, num_workers=1, progress=False, gate=gate)
+    assert [len(s.get("retries", [])) for s in again] == [len(s.get("retries", [])) for s in summaries]
+    assert {s["task_id"]: s["flagged"] for s in again} == flags
+    assert all(np.isfinite(s["floor_return"]) for s in again)
