@@ -1,0 +1,236 @@
+"""The explore page's web application (FastAPI): the page, the run's facts, and streamed clips.
+
+    GET  /                               the page (static/index.html, explore.js, explore.css)
+    GET  /api/run                        features, slider ranges, tasks, splits, methods, defaults
+    POST /api/rollout                    one clip as newline-delimited JSON events (see rollout.py);
+                                         4xx JSON {"error": ...} for malformed or out-of-range input
+    GET  /api/clips/{clip}/{panel}.mp4   a finished clip as an mp4 (hyperzero.envs.render.save_video)
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import math
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from hyperzero.evaluation.evaluate import is_meta
+from hyperzero.explore.config import ExploreConfig
+from hyperzero.explore.rollout import FrameRenderer, Supersession, clip_events, make_panel
+from hyperzero.explore.run import ExploreRun
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_SEED = 2**31 - 1
+log = logging.getLogger("hyperzero.explore")
+
+Number = Annotated[float, Field(strict=True)]  # a JSON number; "1.5" (a string) or true is malformed
+
+
+class RolloutRequest(BaseModel):
+    """Body of POST /api/rollout."""
+
+    model_config = ConfigDict(extra="forbid")
+    context: dict[str, Number]                 # a value for every varied feature of the run
+    method: str = Field(min_length=1, max_length=64)
+    seed: int = Field(ge=0, le=MAX_SEED)        # split seed of the fit
+    compare: str | None = Field(None, min_length=1, max_length=64)  # a second method, side by side
+    compare_seed: int | None = Field(None, ge=0, le=MAX_SEED)       # its split seed (default: `seed` if fitted)
+    episode_seed: int = Field(ge=0, le=MAX_SEED)  # initial state of the episode
+    clip_steps: int | None = Field(None, ge=1)  # rendered control steps (default: the server's clip_steps)
+    client: str = Field("anonymous", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")  # supersession key
+
+
+class InputError(ValueError):
+    """A request the client got wrong: answered with 4xx JSON, never a traceback."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+class ClipStore:
+    """The JPEG frames (and playback rate) of the last few clips, for the mp4 download link."""
+
+    def __init__(self, keep: int):
+        self._clips: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def new(self, panels: int) -> str:
+        with self._lock:
+            self._count += 1
+            clip = str(self._count)
+            self._clips[clip] = {"frames": [[] for _ in range(panels)], "fps": 30.0}
+            while len(self._clips) > self._keep:
+                self._clips.popitem(last=False)
+        return clip
+
+    def set_fps(self, clip: str, fps: float) -> None:
+        with self._lock:
+            if clip in self._clips:
+                self._clips[clip]["fps"] = float(fps)
+
+    def fps(self, clip: str) -> float:
+        with self._lock:
+            return self._clips[clip]["fps"] if clip in self._clips else 30.0
+
+    def keeper(self, clip: str):
+        def keep(panel: int, jpeg: str) -> None:
+            with self._lock:
+                if clip in self._clips:
+                    self._clips[clip]["frames"][panel].append(jpeg)
+        return keep
+
+    def frames(self, clip: str, panel: int) -> list[str] | None:
+        with self._lock:
+            entry = self._clips.get(clip)
+            if entry is None or not 0 <= panel < len(entry["frames"]):
+                return None
+            return list(entry["frames"][panel])
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            parts.append(f"the request body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})")
+            continue
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        given = err.get("input")
+        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}{shown}")
+    return "; ".join(parts) or "malformed request"
+
+
+def create_app(run: ExploreRun, config: ExploreConfig | None = None) -> FastAPI:
+    """The explore application for an opened run directory."""
+    config = (config or ExploreConfig()).check()
+    default = run.default_fit(config.method, config.seed)
+    run.model(default.method, default.seed)  # load now: a broken default fit fails at start, not on the page
+    renderer = FrameRenderer(run.family, config.width, config.height, config.full_quality)
+    supersession = Supersession()
+    clips = ClipStore(config.kept_clips)
+    episode_steps = config.episode_steps or run.episode_length
+    app = FastAPI(title=f"hyperzero explore: {run.name}", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def _malformed(request: Request, exc: RequestValidationError):
+        return JSONResponse({"error": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(InputError)
+    async def _bad_input(request: Request, exc: InputError):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/run")
+    def run_facts() -> dict[str, Any]:
+        return {**run.describe(), "defaults": {
+            "method": default.method, "seed": default.seed, "episode_seed": config.episode_seed,
+            "clip_steps": min(config.clip_steps, episode_steps), "max_clip_steps": min(config.max_clip_steps,
+                                                                                      episode_steps),
+            "episode_steps": episode_steps, "context": run.default_context()}}
+
+    def _fit_or_400(method: str, seed: int):
+        try:
+            return run.fit(method, seed)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+
+    @app.post("/api/rollout")
+    def rollout(body: RolloutRequest):
+        started = time.perf_counter()
+        try:
+            context = run.resolve_context(body.context)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        fits = [_fit_or_400(body.method, body.seed)]
+        if body.compare:
+            compare_seed = body.compare_seed
+            if compare_seed is None:
+                seeds = run.seeds(body.compare)
+                compare_seed = body.seed if body.seed in seeds else (seeds[0] if seeds else body.seed)
+            fits.append(_fit_or_400(body.compare, compare_seed))
+        clip_steps = body.clip_steps or config.clip_steps
+        limit = min(config.max_clip_steps, episode_steps)
+        if clip_steps > limit:
+            raise InputError(f"clip_steps {clip_steps} exceeds the limit {limit} (episode length {episode_steps}, "
+                             f"server --max-clip-steps {config.max_clip_steps}); ask for at most {limit}")
+        panels = [make_panel(run.model(f.method, f.seed), f.method, f.seed, context, meta=is_meta(None, f.method))
+                  for f in fits]
+        split = fits[0].split
+        task = run.task_for(context)
+        extra = {
+            "task": None if task is None else {
+                "task_id": task.task_id, "expert": task.expert, "dataset_return": task.episode_return,
+                "roles": [run.role(f.split, task.task_id) for f in fits]},
+            "beyond": run.beyond(context, split), "fixed_context": run.fixed_context()}
+        clip = clips.new(len(panels))
+        extra["clip"] = clip
+        is_current = supersession.begin(body.client)
+
+        def events():
+            try:
+                for event in clip_events(run.family_name, context, panels, renderer, body.episode_seed, clip_steps,
+                                         episode_steps, run.gamma, frame_every=config.frame_every, fps=config.fps,
+                                         max_frames=config.max_frames, jpeg_quality=config.jpeg_quality,
+                                         is_current=is_current, started=started, extra_start=extra,
+                                         keep_frame=clips.keeper(clip)):
+                    if event["type"] == "start":
+                        clips.set_fps(clip, event["playback_fps"])
+                    yield json.dumps(_finite(event), allow_nan=False) + "\n"
+            except Exception as e:  # the stream has begun: report on the page rather than cut it
+                log.exception("rollout failed")
+                yield json.dumps({"type": "error", "message": f"the rollout failed: {type(e).__name__}: {e}"}) + "\n"
+
+        return StreamingResponse(events(), media_type="application/x-ndjson",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @app.get("/api/clips/{clip}/{panel}.mp4")
+    def clip_video(clip: str, panel: int):
+        frames = clips.frames(clip, panel)
+        if not frames:
+            raise InputError(f"clip {clip} panel {panel} is not kept (only the last {config.kept_clips} clips are); "
+                             f"roll it out again", status=404)
+        from PIL import Image
+
+        from hyperzero.envs.render import save_video
+
+        images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(f))).convert("RGB")) for f in frames]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_video(images, Path(tmp) / f"clip{clip}.mp4", fps=max(1, round(clips.fps(clip))))
+            data = path.read_bytes()
+        return Response(data, media_type="video/mp4",
+                        headers={"Content-Disposition": f'attachment; filename="explore-clip{clip}-{panel}.mp4"'})
+
+    return app
+
+
+def _finite(x):
+    """Events as plain JSON: numpy scalars as numbers, non-finite floats (a diverged Q̂) as null."""
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
