@@ -6,6 +6,7 @@ A module here joins the CLI by defining `register(subparsers)` (adds its parser(
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
 import pkgutil
@@ -22,6 +23,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def locks_directory(attribute: str = "out"):
+    """Decorate a command so that it holds the lock of the directory in `args.<attribute>` while it runs
+    (hyperzero.utils.lock): a second command writing the same directory is refused, naming this one."""
+    def decorate(command):
+        @functools.wraps(command)
+        def locked(args):
+            from hyperzero.utils.lock import run_dir_lock
+
+            with run_dir_lock(getattr(args, attribute)):
+                return command(args)
+        return locked
+    return decorate
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperzero",
@@ -32,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hyperzero import __version__
 
     parser.add_argument("--version", action="version", version=f"hyperzero {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False, help=DEBUG_HELP)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     modules = []
     for info in pkgutil.iter_modules(__path__):
@@ -40,7 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
             modules.append(mod)
     for mod in sorted(modules, key=lambda m: getattr(m, "ORDER", 100)):
         mod.register(sub)
+    _add_debug_flag(sub)
     return parser
+
+
+DEBUG_HELP = "on an error, print the full traceback (by default bad input prints one clear line)"
+
+
+def _add_debug_flag(subparsers: argparse._SubParsersAction) -> None:
+    """`--debug` is accepted after any command too (`hyperzero run tiny --debug`)."""
+    for child in {id(p): p for p in subparsers.choices.values()}.values():
+        if not any("--debug" in a.option_strings for a in child._actions):
+            child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+        for action in child._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug_flag(action)
+
+
+# Errors that describe the user's input or environment (bad option, damaged file, busy run directory,
+# missing file, a failure the message explains): one line, no traceback, unless --debug.
+USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,12 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:  # bad input: a clear message, no traceback
-        print(f"hyperzero: error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except USER_ERRORS as e:  # a clear message, no traceback (--debug shows it)
+        if getattr(args, "debug", False):
+            raise
+        kind = "" if isinstance(e, ValueError) else f"{type(e).__name__}: "
+        print(f"hyperzero: error: {kind}{e}", file=sys.stderr)
+        print("hyperzero: (rerun with --debug for the traceback)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("hyperzero: interrupted; rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         return 130

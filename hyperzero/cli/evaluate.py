@@ -46,12 +46,21 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from hyperzero.evaluation import EvalConfig, evaluate
-    from hyperzero.evaluation.report import write_report
+    from hyperzero.utils.lock import run_dir_lock
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"run directory {run_dir} does not exist; pass the --out directory of `hyperzero run`")
+    with run_dir_lock(run_dir):  # one writer per run directory
+        return _evaluate(args, run_dir)
+
+
+def _evaluate(args, run_dir) -> int:
+    from hyperzero.evaluation import EvalConfig, evaluate
+    from hyperzero.evaluation.report import write_report
+    from hyperzero.launchers.pipeline import check_eval
+
+    check_eval(run_dir)  # damaged cached rows / results are named, moved to RUN/corrupt/ and recomputed
     config = EvalConfig(episodes=args.episodes, eval_seed=args.eval_seed, few_shot_k=tuple(args.few_shot_k),
                         methods=args.methods, videos=args.videos, video_steps=args.video_steps,
                         figures=not args.no_figures)

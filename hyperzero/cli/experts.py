@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
-from hyperzero.cli import HelpFormatter
+from hyperzero.cli import HelpFormatter, locks_directory
 
 ORDER = 20
+PROFILES = ("authors", "fast")  # hyperzero.experts.profiles.PROFILES (not imported here: keeps --help fast)
 
 
 def _contexts_from_args(args) -> list[dict]:
@@ -50,7 +50,7 @@ def _contexts_from_args(args) -> list[dict]:
 
 
 def _config_from_args(args):
-    from hyperzero.experts import TD3Config
+    from hyperzero.experts.profiles import profile_config
 
     overrides = {
         "train_steps": args.steps, "seed": args.seed, "device": args.device, "precision": args.precision,
@@ -61,28 +61,42 @@ def _config_from_args(args):
     }
     if args.hidden:
         overrides["hidden_sizes"] = tuple(int(h) for h in args.hidden.split(","))
-    cfg = TD3Config()
-    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    return profile_config(args.profile, **{k: v for k, v in overrides.items() if v is not None})
 
 
+@locks_directory("out")
 def _train(args) -> int:
+    from pathlib import Path
+
     from hyperzero.experts import train_experts
+    from hyperzero.launchers.pipeline import check_expert
+
+    out = Path(args.out)
+    for task_dir in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in ("corrupt", "stale")):
+        check_expert(out, task_dir)  # damaged files are named and moved to OUT/corrupt/; those tasks are redone
+    from hyperzero.experts.gate import GateConfig
 
     contexts = _contexts_from_args(args)
     config = _config_from_args(args)
+    gate = None if args.no_gate else GateConfig(max_retries=args.gate_retries)
     summaries = train_experts(args.family, contexts, args.out, config, ensemble_size=args.ensemble_size,
                               num_workers=args.workers, executor=args.executor, ray_address=args.address,
-                              progress=not args.no_progress, allow_extrapolation=args.allow_extrapolation)
+                              progress=not args.no_progress, allow_extrapolation=args.allow_extrapolation, gate=gate)
     flagged = [s["task_id"] for s in summaries if s.get("flagged")]
     for s in summaries:
-        mark = "  FLAGGED" if s.get("flagged") else ""
+        retried = f" (retried: kept {s.get('promoted_from', 'the first attempt')})" if s.get("retries") else ""
+        why = f"  FLAGGED: {s['gate']['reason'] if s.get('gate') else 'below --quality-threshold'}" if s.get(
+            "flagged") else ""
         print(f"{s['task_id']}: return {s['eval_return_mean']:.1f} +- {s['eval_return_std']:.1f} "
-              f"after {s['train_steps']} steps{mark}")
+              f"(do-nothing floor {s.get('floor_return', float('nan')):.1f}) after {s['train_steps']} steps"
+              f"{retried}{why}")
     if flagged:
-        print(f"experts: {len(flagged)} expert(s) below --quality-threshold {config.quality_threshold}", file=sys.stderr)
+        print(f"experts: {len(flagged)} expert(s) flagged; `experts collect` leaves them out with --exclude-flagged "
+              f"(details in {args.out}/gate.json)", file=sys.stderr)
     return 0
 
 
+@locks_directory("out")
 def _collect(args) -> int:
     from hyperzero.datasets.collect import collect_dataset  # the dataset stage; imported only when used
 
@@ -117,8 +131,17 @@ def register(subparsers) -> None:
                    help="local processes or Ray tasks (same files either way)")
     t.add_argument("--address", help="Ray cluster address (e.g. 127.0.0.1:6379 or auto); default starts a local one")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), help="torch device (default auto: CUDA if present)")
-    t.add_argument("--precision", choices=("fp32", "bf16"),
-                   help="fp32 (default) or bf16 autocast matmuls (critic output and losses stay fp32)")
+    t.add_argument("--profile", choices=tuple(PROFILES), default="authors",
+                   help="solver settings to start from: authors (the paper's TD3) or fast (n-step 3, LayerNorm "
+                        "critics, lr 3e-4, 128-128; the presets' choice, see docs/experts.md); other flags override")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16"),
+                   help="auto (default: bf16 only where the CPU/GPU runs it natively, else fp32), fp32, or bf16 "
+                        "(refused on a CPU without AMX/AVX512-BF16, where it is ~17x slower)")
+    t.add_argument("--no-gate", action="store_true",
+                   help="skip the quality gate (no retries; only --quality-threshold flags experts)")
+    t.add_argument("--gate-retries", type=int, default=1,
+                   help="retrain an expert that scores far below its neighbours this many times (new seed, "
+                        "warm start from the best neighbour)")
     t.add_argument("--ensemble-size", type=int, help="tasks per stacked ensemble (default: spread over workers, <= 8)")
     t.add_argument("--workers", type=int, help="parallel processes / Ray tasks (default: one per core)")
     t.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")

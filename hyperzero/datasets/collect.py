@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 from hyperzero.datasets.format import DatasetError, ExpertInfo
 from hyperzero.datasets.record import dataset_episode_seeds, record_episodes
 from hyperzero.datasets.writer import DatasetWriter
+from hyperzero.utils.integrity import fingerprint
 from hyperzero.utils.io import read_json
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,8 @@ def _collect_tasks(todo, writer: DatasetWriter, loader, family: str, fam, space,
         episodes = record_episodes(family, ctx, expert.act, n_episodes, seeds, q_fn=expert.q, batched=True)
         info = ExpertInfo(source=EXPERT_SOURCE, return_mean=summary.get("eval_return_mean"),
                           return_std=summary.get("eval_return_std"), train_steps=summary.get("train_steps"),
-                          seed=expert_seed, flagged=bool(summary.get("flagged", False)))
+                          seed=expert_seed, flagged=bool(summary.get("flagged", False)),
+                          sha256=fingerprint(task_dir / "expert.pt") if (task_dir / "expert.pt").is_file() else None)
         writer.add_task(ctx, episodes, ExpertInfo.from_dict(info.to_dict()))
         if bar is not None:
             bar.update(1)

@@ -53,6 +53,8 @@ class ExpertInfo:
     train_steps: int | None = None        # env steps the expert was trained for
     seed: int | None = None               # the expert's training seed
     flagged: bool = False                 # the expert failed a quality check (e.g. far below its peers)
+    sha256: str | None = None             # checksum of the expert file the actions came from (a retrained
+                                          # expert has another one, so its task is recollected)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "ExpertInfo":

@@ -79,7 +79,8 @@ class ContextualEnv(gym.Env):
         super().reset(seed=seed)
         if options and "context" in options:
             self._pending_seed = seed
-            self._build({**self.context, **options["context"]})
+            change = options["context"]  # a partial context: unset features keep their current values
+            self._build({**self.context, **change} if isinstance(change, Mapping) else change)
         elif seed is not None:
             self._env.task._random = np.random.RandomState(seed)
         timestep = self._env.reset()

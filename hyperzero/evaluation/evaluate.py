@@ -28,6 +28,7 @@ from hyperzero.evaluation.metrics import (ResultRow, summarize, summary_to_csv_t
                                           write_results)
 from hyperzero.evaluation.rollout import numpy_policy, rollout_returns
 from hyperzero.evaluation.videos import render_videos
+from hyperzero.utils.integrity import fingerprint
 from hyperzero.utils.io import atomic_write_json, atomic_write_text, read_json
 
 META_METHODS = ("maml", "pearl")
@@ -72,10 +73,10 @@ class FitRef:
     def fingerprint(self) -> str:
         """Changes whenever the fit is redone (done.json is rewritten with the new model)."""
         done = self.directory / "done.json"
-        digest = hashlib.sha256(done.read_bytes()).hexdigest()[:16]
+        digest = fingerprint(done)[:16]
         model = self.directory / "model.pt"
         if model.exists():
-            digest += f"-{model.stat().st_size}-{int(model.stat().st_mtime)}"
+            digest += f"-{fingerprint(model)[:16]}"  # content, not size and mtime: a refit within a second counts
         return digest
 
 
@@ -170,8 +171,7 @@ class ExpertReference:
         if not expert_file.exists():
             raise FileNotFoundError(f"{expert_file} is missing: the expert of task {task_id} is needed as the "
                                     f"reference; train it (`hyperzero run` resumes) before evaluating")
-        st = expert_file.stat()
-        return f"{st.st_size}-{int(st.st_mtime)}"
+        return fingerprint(expert_file)[:16]  # content: a retrained expert is re-rolled
 
     def returns(self, task_id: str, context: Mapping[str, float], seeds: Sequence[int]) -> np.ndarray:
         key = f"{task_id}|{','.join(str(s) for s in seeds)}"
@@ -189,7 +189,9 @@ class ExpertReference:
 def _default_load_fit(fit_dir: Path):
     from hyperzero.training import load_fit
 
-    return load_fit(fit_dir)
+    model = load_fit(fit_dir)
+    model.allow_extrapolation = True  # test contexts come from the dataset, which may hold extrapolated tasks
+    return model
 
 
 def _default_load_expert(task_dir: Path):

@@ -26,6 +26,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
+from hyperzero.experts.gate import GateConfig
+from hyperzero.experts.profiles import profile_config
+
 class ConfigLoader(yaml.SafeLoader):
     """YAML with the YAML 1.2 core schema's scalars: `-10:10:0.5` stays a string (YAML 1.1 reads it as a
     base-60 number), `1e3` is a number, and only true/false are booleans (not yes/no/on/off)."""
@@ -79,8 +82,8 @@ DEFAULTS: dict[str, Any] = {
     "family": None,
     "contexts": None,
     # a fixed ensemble size: which tasks share a stacked ensemble must not depend on the core count
-    "experts": {"ensemble_size": 4, "num_workers": None},
-    "dataset": {"n_episodes": 10, "seed": 0, "exclude_flagged": False},
+    "experts": {"profile": "authors", "gate": {}, "ensemble_size": 4, "num_workers": None},
+    "dataset": {"n_episodes": 10, "seed": 0, "exclude_flagged": True},
     "fit": {"methods": ["hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa",
                         "mlp_uvfa_td", "maml", "pearl"], "seeds": [0, 1, 2, 3, 4]},
     "evaluate": {},
@@ -158,6 +161,15 @@ def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
     return config
 
 
+def expert_settings(section: Mapping) -> tuple:
+    """A resolved `experts:` section -> (TD3Config, GateConfig or None, ensemble_size, num_workers)."""
+    values = dict(section)
+    sweep = {k: values.pop(k) for k in SWEEP_KEYS if k in values}
+    config = profile_config(sweep.get("profile", "authors"), **values)
+    gate = GateConfig(**(sweep.get("gate") or {}))
+    return config, (gate if gate.enabled else None), sweep.get("ensemble_size"), sweep.get("num_workers")
+
+
 def _check_fields(section: str, values: Mapping, cls: type, extra: Sequence[str] = (), excluded: Sequence[str] = ()):
     known = {f.name for f in dataclasses.fields(cls)} - set(excluded)
     unknown = sorted(set(values) - known - set(extra))
@@ -166,12 +178,17 @@ def _check_fields(section: str, values: Mapping, cls: type, extra: Sequence[str]
 
 
 @dataclasses.dataclass
-class PackingSettings:
-    """How expert training is spread over processes (the `experts:` keys that are not TD3Config fields)."""
+class ExpertSweepSettings:
+    """The `experts:` keys that are not TD3Config fields: solver profile, quality gate, process layout."""
 
+    profile: str = "authors"  # named TD3Config base (hyperzero.experts.profiles: authors | fast); keys here override it
+    gate: GateConfig = dataclasses.field(default_factory=GateConfig)  # quality gate and retries (enabled: false = off)
     ensemble_size: Optional[int] = 4  # tasks per stacked ensemble; fixed (not derived from the core count) so the
                                       # same config packs the same tasks together on every machine
     num_workers: Optional[int] = None  # parallel processes; None = one per core (changes speed, not the packing)
+
+
+SWEEP_KEYS = tuple(f.name for f in dataclasses.fields(ExpertSweepSettings))
 
 
 @dataclasses.dataclass
@@ -180,7 +197,7 @@ class DatasetSettings:
 
     n_episodes: int = 10           # deterministic expert episodes recorded per task
     seed: int = 0                  # seed of the dataset's episode seeds (disjoint from the experts' own)
-    exclude_flagged: bool = False  # leave out experts flagged by the quality gate (listed in the manifest)
+    exclude_flagged: bool = True   # leave out experts flagged by the quality gate (listed in the manifest, said on stderr)
 
 
 @dataclasses.dataclass
@@ -297,13 +314,16 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
 
     experts = _section(config, "experts")
     packing = ("ensemble_size", "num_workers")
-    _check_fields("experts", experts, TD3Config, extra=packing)
+    _check_fields("experts", experts, TD3Config, extra=SWEEP_KEYS)
     experts.update(coerce_fields(TD3Config, experts, "experts"))
-    experts.update(coerce_fields(PackingSettings, experts, "experts"))
+    experts.update(coerce_fields(ExpertSweepSettings, experts, "experts"))
+    _check_fields("experts.gate", experts.get("gate", {}), GateConfig)
+    _stage_check("experts.gate", lambda: GateConfig(**experts.get("gate", {})).validate())
+    _stage_check("experts.profile", lambda: profile_config(experts.get("profile", "authors")))
     for key in packing:
         if experts.get(key) is not None and experts[key] < 1:
             raise ValueError(f"experts.{key}={experts[key]}: must be >= 1 (or null for the default)")
-    _stage_check("experts", lambda: TD3Config(**{k: v for k, v in experts.items() if k not in packing}).resolved(family))
+    _stage_check("experts", lambda: expert_settings(experts)[0].resolved(family))
 
     dataset = _section(config, "dataset")
     _check_fields("dataset", dataset, DatasetSettings)

@@ -1,24 +1,31 @@
 """`hyperzero run`: experts -> dataset -> fits (methods x split seeds) -> evaluation -> report.
 
-Every stage first checks its outputs and is skipped when they are complete AND valid; output that
-exists but cannot be trusted (an expert summary without a loadable expert.pt, a dataset that fails
-`load_dataset` validation, a fit with done.json whose model does not load) is moved aside into
-`<run>/corrupt/` and redone. Unfinished work is resumed by the stage itself (expert checkpoints,
-per-task dataset files, fit checkpoints, per-fit evaluation rows), so rerunning the same command
-after a crash or a kill continues where it stopped.
+Nothing is trusted that was not verified. Every file a rerun relies on carries a sha256 recorded when
+it was written (`hyperzero.utils.integrity`); before a stage skips or resumes work it checks them. A
+damaged file is named, moved aside into `<run>/corrupt/`, and the smallest unit of work is redone: one
+expert (a damaged unfinished checkpoint restarts that task), one dataset task file, one fit, or the
+evaluation of the affected fits. Work made from inputs that changed since (a retrained expert) is
+moved to `<run>/stale/` and redone: its dataset task, then the fits trained on that task, then their
+evaluation. Unfinished work is resumed by the stage itself (expert checkpoints, per-task dataset
+files, fit checkpoints, per-fit evaluation rows), so rerunning the same command after a crash or a
+kill continues where it stopped. One command at a time writes a run directory (`run_dir_lock`).
 """
 from __future__ import annotations
 
-import shutil
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from hyperzero.launchers.config import (config_differences, dump_yaml, fit_config, incompatible, invalidated_stages,
-                                        load_config_source, resolve_config, resolve_contexts)
-from hyperzero.utils.io import atomic_write_json, atomic_write_text, read_json
+from hyperzero.launchers.config import (config_differences, dump_yaml, expert_settings, fit_config, incompatible,
+                                        invalidated_stages, load_config_source, resolve_config, resolve_contexts)
+from hyperzero.utils.integrity import (CorruptFileError, checksum_path, damaged_files, fingerprint, move_aside,
+                                       read_verified_bytes, record_checksum, recorded_checksums_or_none,
+                                       remove_temp_files, sha256_file, verify)
+from hyperzero.utils.io import atomic_write_json, atomic_write_text, ensure_directory, load_torch, read_json
+from hyperzero.utils.lock import run_dir_lock
 from hyperzero.utils.runinfo import write_run_info
 
 STAGES = ("experts", "dataset", "fits", "eval", "report")
@@ -37,134 +44,245 @@ def _say(message: str) -> None:
 
 
 def _move_aside(run_dir: Path, path: Path, reason: str, bucket: str = "corrupt") -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = run_dir / bucket / f"{path.relative_to(run_dir).as_posix().replace('/', '__')}-{stamp}"
-    n = 1
-    while target.exists():
-        target = target.with_name(f"{target.name}.{n}")
-        n += 1
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(path), str(target))
-    _say(f"{path.relative_to(run_dir)}: {reason}; moved to {target.relative_to(run_dir)} and redoing it")
+    target = move_aside(run_dir, path, bucket)
+    _say(f"{_rel(run_dir, path)}: {reason}; moved to {_rel(run_dir, target)}")
     return target
 
 
+def _rel(run_dir: Path, path: Path) -> str:
+    try:
+        return path.relative_to(run_dir).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _adopt(path: Path) -> None:
+    """Record a checksum for a file written before checksums existed, once it passed its structural check."""
+    if path.is_file() and recorded_checksums_or_none(path) is None and not checksum_path(path).exists():
+        record_checksum(path)
+
+
 # ------------------------------------------------------------------------------------------ config / run dir
-def prepare_run_dir(source: str, out_dir: str | Path | None, overrides: Sequence[str] = (), force: bool = False
-                    ) -> tuple[Path, dict]:
-    """Resolve the config, create or check the run directory, write `config.yaml`."""
-    raw, where = load_config_source(source)
-    config = resolve_config(raw, overrides)
-    run_dir = Path(out_dir) if out_dir else Path("runs") / (config.get("name") or Path(source).stem)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def run_dir_for(config: dict, source: str, out_dir: str | Path | None) -> Path:
+    return Path(out_dir) if out_dir else Path("runs") / (config.get("name") or Path(source).stem)
+
+
+def previous_config(run_dir: Path) -> dict | None:
+    """The config an existing run directory was made with: config.yaml, else run_info.json's copy.
+
+    A damaged config.yaml is moved aside (named) and run_info.json is used instead; None when neither
+    can be trusted (or the directory is new).
+    """
+    import yaml
+
+    from hyperzero.launchers.config import load_yaml
+
     config_path = run_dir / "config.yaml"
     if config_path.exists():
-        import yaml
-
         try:
-            old = yaml.safe_load(config_path.read_text()) or {}
-        except yaml.YAMLError:
-            old = None
-        if old is None:
-            _move_aside(run_dir, config_path, "unreadable config.yaml")
-        else:
-            diffs = config_differences(old, config)
-            blocking = incompatible(diffs)
-            if blocking and not force:
-                raise ValueError(f"{run_dir} was made with a different config ({', '.join(blocking[:6])}"
-                                 f"{' ...' if len(blocking) > 6 else ''} differ); its outputs would not match. Use a "
-                                 f"new --out directory, or pass --force to redo the affected stages (old outputs are "
-                                 f"moved to {run_dir / 'stale'}/)")
-            if blocking:
-                for stage in invalidated_stages(diffs):
-                    path = run_dir / stage
-                    if path.exists():
-                        _move_aside(run_dir, path, f"config changed ({', '.join(blocking[:3])})", bucket="stale")
-            elif diffs:
-                _say(f"config changes that only add work or redo evaluation: {', '.join(diffs)}")
-    atomic_write_text(config_path, f"# resolved from {where}\n" + dump_yaml(config))
+            old = load_yaml(read_verified_bytes(config_path).decode("utf-8"))
+            if not isinstance(old, dict) or not old:
+                raise CorruptFileError(config_path, "is empty or not a YAML mapping")
+            _adopt(config_path)
+            return old
+        except (CorruptFileError, UnicodeDecodeError, yaml.YAMLError) as e:
+            reason = e.reason if isinstance(e, CorruptFileError) else f"not readable YAML ({type(e).__name__})"
+            _move_aside(run_dir, config_path, reason)
+    info_path = run_dir / "run_info.json"
+    if info_path.exists():
+        try:
+            old = read_json(info_path).get("config")
+            if isinstance(old, dict) and old:
+                _say("using the config recorded in run_info.json to check this run's outputs")
+                return old
+        except (CorruptFileError, AttributeError):
+            _move_aside(run_dir, info_path, "damaged")
+    if (run_dir / "experts").exists():
+        _say("the previous config of this run is unknown (config.yaml and run_info.json are missing or damaged); "
+             "each stage's own checks decide what is reused")
+    return None
+
+
+def _check_and_write_config(run_dir: Path, config: dict, where: str, force: bool) -> None:
+    old = previous_config(run_dir)
+    if old is not None:
+        diffs = config_differences(old, config)
+        blocking = incompatible(diffs)
+        if blocking and not force:
+            raise ValueError(f"{run_dir} was made with a different config ({', '.join(blocking[:6])}"
+                             f"{' ...' if len(blocking) > 6 else ''} differ); its outputs would not match. Use a "
+                             f"new --out directory, or pass --force to redo the affected stages (old outputs are "
+                             f"moved to {run_dir / 'stale'}/)")
+        if blocking:
+            for stage in invalidated_stages(diffs):
+                path = run_dir / stage
+                if path.exists():
+                    _move_aside(run_dir, path, f"config changed ({', '.join(blocking[:3])})", bucket="stale")
+        elif diffs:
+            _say(f"config changes that only add work or redo evaluation: {', '.join(diffs)}")
+    atomic_write_text(run_dir / "config.yaml", f"# resolved from {where}\n" + dump_yaml(config))
+
+
+def prepare_run_dir(source: str, out_dir: str | Path | None, overrides: Sequence[str] = (), force: bool = False
+                    ) -> tuple[Path, dict]:
+    """Resolve the config (nothing is written if it is refused), create or check the run directory, write
+    `config.yaml`. Holds the run directory's lock while it writes."""
+    raw, where = load_config_source(source)
+    config = resolve_config(raw, overrides)
+    run_dir = ensure_directory(run_dir_for(config, source, out_dir), "run directory (--out)")
+    with run_dir_lock(run_dir):
+        _check_and_write_config(run_dir, config, where, force)
     return run_dir, config
 
 
 # ------------------------------------------------------------------------------------------ experts
-def expert_problem(task_dir: Path) -> str | None:
-    """Why a finished-looking expert cannot be trusted, or None if it is fine (or simply unfinished)."""
-    summary_path = task_dir / "summary.json"
-    if not summary_path.exists():
-        return None  # unfinished: train_experts resumes it
-    try:
-        summary = read_json(summary_path)
-    except (OSError, ValueError) as e:
-        return f"unreadable summary.json ({e})"
-    if not summary.get("finished"):
-        return None
-    if not (task_dir / "expert.pt").exists():
-        return "summary.json says finished but expert.pt is missing"
-    try:
-        from hyperzero.experts import load_expert
+EXPERT_TRUSTED = ("summary.json", "expert.pt")  # what a finished expert is used through
+RESUME_STATE = ("checkpoint.pt", "best.pt")     # only needed while a unit is unfinished
 
-        load_expert(task_dir)
-    except Exception as e:  # noqa: BLE001 - any load failure means the file cannot be trusted
-        return f"expert.pt does not load ({type(e).__name__}: {e})"
+
+def _summary_finished(task_dir: Path) -> bool | str:
+    """True/False from summary.json, or the reason it cannot be read."""
+    path = task_dir / "summary.json"
+    if not path.exists():
+        return False
+    try:
+        summary = read_json(path)
+    except (OSError, ValueError) as e:
+        return f"summary.json unreadable ({getattr(e, 'reason', e)})"
+    if not isinstance(summary, dict):
+        return "summary.json is not a JSON object"
+    return bool(summary.get("finished"))
+
+
+def expert_problem(task_dir: Path) -> str | None:
+    """Why an expert's folder cannot be trusted as it is (the whole task is redone), or None.
+
+    A finished expert needs intact summary.json and expert.pt (that loads); an unfinished one needs an
+    intact checkpoint.pt (a damaged one restarts the task from scratch). Damaged files that a finished
+    expert does not need (its last checkpoint) are not a problem here: `check_expert` moves them aside.
+    """
+    if not task_dir.exists():
+        return None
+    damaged = dict(damaged_files(task_dir))
+    finished = _summary_finished(task_dir)
+    if isinstance(finished, str):
+        return finished
+    if finished:
+        bad = {p: r for p, r in damaged.items() if p.name not in RESUME_STATE}
+        if bad:
+            return "; ".join(f"{_rel(task_dir, p)}: {r}" for p, r in bad.items())
+        if not (task_dir / "expert.pt").exists():
+            return "summary.json says finished but expert.pt is missing"
+        try:
+            from hyperzero.experts import load_expert
+
+            load_expert(task_dir)
+        except Exception as e:  # noqa: BLE001 - any load failure means the file cannot be trusted
+            return f"expert.pt does not load ({type(e).__name__}: {e})"
+        return None
+    if damaged:
+        return "; ".join(f"{_rel(task_dir, p)}: {r}" for p, r in damaged.items()) + \
+            " (the unfinished expert restarts from scratch)"
+    checkpoint = task_dir / "checkpoint.pt"
+    if checkpoint.exists() and recorded_checksums_or_none(checkpoint) is None:
+        try:  # written before checksums existed: at least it must load
+            load_torch(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except (CorruptFileError, OSError) as e:
+            return f"checkpoint.pt does not load ({e}); the unfinished expert restarts from scratch"
     return None
+
+
+def check_expert(run_dir: Path, task_dir: Path) -> bool:
+    """Move aside what cannot be trusted in one expert's folder. True when the expert is finished and valid."""
+    problem = expert_problem(task_dir)
+    if problem:
+        _move_aside(run_dir, task_dir, problem)
+        return False
+    if _summary_finished(task_dir) is not True:
+        return False
+    for path, reason in damaged_files(task_dir):  # only resume state is left here (not needed any more)
+        _move_aside(run_dir, path, f"{reason} (not needed: the expert is finished)")
+    for name in EXPERT_TRUSTED:
+        _adopt(task_dir / name)
+    return True
 
 
 def run_experts_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     from hyperzero.envs import context_id
-    from hyperzero.experts import TD3Config, train_experts
-    from hyperzero.experts.policy import load_expert  # noqa: F401 - fail early if the stage is missing
+    from hyperzero.experts import train_experts
 
     family = config["family"]
     contexts = resolve_contexts(family, config["contexts"])
     experts_dir = run_dir / "experts"
-    for ctx in contexts:
-        task_dir = experts_dir / context_id(ctx)
-        problem = expert_problem(task_dir) if task_dir.exists() else None
-        if problem:
-            _move_aside(run_dir, task_dir, problem)
-    finished = [c for c in contexts if _expert_finished(experts_dir / context_id(c))]
-    if len(finished) == len(contexts):
+    finished = [c for c in contexts if check_expert(run_dir, experts_dir / context_id(c))]
+    td3, gate, ensemble_size, num_workers = expert_settings(config["experts"])
+    if len(finished) == len(contexts) and (gate is None or (experts_dir / "gate.json").exists()):
         _say(f"experts: all {len(contexts)} experts finished and valid; skipped")
         return
-    section = dict(config["experts"])
-    ensemble_size, num_workers = section.pop("ensemble_size", None), section.pop("num_workers", None)
     if runtime.device:
-        section["device"] = runtime.device
+        td3 = dataclasses.replace(td3, device=runtime.device)
     _say(f"experts: {len(finished)}/{len(contexts)} finished; training the rest")
-    train_experts(family, contexts, experts_dir, TD3Config(**section), ensemble_size=ensemble_size,
-                  num_workers=num_workers, executor=runtime.executor, ray_address=runtime.address,
-                  progress=runtime.progress)
-    bad = [context_id(c) for c in contexts if not _expert_finished(experts_dir / context_id(c))]
+    train_experts(family, contexts, experts_dir, td3, ensemble_size=ensemble_size, num_workers=num_workers,
+                  executor=runtime.executor, ray_address=runtime.address, progress=runtime.progress, gate=gate)
+    bad = [context_id(c) for c in contexts if expert_problem(experts_dir / context_id(c)) is not None
+           or _summary_finished(experts_dir / context_id(c)) is not True]
     if bad:
         raise RuntimeError(f"experts {bad} did not finish; rerun the same command to resume")
 
 
-def _expert_finished(task_dir: Path) -> bool:
-    return (task_dir / "summary.json").exists() and expert_problem(task_dir) is None and \
-        bool(read_json(task_dir / "summary.json").get("finished"))
-
-
 # ------------------------------------------------------------------------------------------ dataset
-def dataset_problem(dataset_dir: Path, expected_ids: set[str], n_episodes: int) -> tuple[str | None, bool]:
-    """(problem, resumable). problem None: complete and valid."""
+def dataset_problem(dataset_dir: Path, expected_ids: set[str], n_episodes: int,
+                    experts_dir: Path | None = None, run_dir: Path | None = None) -> tuple[str | None, bool]:
+    """(problem, resumable); problem None: complete, valid and made from the current experts.
+
+    With `run_dir`, task files that fail their checksum, or whose expert was retrained since they were
+    collected (`experts_dir`), are moved aside so that the collection redoes only those tasks.
+    """
     from hyperzero.datasets import load_dataset
+    from hyperzero.datasets.format import DatasetError, read_manifest
 
     if not (dataset_dir / "manifest.json").exists():
         return "missing", True
     try:
-        dataset = load_dataset(dataset_dir)
-    except ValueError as e:
-        try:
-            load_dataset(dataset_dir, allow_unfinalized=True)
-        except ValueError:
-            return f"fails validation ({e})", False
-        return "unfinished collection", True
-    excluded = {e["task_id"] if isinstance(e, dict) else e for e in dataset.manifest.get("excluded_tasks", [])}
-    have = set(dataset.task_ids)
-    if have | excluded != expected_ids:
+        manifest = read_manifest(dataset_dir)
+    except DatasetError as e:
+        return f"fails validation ({e})", False
+    entries = manifest["tasks"]
+    excluded = {e["task_id"] if isinstance(e, dict) else e for e in manifest.get("excluded_tasks", [])}
+    have = {e["task_id"] for e in entries}
+    if not have <= expected_ids or not excluded <= expected_ids:
         return (f"holds tasks {sorted(have | excluded)} but the config's tasks are {sorted(expected_ids)}"), False
-    if any(t.n_episodes != n_episodes for t in dataset.tasks):
+    if any(e["n_episodes"] != n_episodes for e in entries):
         return f"episodes per task differ from dataset.n_episodes={n_episodes}", False
+    redo = []
+    for entry in entries:
+        path = dataset_dir / entry["file"]
+        if not path.is_file():
+            redo.append(entry["task_id"])
+            continue
+        if sha256_file(path) != entry["sha256"]:
+            if run_dir is None:
+                return f"task file {entry['file']} does not match the manifest's sha256", False
+            _move_aside(run_dir, path, "does not match the sha256 in manifest.json; recollecting only this task")
+            redo.append(entry["task_id"])
+            continue
+        recorded = (entry.get("expert") or {}).get("sha256")
+        expert_file = experts_dir / entry["task_id"] / "expert.pt" if experts_dir is not None else None
+        if recorded and expert_file is not None and expert_file.exists() and fingerprint(expert_file) != recorded:
+            if run_dir is None:
+                return f"task {entry['task_id']} was collected from an expert that has since been retrained", False
+            _move_aside(run_dir, path, "collected from an expert that has since been retrained; recollecting it",
+                        bucket="stale")
+            redo.append(entry["task_id"])
+    if redo:
+        return f"{len(redo)} task(s) to (re)collect: {', '.join(sorted(redo))}", True
+    if have | excluded != expected_ids or not manifest.get("finalized", False):
+        return "unfinished collection", True
+    try:
+        load_dataset(dataset_dir)
+    except DatasetError as e:
+        return f"fails validation ({e})", False
+    _adopt(dataset_dir / "manifest.json")
     return None, True
 
 
@@ -173,35 +291,127 @@ def run_dataset_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     from hyperzero.envs import context_id
 
     dataset_dir = run_dir / "dataset"
+    experts_dir = run_dir / "experts"
     expected = {context_id(c) for c in resolve_contexts(config["family"], config["contexts"])}
     settings = config["dataset"]
-    problem, resumable = dataset_problem(dataset_dir, expected, int(settings["n_episodes"]))
+    problem, resumable = dataset_problem(dataset_dir, expected, int(settings["n_episodes"]), experts_dir, run_dir)
     if problem is None:
         _say(f"dataset: complete and valid ({len(expected)} tasks); skipped")
         return
     if not resumable:
         _move_aside(run_dir, dataset_dir, f"dataset {problem}")
     _say(f"dataset: collecting ({problem})")
-    collect_dataset(run_dir / "experts", dataset_dir, n_episodes=int(settings["n_episodes"]),
+    collect_dataset(experts_dir, dataset_dir, n_episodes=int(settings["n_episodes"]),
                     seed=int(settings["seed"]), exclude_flagged=bool(settings.get("exclude_flagged", False)),
                     progress=runtime.progress)
-    problem, _ = dataset_problem(dataset_dir, expected, int(settings["n_episodes"]))
+    problem, _ = dataset_problem(dataset_dir, expected, int(settings["n_episodes"]), experts_dir)
     if problem:
         raise RuntimeError(f"{dataset_dir}: the collected dataset {problem}")
+    excluded = read_json(dataset_dir / "manifest.json").get("excluded_tasks", [])
+    if excluded:
+        _say(f"dataset: left out {len(excluded)} task(s) whose expert failed the quality gate: "
+             f"{', '.join(e['task_id'] if isinstance(e, dict) else str(e) for e in excluded)} "
+             "(experts/gate.json says why; dataset.exclude_flagged=false keeps them)")
+
+
+def dataset_task_checksums(dataset_dir: Path) -> dict[str, str]:
+    """task_id -> sha256 of its task file, from the (verified) manifest."""
+    from hyperzero.datasets.format import read_manifest
+
+    return {e["task_id"]: e["sha256"] for e in read_manifest(dataset_dir)["tasks"]}
 
 
 # ------------------------------------------------------------------------------------------ fits
-def fit_problem(fit_dir: Path) -> str | None:
-    """None when the fit is complete (done.json) and its model loads."""
-    if not (fit_dir / "done.json").exists():
+FIT_INPUTS = "inputs.json"  # what a fit was trained from: the dataset's family and each task file's sha256
+
+
+def record_fit_inputs(fit_dir: Path, dataset) -> None:
+    """Write `<fit>/inputs.json` before a fit starts (its dataset's family, names and task checksums)."""
+    atomic_write_json(fit_dir / FIT_INPUTS, {
+        "family": dataset.family, "context_names": list(dataset.context_names),
+        "dataset": str(getattr(dataset, "directory", "")),
+        "tasks": {e["task_id"]: e["sha256"] for e in dataset.manifest.get("tasks", [])}})
+
+
+def fit_inputs_problem(fit_dir: Path, family: str, context_names: Sequence[str], tasks: dict[str, str]) -> str | None:
+    """Why a fit directory does not belong to this dataset (family, features, or changed task files), or None.
+
+    Only the fit's train and validation tasks matter (from split.json); its test tasks never reached it.
+    """
+    inputs_path = fit_dir / FIT_INPUTS
+    if inputs_path.exists():
+        recorded = read_json(inputs_path)
+    elif (fit_dir / "run_info.json").exists():  # a fit made before inputs.json existed: family and features only
+        info = read_json(fit_dir / "run_info.json")
+        recorded = {"family": info.get("family"), "context_names": info.get("context_names"), "tasks": None}
+    else:
+        return None
+    if recorded.get("family") not in (None, family) or (
+            recorded.get("context_names") is not None and list(recorded["context_names"]) != list(context_names)):
+        return (f"was fitted on a {recorded.get('family')} dataset with features {recorded.get('context_names')}, "
+                f"not this {family} dataset with {list(context_names)}")
+    old = recorded.get("tasks")
+    if old is None:
+        return None
+    used = set(old)
+    if (fit_dir / "split.json").exists():
+        split = read_json(fit_dir / "split.json")
+        used = set(split.get("train", [])) | set(split.get("val", []))
+    changed = sorted(t for t in used if old.get(t) != tasks.get(t))
+    if changed:
+        return f"was trained on dataset tasks that have changed since ({', '.join(changed)})"
+    return None
+
+
+def fit_problem(fit_dir: Path, dataset_tasks: dict[str, str] | None = None, family: str | None = None,
+                context_names: Sequence[str] | None = None) -> str | None:
+    """None when the fit is complete, intact, loads, and was trained on the current dataset; "unfinished" when it
+    has not finished but can resume; otherwise why it must be redone from scratch."""
+    damaged = dict(damaged_files(fit_dir)) if fit_dir.exists() else {}
+    done = (fit_dir / "done.json").exists()
+    if done:
+        bad = {p: r for p, r in damaged.items() if p.name not in RESUME_STATE}
+    else:
+        bad = damaged
+    if bad:
+        return "; ".join(f"{_rel(fit_dir, p)}: {r}" for p, r in bad.items()) + \
+            ("" if done else " (the unfinished fit restarts from scratch)")
+    if dataset_tasks is not None and family is not None:
+        try:
+            stale = fit_inputs_problem(fit_dir, family, context_names or [], dataset_tasks)
+        except CorruptFileError as e:
+            return str(e)
+        if stale:
+            return stale
+    if not done:
         return "unfinished"
     try:
+        read_json(fit_dir / "done.json")
         from hyperzero.training import load_fit
 
         load_fit(fit_dir)
     except Exception as e:  # noqa: BLE001
         return f"done.json present but the fit does not load ({type(e).__name__}: {e})"
     return None
+
+
+def check_fit(run_dir: Path, fit_dir: Path, dataset_tasks: dict[str, str], family: str,
+              context_names: Sequence[str]) -> bool:
+    """Move aside what cannot be trusted in one fit directory. True when the fit is complete and valid."""
+    if not fit_dir.exists():
+        return False
+    problem = fit_problem(fit_dir, dataset_tasks, family, context_names)
+    if problem == "unfinished":
+        return False
+    if problem:
+        bucket = "stale" if "changed since" in problem or "was fitted on" in problem else "corrupt"
+        _move_aside(run_dir, fit_dir, problem, bucket=bucket)
+        return False
+    for path, reason in damaged_files(fit_dir):
+        _move_aside(run_dir, path, f"{reason} (not needed: the fit is finished)")
+    for name in ("done.json", "model.pt", "split.json", "run_info.json"):
+        _adopt(fit_dir / name)
+    return True
 
 
 def fit_one(run_dir: str, method: str, seed: int, fit_section: dict, device: str | None, progress: bool = True) -> str:
@@ -211,24 +421,23 @@ def fit_one(run_dir: str, method: str, seed: int, fit_section: dict, device: str
 
     out_dir = Path(run_dir) / "fits" / method / f"seed_{seed}"
     cfg = fit_config(fit_section, method, seed, device)
-    fit(load_dataset(Path(run_dir) / "dataset"), out_dir, cfg, progress=progress)
+    dataset = load_dataset(Path(run_dir) / "dataset")
+    record_fit_inputs(out_dir, dataset)
+    fit(dataset, out_dir, cfg, progress=progress)
     return str(out_dir)
 
 
 def run_fits_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     from tqdm.auto import tqdm
 
+    from hyperzero.datasets.format import read_manifest
+
     fit_section = config["fit"]
+    manifest = read_manifest(run_dir / "dataset")
+    tasks = {e["task_id"]: e["sha256"] for e in manifest["tasks"]}
+    inputs = (tasks, manifest["family"], manifest["context_names"])
     jobs = [(m, int(s)) for m in fit_section["methods"] for s in fit_section["seeds"]]
-    todo = []
-    for method, seed in jobs:
-        fit_dir = run_dir / "fits" / method / f"seed_{seed}"
-        problem = fit_problem(fit_dir)
-        if problem is None:
-            continue
-        if problem != "unfinished":
-            _move_aside(run_dir, fit_dir, problem)
-        todo.append((method, seed))
+    todo = [(m, s) for m, s in jobs if not check_fit(run_dir, run_dir / "fits" / m / f"seed_{s}", *inputs)]
     if not todo:
         _say(f"fits: all {len(jobs)} fits complete and valid; skipped")
         return
@@ -240,7 +449,7 @@ def run_fits_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
         for method, seed in bar:
             bar.set_postfix_str(f"{method} seed {seed}")
             fit_one(str(run_dir), method, seed, fit_section, runtime.device, runtime.progress)
-    bad = [f"{m}/seed_{s}" for m, s in jobs if fit_problem(run_dir / "fits" / m / f"seed_{s}") is not None]
+    bad = [f"{m}/seed_{s}" for m, s in jobs if fit_problem(run_dir / "fits" / m / f"seed_{s}", *inputs) is not None]
     if bad:
         raise RuntimeError(f"fits {bad} did not complete; rerun the same command to resume")
 
@@ -270,24 +479,50 @@ def eval_config(config: dict):
     return EvalConfig(**section)
 
 
+def check_eval(run_dir: Path) -> None:
+    """Move aside damaged evaluation files (cached rows, expert returns, results, done.json): they are redone."""
+    eval_dir = run_dir / "eval"
+    for path, reason in damaged_files(eval_dir):
+        _move_aside(run_dir, path, f"{reason}; it is recomputed")
+    for path in sorted(eval_dir.glob("rows/*/*.json")) + sorted(eval_dir.glob("*.json")):
+        try:  # written before checksums existed: it must at least parse
+            read_json(path)
+        except CorruptFileError as e:
+            _move_aside(run_dir, path, f"{e.reason}; it is recomputed")
+
+
 def eval_is_current(run_dir: Path, config: dict) -> bool:
-    """True when eval/done.json matches the current fits and evaluation settings, and results.csv reads."""
+    """True when eval/done.json matches the current fits, dataset and evaluation settings, and results.csv is
+    intact (checksum) and reads."""
     from hyperzero.evaluation.evaluate import find_fits
     from hyperzero.evaluation.metrics import read_results
 
     done = run_dir / "eval" / "done.json"
-    if not done.exists():
+    results = run_dir / "eval" / "results.csv"
+    if not done.exists() or not results.exists():
         return False
     try:
         record = read_json(done)
-        read_results(run_dir / "eval" / "results.csv")
+        verify(results)
+        read_results(results)
     except (OSError, ValueError):
         return False
     cfg = eval_config(config)
     fits = {f"{f.method}/seed_{f.seed}": f.fingerprint for f in find_fits(run_dir, cfg.methods, cfg.seeds)}
     saved = record.get("config", {})
-    current = {k: v for k, v in _eval_settings(cfg).items()}
-    return record.get("key", {}).get("fits") == fits and {k: saved.get(k) for k in current} == current
+    current = _eval_settings(cfg)
+    key = record.get("key", {})
+    if "dataset" in key:
+        from hyperzero.datasets.format import DatasetError, read_manifest
+        from hyperzero.evaluation.evaluate import _dataset_fingerprint
+
+        try:
+            manifest = read_manifest(run_dir / "dataset")
+        except DatasetError:
+            return False
+        if key["dataset"] != _dataset_fingerprint(type("Manifest", (), {"manifest": manifest})()):
+            return False
+    return key.get("fits") == fits and {k: saved.get(k) for k in current} == current
 
 
 def _eval_settings(cfg) -> dict[str, Any]:
@@ -301,10 +536,11 @@ def _eval_settings(cfg) -> dict[str, Any]:
 def run_eval_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     from hyperzero.evaluation import evaluate
 
+    check_eval(run_dir)
     if eval_is_current(run_dir, config):
         _say("evaluate: results are current; skipped")
         return
-    _say("evaluate: rolling out every fit on its held-out tasks")
+    _say("evaluate: rolling out every fit on its held-out tasks (intact cached rows of unchanged fits are reused)")
     evaluate(run_dir, eval_config(config), progress=runtime.progress)
 
 
@@ -321,25 +557,68 @@ STAGE_FUNCTIONS: dict[str, Callable[[Path, dict, Runtime], None]] = {
 }
 
 
+def packing_record(config: dict) -> dict[str, Any]:
+    """What can change the numbers besides the config: how experts are packed and threaded, and the CPU."""
+    import os
+
+    import torch
+
+    from hyperzero.utils.hardware import cpu_model
+
+    experts = config["experts"]
+    cores = os.cpu_count() or 1
+    workers = experts.get("num_workers") or cores
+    return {
+        "experts_ensemble_size": experts.get("ensemble_size"),
+        "experts_num_workers": experts.get("num_workers"),
+        "experts_num_workers_default": workers,
+        "experts_torch_threads": experts.get("torch_threads") or max(1, cores // workers),
+        "fit_num_threads": config["fit"].get("num_threads") or torch.get_num_threads(),
+        "cpu_count": cores,
+        "cpu_model": cpu_model(),
+        "torch": torch.__version__,
+        "note": "see docs/reliability.md: float rounding of batched matmuls depends on threads and CPU kernels",
+    }
+
+
 def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequence[str] = (), force: bool = False,
                  runtime: Runtime | None = None, stop_after: str | None = None) -> Path:
-    """Run (or resume) every stage of `source` (a preset name or YAML file) in `out_dir`. Returns the run dir."""
+    """Run (or resume) every stage of `source` (a preset name or YAML file) in `out_dir`. Returns the run dir.
+
+    The whole config is checked before anything is written; the run directory is locked for the
+    duration (a second command on it is refused, naming this one).
+    """
     runtime = runtime or Runtime()
     if runtime.executor not in ("local", "ray"):
         raise ValueError(f"--executor must be local or ray (got {runtime.executor!r})")
     if stop_after is not None and stop_after not in STAGES:
         raise ValueError(f"stop_after must be one of {STAGES} (got {stop_after!r})")
-    run_dir, config = prepare_run_dir(source, out_dir, overrides, force)
-    write_run_info(run_dir, config, seeds={"experts": config["experts"].get("seed"),
-                                           "dataset": config["dataset"]["seed"], "fit": config["fit"]["seeds"]},
-                   stage="pipeline", source=source, overrides=list(overrides),
-                   runtime={"executor": runtime.executor, "address": runtime.address, "device": runtime.device})
+    raw, where = load_config_source(source)
+    config = resolve_config(raw, overrides)
+    run_dir = ensure_directory(run_dir_for(config, source, out_dir), "run directory (--out)")
+    with run_dir_lock(run_dir):
+        leftovers = remove_temp_files(run_dir)
+        if leftovers:
+            _say(f"removed {len(leftovers)} temporary file(s) left by an interrupted write "
+                 f"({', '.join(_rel(run_dir, p) for p in leftovers[:3])}{' ...' if len(leftovers) > 3 else ''})")
+        _check_and_write_config(run_dir, config, where, force)
+        write_run_info(run_dir, config, seeds={"experts": config["experts"].get("seed"),
+                                               "dataset": config["dataset"]["seed"], "fit": config["fit"]["seeds"]},
+                       stage="pipeline", source=source, overrides=list(overrides), packing=packing_record(config),
+                       runtime={"executor": runtime.executor, "address": runtime.address, "device": runtime.device})
+        _run_stages(run_dir, config, runtime, stop_after)
+    return run_dir
+
+
+def _run_stages(run_dir: Path, config: dict, runtime: Runtime, stop_after: str | None) -> None:
     t0 = time.time()
     timings_path = run_dir / "stage_times.json"
-    try:
-        history = read_json(timings_path) if timings_path.exists() else []
-    except (OSError, ValueError):
-        history = []
+    history = []
+    if timings_path.exists():
+        try:
+            history = read_json(timings_path)
+        except (OSError, ValueError) as e:
+            _move_aside(run_dir, timings_path, f"{getattr(e, 'reason', e)}; timings start afresh")
     invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": {}}
     history.append(invocation)
     for i, stage in enumerate(STAGES, start=1):
@@ -357,4 +636,3 @@ def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequ
     invocation["seconds"]["total"] = round(time.time() - t0, 1)
     atomic_write_json(timings_path, history)
     _say(f"finished in {time.time() - t0:.1f} s: {run_dir}")
-    return run_dir

@@ -25,8 +25,8 @@ def ensure_directory(path: str | os.PathLike, what: str = "output directory") ->
         if p.exists():
             if not p.is_dir():
                 where = "is" if p == path else f"(a parent of {path}) is"
-                raise ValueError(f"{what} {path}: {p} {where} a regular file, not a directory; choose another "
-                                 f"directory (e.g. --out {p.parent / (p.name + '-run')})")
+                raise ValueError(f"{what} {path}: {p} {where} a regular file, not a directory; choose a path "
+                                 f"that is (or can be created as) a directory")
             break
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -134,4 +134,4 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
 def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy a file so that `dst` is the old file or the complete copy, never a partial one."""
-    return atomic_write_bytes(dst, Path(src).read_bytes())
+    return atomic_write_bytes(dst, read_verified_bytes(src))  # a damaged source is not copied
