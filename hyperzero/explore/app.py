@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import logging
@@ -125,7 +126,13 @@ def create_app(run: ExploreRun, config: ExploreConfig | None = None) -> FastAPI:
     supersession = Supersession()
     clips = ClipStore(config.kept_clips)
     episode_steps = config.episode_steps or run.episode_length
-    app = FastAPI(title=f"hyperzero explore: {run.name}", docs_url=None, redoc_url=None, openapi_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        renderer.close()  # free the GL contexts on their own thread while it still runs
+
+    app = FastAPI(title=f"hyperzero explore: {run.name}", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(RequestValidationError)

@@ -38,26 +38,32 @@ class FrameRenderer:
     `render(context, physics)` copies `physics`' state (qpos, qvel, act) into a cached Physics of
     the same model and renders it with the family's camera 0, as `ContextualEnv.render()` does.
     `full_quality=False` turns off multisample anti-aliasing, shadows and reflections (about 5x
-    faster on a CPU renderer); `True` draws exactly what `ContextualEnv.render()` draws.
+    faster on a CPU renderer); `True` draws what `ContextualEnv.render()` draws.
+
+    dm_control's EGL contexts belong to the thread that made them current, and web requests run on
+    any worker thread, so every GL call (create, render, free) happens on one thread owned here.
+    `close()` frees the contexts on that thread (at interpreter exit it would be too late).
     """
 
     def __init__(self, family, width: int = 320, height: int = 240, full_quality: bool = False,
                  cache_size: int = RENDER_CACHE_SIZE):
+        from concurrent.futures import ThreadPoolExecutor
+
         self.family, self.width, self.height, self.full_quality = family, width, height, full_quality
         self.dynamics = [n for n, f in family.context_space.features.items() if f.kind == "dynamics"]
-        self._cache: OrderedDict[tuple, tuple[Any, Any, threading.Lock]] = OrderedDict()
+        self._cache: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()  # touched on the GL thread only
         self._cache_size = cache_size
-        self._lock = threading.Lock()
+        self._gl = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hyperzero-render")
+        self._closed = False
 
     def _key(self, context: Mapping[str, float]) -> tuple:
         return tuple((n, float(context[n])) for n in self.dynamics if n in context)
 
     def _entry(self, context: Mapping[str, float]):
         key = self._key(context)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
         from dm_control.mujoco.engine import Camera
         from dm_control.mujoco.wrapper.mjbindings import enums
 
@@ -68,20 +74,45 @@ class FrameRenderer:
         if not self.full_quality:
             camera.scene.flags[enums.mjtRndFlag.mjRND_SHADOW] = 0
             camera.scene.flags[enums.mjtRndFlag.mjRND_REFLECTION] = 0
-        entry = (physics, camera, threading.Lock())
-        with self._lock:
-            self._cache[key] = entry
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return entry
+        self._cache[key] = (physics, camera)
+        while len(self._cache) > self._cache_size:
+            self._free(*self._cache.popitem(last=False)[1])
+        return self._cache[key]
+
+    @staticmethod
+    def _free(physics, camera) -> None:
+        del camera
+        physics.free()
+
+    def _render(self, context: Mapping[str, float], physics) -> np.ndarray:
+        own, camera = self._entry(context)
+        own.set_state(physics.get_state())
+        own.forward()
+        return camera.render()
 
     def render(self, context: Mapping[str, float], physics) -> np.ndarray:
-        """[H, W, 3] uint8 frame of `physics`' current state; `context` names its model."""
-        own, camera, lock = self._entry(context)
-        with lock:
-            own.set_state(physics.get_state())
-            own.forward()
-            return camera.render()
+        """[H, W, 3] uint8 frame of `physics`' current state; `context` names its model.
+        The caller must not step `physics` meanwhile (the call returns when the frame is drawn)."""
+        if self._closed:
+            raise RuntimeError("this FrameRenderer is closed")
+        return self._gl.submit(self._render, context, physics).result()
+
+    def _close(self) -> None:
+        while self._cache:
+            self._free(*self._cache.popitem()[1])
+
+    def close(self) -> None:
+        """Free every GL context (on the GL thread) and stop that thread."""
+        if not self._closed:
+            self._closed = True
+            self._gl.submit(self._close).result()
+            self._gl.shutdown()
+
+    def __enter__(self) -> "FrameRenderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def jpeg_base64(frame: np.ndarray, quality: int) -> str:

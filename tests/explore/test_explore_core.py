@@ -74,7 +74,7 @@ def test_cli_reports_a_bad_run_directory_without_traceback(explore_run, tmp_path
     assert "has no complete fit" in capsys.readouterr().err
 
 
-def test_renderer_draws_the_stepped_state():
+def test_renderer_draws_the_stepped_state(request):
     """The cached camera shows what the env's own renderer shows (full quality), frame by frame."""
     family = get_family("cheetah-run")
     context = {"speed": 3.0, "torso_length": 0.6}
@@ -82,6 +82,8 @@ def test_renderer_draws_the_stepped_state():
     env.reset(seed=5)
     full = FrameRenderer(family, width=160, height=120, full_quality=True)
     fast = FrameRenderer(family, width=160, height=120)
+    request.addfinalizer(full.close)
+    request.addfinalizer(fast.close)
     rng = np.random.default_rng(0)
     for _ in range(15):
         env.step(rng.uniform(-1, 1, 6).astype(np.float32))
@@ -106,9 +108,9 @@ def test_clip_matches_the_evaluation_rollout(explore_run):
     context = run.resolve_context({"speed": 4.0})
     trained = run.model("hyperzero", 0)
     panel = make_panel(trained, "hyperzero", 0, context)
-    renderer = FrameRenderer(run.family, width=96, height=72)
-    events = list(clip_events("cheetah-run", context, [panel], renderer, episode_seed=11, clip_steps=40,
-                              episode_steps=300, gamma=run.gamma, frame_every=4))
+    with FrameRenderer(run.family, width=96, height=72) as renderer:
+        events = list(clip_events("cheetah-run", context, [panel], renderer, episode_seed=11, clip_steps=40,
+                                  episode_steps=300, gamma=run.gamma, frame_every=4))
     kinds = [e["type"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("clip") == 1
     frames = [e for e in events if e["type"] == "frame"]
@@ -131,15 +133,17 @@ def test_clip_matches_the_evaluation_rollout(explore_run):
     json.dumps(events)  # every event is plain JSON
 
 
-def test_a_newer_clip_supersedes_the_running_one(explore_run):
+def test_a_newer_clip_supersedes_the_running_one(explore_run, request):
     run = ExploreRun(explore_run)
     context = run.resolve_context({"speed": -3.0})
     panel = make_panel(run.model("mlp_policy", 0), "mlp_policy", 0, context)
     supersession = Supersession()
     is_current = supersession.begin("page-1")
     other_client = supersession.begin("page-2")
-    events = clip_events("cheetah-run", context, [panel], FrameRenderer(run.family, 64, 48), 0, 200, 1000,
-                         run.gamma, frame_every=1, is_current=is_current)
+    renderer = FrameRenderer(run.family, 64, 48)
+    request.addfinalizer(renderer.close)
+    events = clip_events("cheetah-run", context, [panel], renderer, 0, 200, 1000, run.gamma, frame_every=1,
+                         is_current=is_current)
     seen = [next(events) for _ in range(5)]
     assert seen[0]["type"] == "start" and seen[0]["panels"][0]["has_q"] is False  # mlp_policy: no value head
     supersession.begin("page-1")  # the same page asks for another clip
