@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from hyperzero.cli import HelpFormatter
+from hyperzero.cli import HelpFormatter, locks_directory
 
 ORDER = 40
 
@@ -28,9 +28,27 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", default="0", help="comma-separated split seeds; seed k = split k and init k")
     p.add_argument("--out", required=True, help="output directory; fits go to OUT/<method>/seed_<k>/")
     p.add_argument("--protocol", choices=["paper", "hypogen"], default=d.protocol,
-                   help="paper: 15%% of tasks held out for test; hypogen: 80%%")
+                   help="paper: 15%% of tasks held out for test (at least --min-test-tasks); hypogen: 80%%")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="fraction of non-test tasks used for validation (checkpoint selection, early stopping)")
+    p.add_argument("--test-fraction", type=float, default=None,
+                   help="fraction of tasks held out for test (default: the protocol's, 0.15 paper / 0.80 hypogen)")
+    p.add_argument("--min-test-tasks", type=int, default=d.min_test_tasks,
+                   help="hold out at least this many test tasks per split while 2 or more remain to train on")
+    p.add_argument("--selection", choices=["auto", "return", "val_loss", "last"], default=d.selection,
+                   help="model.pt = the checkpoint with the best mean return of rollouts on the val tasks (return), "
+                        "the lowest zero-shot action MSE on them (val_loss), or the final weights (last); auto = return when there "
+                        "are val tasks and the family has an environment")
+    p.add_argument("--val-episodes", type=int, default=d.val_episodes,
+                   help="full-length episodes per val task at each rollout evaluation (selection return)")
+    p.add_argument("--lr-sweep", type=_float_list, default=[],
+                   help="comma-separated learning rates, e.g. 3e-4,1e-3: fit once per lr and keep the one best on "
+                        "the val tasks (recorded in lr_sweep.json); overrides --lr")
+    p.add_argument("--lr-sweep-steps", type=int, default=d.lr_sweep_steps,
+                   help="steps per sweep fit; 0 = --steps (the winner is reused), else the chosen lr is refitted")
+    p.add_argument("--value-scale", type=float, default=None,
+                   help="factor on q* and r in the value and TD losses; default 1/mean|q*| of the train tasks; "
+                        "1.0 = unscaled (the authors')")
     p.add_argument("--steps", type=int, default=d.steps, help="gradient steps (the same for every method)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="samples per gradient step (all tasks)")
     p.add_argument("--tasks-per-batch", type=int, default=d.tasks_per_batch,
@@ -63,7 +81,16 @@ def register(subparsers) -> None:
     e.add_argument("--fit", required=True, help="fit directory (OUT/<method>/seed_<k>) holding model.pt")
     e.add_argument("--context", required=True, help="context as name=value pairs, comma-separated, e.g. speed=3")
     e.add_argument("--out", required=True, help="output file: *.npz (numpy) or *.pt (TorchScript)")
+    e.add_argument("--allow-extrapolation", action="store_true",
+                   help="accept a context outside the family's nominal range (within its physical limits)")
     e.set_defaults(func=run_export)
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 3e-4,1e-3, got {text!r}") from None
 
 
 def parse_methods(text: str) -> list[str]:
@@ -86,15 +113,20 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+@locks_directory("out")
 def run(args) -> int:
     from hyperzero.datasets import load_dataset
+    from hyperzero.launchers.pipeline import check_fit, fit_inputs_problem, record_fit_inputs
     from hyperzero.models.config import ModelConfig
     from hyperzero.training import FitConfig, fit
 
     methods, seeds = parse_methods(args.method), parse_seeds(args.seeds)
     model = dataclasses.replace(ModelConfig(), head_init=args.head_init, hidden_dim=args.hidden_dim,
                                 value_weight=args.value_weight, td_weight=args.td_weight)
-    base = FitConfig(protocol=args.protocol, val_fraction=args.val_fraction, steps=args.steps,
+    base = FitConfig(protocol=args.protocol, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                     min_test_tasks=args.min_test_tasks, selection=args.selection, val_episodes=args.val_episodes,
+                     lr_sweep=list(args.lr_sweep), lr_sweep_steps=args.lr_sweep_steps, value_scale=args.value_scale,
+                     steps=args.steps,
                      batch_size=args.batch_size, tasks_per_batch=args.tasks_per_batch, lr=args.lr,
                      eval_interval=args.eval_interval, patience=args.patience,
                      checkpoint_interval=args.checkpoint_interval, context_norm=args.context_norm,
@@ -103,33 +135,44 @@ def run(args) -> int:
     for c in configs:
         c.check()  # fail on bad options before any training
     ds = load_dataset(args.dataset)
+    tasks = {e["task_id"]: e["sha256"] for e in ds.manifest.get("tasks", [])}
     for c in configs:
         out = Path(args.out) / c.method / f"seed_{c.seed}"
+        if out.exists():
+            problem = fit_inputs_problem(out, ds.family, ds.context_names, tasks)
+            if problem:  # another dataset's fit: refuse rather than skip or overwrite it
+                raise ValueError(f"{out} {problem}; choose a new --out, or delete {out} to refit it")
+            check_fit(Path(args.out), out, tasks, ds.family, ds.context_names)  # damaged -> OUT/corrupt/, refit
         done = (out / "done.json").exists()
+        if not done:
+            record_fit_inputs(out, ds)
         print(f"[fit] {c.method} seed {c.seed} -> {out}{' (done, skipped)' if done else ''}", flush=True)
         fit(ds, out, c, progress=not args.no_progress)
     return 0
 
 
-def parse_context(text: str) -> dict[str, float]:
+def parse_context(text: str) -> dict[str, str]:
+    """`speed=3,torso_length=0.6` -> {"speed": "3", ...}; the values are checked by the family's context space."""
     ctx = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
-        try:
-            ctx[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
+        if not sep or not name.strip() or not value.strip():
             raise ValueError(f"--context expects name=value pairs like speed=3,torso_length=0.6 (got {part!r})")
+        ctx[name.strip()] = value.strip()
+    if not ctx:
+        raise ValueError(f"--context expects name=value pairs like speed=3,torso_length=0.6 (got {text!r})")
     return ctx
 
 
 def run_export(args) -> int:
+    from hyperzero.envs import validate_context
     from hyperzero.training import load_fit
 
     tm = load_fit(args.fit)
-    ctx = parse_context(args.context)
-    policy = tm.policy(ctx)
+    # the same checks as the environments: NaN, booleans, non-numbers, unknown features, speed 0, out of range
+    ctx = validate_context(tm.family, parse_context(args.context), args.allow_extrapolation,
+                           names=list(tm.context_names))
+    policy = tm.policy(ctx, allow_extrapolation=args.allow_extrapolation)
     if not hasattr(policy, "save_npz"):
         raise ValueError(f"method {tm.method} does not produce an exportable fixed policy")
     out = Path(args.out)

@@ -1,70 +1,13 @@
-"""Real environment rollouts for evaluation: several episodes of one task in lockstep.
-
-A generated policy is specific to one context, so the batch that pays off is *episodes of the same
-task*: E envs of that task step together and the policy acts on an [E, S] batch in one call. Every
-method and the expert use the same episode seeds, so they start from the same initial states.
-"""
+"""Rollouts for evaluation: the lockstep episode runner lives in `hyperzero.training.rollout` (a fit
+selects checkpoints by return on its validation tasks with it) and is re-exported here; rendering
+one episode for videos is evaluation's own."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
-ActFn = Callable[[np.ndarray], np.ndarray]
-
-
-def numpy_policy(policy: Any) -> ActFn:
-    """Wrap anything with `act(obs[B,S]) -> a[B,A]` (torch or numpy in/out) as a numpy function."""
-    import torch
-
-    act = policy.act if hasattr(policy, "act") else policy
-
-    def act_numpy(obs: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            out = act(torch.as_tensor(np.asarray(obs, dtype=np.float32)))
-        if isinstance(out, torch.Tensor):
-            out = out.detach().cpu().numpy()
-        return np.asarray(out, dtype=np.float32)
-
-    return act_numpy
-
-
-def rollout_returns(family: str, context: Mapping[str, float], act: ActFn, episode_seeds: Sequence[int],
-                    max_steps: int | None = None) -> np.ndarray:
-    """Undiscounted return of each episode (one per seed) of `act` on the task `context`.
-
-    The episodes run in lockstep: one env per seed, reset with that seed, and the policy called once
-    per step on the stacked observations of the episodes still running.
-    """
-    from hyperzero.envs import make
-
-    if not len(episode_seeds):
-        raise ValueError("rollout_returns needs at least one episode seed")
-    envs = [make(family, context, seed=int(s)) for s in episode_seeds]
-    try:
-        obs = np.stack([env.reset(seed=int(s))[0] for env, s in zip(envs, episode_seeds)])
-        returns = np.zeros(len(envs), dtype=np.float64)
-        running = np.ones(len(envs), dtype=bool)
-        steps = 0
-        while running.any():
-            idx = np.flatnonzero(running)
-            actions = act(obs[idx])
-            if actions.shape != (len(idx), envs[0].action_space.shape[0]):
-                raise ValueError(f"policy returned actions of shape {actions.shape} for {len(idx)} observations; "
-                                 f"expected ({len(idx)}, {envs[0].action_space.shape[0]})")
-            for row, i in enumerate(idx):
-                next_obs, reward, terminated, truncated, _ = envs[i].step(actions[row])
-                returns[i] += reward
-                obs[i] = next_obs
-                if terminated or truncated:
-                    running[i] = False
-            steps += 1
-            if max_steps is not None and steps >= max_steps:
-                break
-        return returns
-    finally:
-        for env in envs:
-            env.close()
+from hyperzero.training.rollout import ActFn, numpy_policy, rollout_returns, zero_action_policy  # noqa: F401
 
 
 def render_episode(family: str, context: Mapping[str, float], act: ActFn, seed: int, steps: int,

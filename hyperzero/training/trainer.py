@@ -1,12 +1,13 @@
 """`fit`: one method, one split seed -> a fit directory; `load_fit`: a fit directory -> a usable model.
 
     <out>/split.json       train / val / test task ids (test tasks never reach the sampler)
-    <out>/run_info.json    resolved config (γ, K, B/K, normalisation), seeds, versions, split, command
-    <out>/progress.csv, tb/  training curves (train/*) and validation curves (val/*)
+    <out>/run_info.json    resolved config (γ, κ, K, B/K, normalisation, selection), seeds, versions, split, command
+    <out>/progress.csv, tb/  training curves (train/*) and validation curves (val/*, incl. val/return)
     <out>/checkpoint.pt    resumable state (model, optimiser, RNG, step, best val); rerun to continue
-    <out>/best.pt          weights with the best validation metric so far
-    <out>/model.pt         the selected model (best.pt, or the final weights when there are no val tasks)
+    <out>/best.pt          weights with the best validation score so far (selection "return" or "val_loss")
+    <out>/model.pt         the selected model (best.pt, or the final weights for selection "last")
     <out>/done.json        written last; a fit with done.json is never retrained
+    <out>/lr_sweep.json, lr_sweep/lr_<v>/   with `lr_sweep`: one complete fit per learning rate, and the choice
 """
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ from hyperzero.models.base import Approximator, TaskBatch
 from hyperzero.models.registry import build_method
 from hyperzero.training.config import FitConfig
 from hyperzero.training.data import ContextNormalizer, TaskSampler, validation_batch
-from hyperzero.training.loop import BEST, train_loop
-from hyperzero.utils.io import atomic_torch_save, atomic_write_json, read_json
+from hyperzero.training.loop import BEST, higher_is_better, selection_score, train_loop
+from hyperzero.training.rollout import numpy_policy, rollout_returns
+from hyperzero.utils.integrity import read_verified_bytes
+from hyperzero.utils.io import atomic_torch_save, atomic_write_bytes, atomic_write_json, load_torch, read_json
 from hyperzero.utils.runinfo import write_run_info
 from hyperzero.utils.torch_utils import resolve_device, seed_everything
 
@@ -33,6 +36,7 @@ MODEL = "model.pt"
 DONE = "done.json"
 # fields that may change between an interrupted run and its resumption
 _RESUMABLE_CHANGES = {"device", "num_threads", "log_interval", "checkpoint_interval", "steps", "patience"}
+LR_SWEEP = "lr_sweep.json"
 
 
 def _load(dataset):
@@ -43,23 +47,75 @@ def _load(dataset):
     return dataset
 
 
-def resolve_config(cfg: FitConfig, dataset) -> FitConfig:
-    """Fill what depends on the data: the TD discount (the dataset's γ unless cfg.td_gamma is set)."""
+def flagged_task_ids(dataset) -> list[str]:
+    """Tasks whose expert failed its quality check (dataset manifest): never chosen as test tasks when
+    others are available, since no score relative to the expert can be computed on them."""
+    return sorted(t.task_id for t in dataset.tasks if getattr(getattr(t, "expert", None), "flagged", False))
+
+
+def dataset_split(cfg: FitConfig, dataset):
+    from hyperzero.datasets.splits import make_split
+
+    return make_split(dataset.task_ids, cfg.seed, cfg.protocol, cfg.val_fraction, cfg.test_fraction,
+                      cfg.min_test_tasks, never_test=flagged_task_ids(dataset))
+
+
+def value_scale_from_tasks(tasks) -> float:
+    """κ = 1 / mean |q*| over the given (training) tasks, so the value targets are of order one; 1.0 when
+    the tasks have no finite q* (methods without a value head do not use it)."""
+    q = [np.abs(np.asarray(t.q, np.float64)).ravel() for t in tasks]
+    q = np.concatenate(q) if q else np.zeros(0)
+    if q.size == 0 or not np.isfinite(q).all() or q.mean() <= 0:
+        return 1.0
+    return float(1.0 / q.mean())
+
+
+def resolve_config(cfg: FitConfig, dataset, split=None) -> FitConfig:
+    """Fill what depends on the data: the TD discount (the dataset's γ unless cfg.td_gamma is set) and the
+    value scale κ (1 / mean |q*| over the split's train tasks unless cfg.value_scale is set)."""
     gamma = float(dataset.gamma) if cfg.td_gamma is None else float(cfg.td_gamma)
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, gamma=gamma))
+    if cfg.value_scale is not None:
+        kappa = float(cfg.value_scale)
+    else:
+        split = split or dataset_split(cfg, dataset)
+        train = set(split.train)
+        kappa = value_scale_from_tasks([t for t in dataset.tasks if t.task_id in train])
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, gamma=gamma, value_scale=kappa))
 
 
-def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bool = True,
-        callbacks=()) -> Path:
-    """Train `cfg.method` on the TRAIN tasks of split `cfg.seed` of `dataset` (a directory or a loaded
-    RolloutDataset); select on the VAL tasks; never touch the TEST tasks. Resumes if interrupted."""
-    from hyperzero.datasets.splits import Split, make_split
+def resolve_selection(cfg: FitConfig, dataset, split) -> str:
+    """The selection rule actually used (see FitConfig.selection and training/loop.py)."""
+    from hyperzero.envs import FAMILIES
 
-    cfg = cfg or FitConfig()
-    cfg.check()
-    ds = _load(dataset)
-    out = Path(out_dir)
-    resolved = resolve_config(cfg, ds)
+    has_env = dataset.family in FAMILIES
+    if cfg.selection == "auto":
+        if not split.val:
+            return "last"
+        return "return" if has_env else "val_loss"
+    if cfg.selection in ("return", "val_loss") and not split.val:
+        raise ValueError(f"selection={cfg.selection!r} needs validation tasks, but split seed {cfg.seed} has none "
+                         f"({len(split.train)} train, {len(split.test)} test tasks); raise val_fraction, add tasks, "
+                         f"or use selection='last'")
+    if cfg.selection == "return" and not has_env:
+        raise ValueError(f"selection='return' rolls policies out in the environment, but the dataset's family "
+                         f"{dataset.family!r} has none; use selection='val_loss' or 'last'")
+    return cfg.selection
+
+
+def make_val_rollouts(family: str, val_tasks, normalizer: ContextNormalizer, cfg: FitConfig, device):
+    """model -> {"return": mean undiscounted return of the zero-shot policy over the val tasks, each rolled
+    out for `cfg.val_episodes` full episodes from seeds val_seed + i; "return_std": over all episodes}."""
+    seeds = [cfg.val_seed + i for i in range(cfg.val_episodes)]
+    tasks = [(dict(t.context), torch.as_tensor(normalizer(t.context_vector), device=device)) for t in val_tasks]
+
+    def score(model: Approximator) -> dict[str, float]:
+        returns = np.stack([rollout_returns(family, ctx, numpy_policy(model.policy(vec)), seeds) for ctx, vec in tasks])
+        return {"return": float(returns.mean()), "return_std": float(returns.std())}
+
+    return score
+
+
+def _check_resume(out: Path, resolved: FitConfig) -> None:
     if (out / "run_info.json").exists():
         old = read_json(out / "run_info.json")["config"]
         new = asdict(resolved)
@@ -68,18 +124,36 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
             state = "a finished" if (out / DONE).exists() else "an unfinished"
             raise ValueError(f"{out} holds {state} fit with a different config (fields {diff}); "
                              "rerun with the same options to resume or skip it, or choose a new --out")
+
+
+def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bool = True,
+        callbacks=()) -> Path:
+    """Train `cfg.method` on the TRAIN tasks of split `cfg.seed` of `dataset` (a directory or a loaded
+    RolloutDataset); select on the VAL tasks; never touch the TEST tasks. Resumes if interrupted.
+    With `cfg.lr_sweep`, one fit per learning rate and the best on the VAL tasks is published."""
+    from hyperzero.datasets.splits import Split
+
+    cfg = cfg or FitConfig()
+    cfg.check()
+    ds = _load(dataset)
+    out = Path(out_dir)
+    split = dataset_split(cfg, ds)
+    resolved = resolve_config(cfg, ds, split)
+    selection = resolve_selection(cfg, ds, split)
+    _check_resume(out, resolved)
     if (out / DONE).exists():
         return out
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "split.json").exists() and Split.from_json(out / "split.json").test != split.test:
+        raise ValueError(f"{out}/split.json differs from split seed {cfg.seed} of this dataset; use a new --out")
+    split.to_json(out / "split.json")
+    if cfg.lr_sweep:
+        return _fit_lr_sweep(ds, out, cfg, resolved, split, selection, progress, callbacks)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = resolve_device(cfg.device)
 
     # --- split: train / val / test task ids (stored; the same on resumption) ---
-    split = make_split(ds.task_ids, cfg.seed, cfg.protocol, cfg.val_fraction)
-    if (out / "split.json").exists() and Split.from_json(out / "split.json").test != split.test:
-        raise ValueError(f"{out}/split.json differs from split seed {cfg.seed} of this dataset; use a new --out")
-    split.to_json(out / "split.json")
     by_id = {t.task_id: t for t in ds.tasks}
     train_tasks = [by_id[i] for i in split.train]
     val_tasks = [by_id[i] for i in split.val]
@@ -95,34 +169,101 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
                           cfg.tasks_per_batch, cfg.batch_size, cfg.seed, need_q, device, forbidden=held_out)
     val_batch = validation_batch(val_tasks, np.stack([normalizer(t.context_vector) for t in val_tasks])
                                  if val_tasks else None, cfg.val_samples_per_task, cfg.seed + 1, need_q, device)
+    # every fit with val tasks in a real environment records its final val return (selection "return": every eval)
+    val_rollouts = (make_val_rollouts(ds.family, val_tasks, normalizer, cfg, device)
+                    if val_tasks and ds.family in _env_families() else None)
     write_run_info(out, resolved, seeds={"split": cfg.seed, "init": cfg.seed, "sampler": cfg.seed,
-                                         "validation_samples": cfg.seed + 1},
+                                         "validation_samples": cfg.seed + 1,
+                                         "validation_episodes": [cfg.val_seed + i for i in range(cfg.val_episodes)]},
                    split=asdict(split), method=cfg.method, dataset=str(getattr(ds, "directory", "")),
                    family=ds.family, context_names=list(ds.context_names), normalizer=normalizer.state_dict(),
                    effective={"tasks_per_batch": sampler.k, "samples_per_task": sampler.per_task,
                               "batch_size": sampler.k * sampler.per_task, "td_gamma": resolved.model.gamma,
+                              "value_scale": resolved.model.value_scale, "selection": selection,
                               "device": str(device), "torch_threads": torch.get_num_threads()},
                    n_params=sum(p.numel() for p in model.parameters()))
 
-    state = train_loop(model, sampler, resolved, out, val_batch, callbacks=callbacks, progress=progress)
+    state = train_loop(model, sampler, resolved, out, val_batch, callbacks=callbacks, progress=progress,
+                       val_rollouts=val_rollouts, selection=selection)
 
-    # --- select (best validation checkpoint, else the final weights) and publish ---
+    # --- select (best validation checkpoint, or the final weights) and publish ---
     selected = "final"
-    if val_batch is not None and (out / BEST).exists():
-        model.load_state_dict(torch.load(out / BEST, map_location=device, weights_only=True)["model"])
+    if selection != "last" and (out / BEST).exists():
+        model.load_state_dict(load_torch(out / BEST, map_location=device, weights_only=True)["model"])
         selected = "best"
+    if selected == "best":
+        metric = "return" if selection == "return" else cfg.val_metric
+        score = -state.best_val if higher_is_better(metric) else state.best_val
+    else:
+        scored = selection_score("last", state.last_val, cfg.val_metric)
+        metric, score = scored if scored else (None, None)
     atomic_torch_save({"method": cfg.method, "ctx_dim": len(ds.context_names), "obs_dim": ds.obs_dim,
                        "act_dim": ds.act_dim, "config": _jsonable(asdict(resolved)), "family": ds.family,
                        "context_names": list(ds.context_names), "normalizer": normalizer.state_dict(),
-                       "split": asdict(split), "selected": selected,
+                       "split": asdict(split), "selected": selected, "selection": selection,
                        "step": state.best_step if selected == "best" else state.step,
                        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, out / MODEL)
-    atomic_write_json(out / DONE, {"finished": True, "method": cfg.method, "seed": cfg.seed, "steps": state.step,
-                                   "selected": selected, "best_step": state.best_step,
-                                   "best_val": state.best_val if np.isfinite(state.best_val) else None,
-                                   "val_metric": cfg.val_metric, "stopped_early": state.stopped_early,
-                                   "train_seconds": state.train_seconds,
-                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    atomic_write_json(out / DONE, {
+        "finished": True, "method": cfg.method, "seed": cfg.seed, "steps": state.step, "lr": cfg.lr,
+        "selection": selection, "selected": selected, "selected_step": state.best_step if selected == "best" else state.step,
+        "selection_metric": metric, "selection_score": score,
+        "best_step": state.best_step, "best_val": score if selected == "best" else None, "val_metric": cfg.val_metric,
+        "final_val": state.last_val, "stopped_early": state.stopped_early, "train_seconds": state.train_seconds,
+        "val_seconds": state.val_seconds, "rollout_seconds": state.rollout_seconds,
+        "validation_share": state.val_seconds / state.train_seconds if state.train_seconds > 0 else None,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    return out
+
+
+def _env_families() -> tuple[str, ...]:
+    from hyperzero.envs import FAMILIES
+
+    return tuple(FAMILIES)
+
+
+def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, selection: str, progress: bool,
+                  callbacks) -> Path:
+    """One complete fit per learning rate in `cfg.lr_sweep` (each resumable, in lr_sweep/lr_<v>/), scored on the
+    VAL tasks by the selection metric of its selected model; the best is published in `out`. With
+    `lr_sweep_steps` shorter than `steps`, the chosen lr is then fitted for the full `steps` (lr_sweep/final/)."""
+    if not split.val:
+        raise ValueError(f"lr_sweep chooses the learning rate on validation tasks, but split seed {cfg.seed} has none; "
+                         f"raise val_fraction or add tasks, or drop lr_sweep and set lr")
+    sweep_steps = cfg.lr_sweep_steps or cfg.steps
+    write_run_info(out, resolved, seeds={"split": cfg.seed}, split=asdict(split), method=cfg.method,
+                   dataset=str(getattr(ds, "directory", "")), family=ds.family,
+                   lr_sweep={"learning_rates": list(cfg.lr_sweep), "steps": sweep_steps, "selection": selection})
+    candidates = []
+    for lr in cfg.lr_sweep:
+        sub = out / "lr_sweep" / f"lr_{lr:g}"
+        fit(ds, sub, dataclasses.replace(cfg, lr=float(lr), lr_sweep=[], lr_sweep_steps=0, steps=sweep_steps),
+            progress=progress, callbacks=callbacks)
+        done = read_json(sub / DONE)
+        candidates.append({"lr": float(lr), "directory": sub.relative_to(out).as_posix(),
+                           "metric": done["selection_metric"], "score": done["selection_score"],
+                           "selected_step": done["selected_step"], "train_seconds": done["train_seconds"]})
+    scored = [c for c in candidates if c["score"] is not None]
+    if not scored:
+        raise ValueError(f"{out}: no sweep fit recorded a validation score; lr_sweep needs validation tasks")
+    metric = scored[0]["metric"]
+    best = (max if higher_is_better(metric) else min)(scored, key=lambda c: c["score"])
+    winner = out / best["directory"]
+    if sweep_steps != cfg.steps:
+        winner = out / "lr_sweep" / "final"
+        fit(ds, winner, dataclasses.replace(cfg, lr=best["lr"], lr_sweep=[], lr_sweep_steps=0),
+            progress=progress, callbacks=callbacks)
+    record = {"metric": metric, "higher_is_better": higher_is_better(metric), "chosen_lr": best["lr"],
+              "sweep_steps": sweep_steps, "refitted": sweep_steps != cfg.steps, "candidates": candidates,
+              "published_from": winner.relative_to(out).as_posix()}
+    atomic_write_json(out / LR_SWEEP, record)
+    for name in (MODEL, "progress.csv"):
+        if (winner / name).exists():
+            atomic_write_bytes(out / name, read_verified_bytes(winner / name))
+    done = read_json(winner / DONE)
+    done.update({"lr": best["lr"], "lr_sweep": record,
+                 "sweep_train_seconds": sum(c["train_seconds"] for c in candidates)
+                 + (done["train_seconds"] if record["refitted"] else 0.0)})
+    atomic_write_json(out / DONE, done)
     return out
 
 
@@ -142,6 +283,8 @@ class TrainedModel:
         self.model, self.method, self.split = model, method, split
         self.context_names, self.family, self.normalizer, self.config = context_names, family, normalizer, config
         self.fit_dir = fit_dir
+        # contexts outside the family's nominal range are refused unless this (or the call's argument) allows them
+        self.allow_extrapolation = False
 
     @property
     def has_q(self) -> bool:
@@ -154,18 +297,24 @@ class TrainedModel:
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def normalize_context(self, context) -> np.ndarray:
-        """Context dict (or raw vector in context_names order) -> the model's input vector [d]."""
-        return self.normalizer(context)
+    def normalize_context(self, context, allow_extrapolation: bool | None = None) -> np.ndarray:
+        """Context dict (or raw vector in context_names order) -> the model's input vector [d].
 
-    def policy(self, context):
+        The context is validated as the family's environments validate it (hyperzero.envs.validate_context)."""
+        from hyperzero.envs import validate_context
+
+        allow = self.allow_extrapolation if allow_extrapolation is None else allow_extrapolation
+        return self.normalizer(validate_context(self.family, context, allow, names=list(self.context_names)))
+
+    def policy(self, context, allow_extrapolation: bool | None = None):
         """Zero-shot policy for a context dict: `.act(obs)` (numpy or torch), `.q(obs, act)` if has_q."""
-        return self.model.policy(torch.as_tensor(self.normalize_context(context), device=self._device()))
+        return self.model.policy(torch.as_tensor(self.normalize_context(context, allow_extrapolation),
+                                                 device=self._device()))
 
-    def adapt(self, context, transitions):
+    def adapt(self, context, transitions, allow_extrapolation: bool | None = None):
         """Few-shot policy (meta methods): `transitions` is a TaskBatch with K=1 or a dict of [N, ...]
         arrays `obs, action, reward, next_obs` (+ optional `terminated`, `q`) from the target task."""
-        ctx = torch.as_tensor(self.normalize_context(context), device=self._device())
+        ctx = torch.as_tensor(self.normalize_context(context, allow_extrapolation), device=self._device())
         if not isinstance(transitions, TaskBatch):
             t = {k: torch.as_tensor(np.asarray(v, np.float32)) for k, v in transitions.items()}
             missing = [k for k in ("obs", "action", "reward", "next_obs") if k not in t]
@@ -187,7 +336,7 @@ def load_fit(fit_dir: str | Path, device: str = "cpu") -> TrainedModel:
     if not path.exists():
         hint = " (the fit is unfinished: rerun `hyperzero fit` with the same options)" if (Path(fit_dir) / "checkpoint.pt").exists() else ""
         raise FileNotFoundError(f"{path} does not exist{hint}")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_torch(path, map_location="cpu", weights_only=True)
     cfg = FitConfig.from_dict(payload["config"])
     model = build_method(payload["method"], payload["ctx_dim"], payload["obs_dim"], payload["act_dim"], cfg.model)
     model.load_state_dict(payload["state_dict"])

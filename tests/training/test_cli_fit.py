@@ -20,7 +20,8 @@ def dataset(tmp_path_factory):
 def test_cli_fit_two_methods_two_seeds(dataset, tmp_path):
     argv = ["fit", "--dataset", str(dataset), "--method", "hyperzero,mlp_policy", "--seeds", "0,1",
             "--out", str(tmp_path), "--steps", "6", "--eval-interval", "3", "--batch-size", "32",
-            "--tasks-per-batch", "4", "--hidden-dim", "16", "--no-progress", "--threads", "1"]
+            "--tasks-per-batch", "4", "--hidden-dim", "16", "--no-progress", "--threads", "1",
+            "--selection", "val_loss", "--value-scale", "0.5"]
     assert main(argv) == 0
     for method in ("hyperzero", "mlp_policy"):
         for seed in (0, 1):
@@ -32,6 +33,7 @@ def test_cli_fit_two_methods_two_seeds(dataset, tmp_path):
             assert tm.policy({"speed": 3.0}).act([0.0] * 17).shape == (6,)
             info = json.load(open(d / "run_info.json"))
             assert info["config"]["model"]["gamma"] == 0.99 and info["config"]["model"]["hidden_dim"] == 16
+            assert info["config"]["model"]["value_scale"] == 0.5 and done["selection"] == "val_loss"
     s0 = json.load(open(tmp_path / "hyperzero" / "seed_0" / "split.json"))
     s1 = json.load(open(tmp_path / "hyperzero" / "seed_1" / "split.json"))
     assert s0 != s1 and s0 == json.load(open(tmp_path / "mlp_policy" / "seed_0" / "split.json"))

@@ -151,3 +151,48 @@ def test_bounds_normalisation_needs_known_bounds(ds, tmp_path):
     other = dataclasses.replace(ds, family="unknown-family", manifest={})
     with pytest.raises(ValueError, match="context-norm raw"):
         fit(other, tmp_path, quick(), progress=False)
+
+
+def test_value_targets_are_scaled_by_the_train_tasks_mean_abs_q(ds, tmp_path):
+    fit(ds, tmp_path, quick(method="mlp_uvfa_td", seed=2, steps=10), progress=False)
+    tm = load_fit(tmp_path)
+    train = [t for t in ds.tasks if t.task_id in tm.split.train]
+    kappa = 1.0 / np.mean(np.abs(np.concatenate([t.q.ravel() for t in train])))
+    info = json.load(open(tmp_path / "run_info.json"))
+    assert info["effective"]["value_scale"] == pytest.approx(kappa, rel=1e-6)
+    assert tm.config.model.value_scale == pytest.approx(kappa, rel=1e-6)
+    # the network learns κ q*; the policy's q() answers in the experts' units
+    t = ds.tasks[0]
+    obs, act = torch.as_tensor(t.obs[0, :5]), torch.as_tensor(t.action[0, :5])
+    ctx = torch.as_tensor(tm.normalize_context(t.context))[None]
+    inner = tm.model.generate(ctx).value(obs[None], act[None])[0]
+    torch.testing.assert_close(torch.as_tensor(tm.policy(t.context).q(obs.numpy(), act.numpy())), inner / kappa,
+                               rtol=1e-4, atol=1e-5)
+    fit(ds, tmp_path / "unscaled", quick(method="mlp_uvfa_td", seed=2, steps=2, value_scale=1.0), progress=False)
+    assert load_fit(tmp_path / "unscaled").config.model.value_scale == 1.0
+
+
+def test_lr_sweep_keeps_the_learning_rate_best_on_validation_tasks(ds, tmp_path):
+    cfg = quick(method="mlp_policy", seed=1, lr_sweep=[1e-6, 3e-3], selection="val_loss")
+    fit(ds, tmp_path / "full", cfg, progress=False)
+    record = json.load(open(tmp_path / "full" / "lr_sweep.json"))
+    scores = {c["lr"]: c["score"] for c in record["candidates"]}
+    assert record["metric"] == "zero_shot_action_loss" and not record["higher_is_better"]
+    assert record["chosen_lr"] == min(scores, key=scores.get) == 3e-3 and not record["refitted"]
+    done = json.load(open(tmp_path / "full" / "done.json"))
+    assert done["lr"] == 3e-3 and done["selection_score"] == pytest.approx(scores[3e-3])
+    winner = _weights(tmp_path / "full" / "lr_sweep" / "lr_0.003" / "model.pt")
+    published = _weights(tmp_path / "full" / "model.pt")
+    assert all(torch.equal(winner[k], published[k]) for k in winner)
+    assert load_fit(tmp_path / "full").config.lr == 3e-3
+    info = json.load(open(tmp_path / "full" / "run_info.json"))
+    assert info["config"]["lr_sweep"] == [1e-6, 3e-3] and info["lr_sweep"]["steps"] == 40
+    # a shorter sweep refits the chosen lr for the full budget
+    fit(ds, tmp_path / "short", dataclasses.replace(cfg, lr_sweep_steps=20), progress=False)
+    record = json.load(open(tmp_path / "short" / "lr_sweep.json"))
+    assert record["refitted"] and record["sweep_steps"] == 20 and record["published_from"] == "lr_sweep/final"
+    assert json.load(open(tmp_path / "short" / "lr_sweep" / "final" / "done.json"))["steps"] == 40
+    with pytest.raises(ValueError, match="lr_sweep"):
+        FitConfig(lr_sweep=[1e-3, -1.0]).check()
+    with pytest.raises(ValueError, match="validation tasks"):
+        fit(ds, tmp_path / "noval", dataclasses.replace(cfg, val_fraction=0.0), progress=False)
