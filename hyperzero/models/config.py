@@ -13,8 +13,7 @@ class ModelConfig:
     value_weight: float = 0.01       # w_v: weight of MSE(Q̂(s,a*), q*)
     td_weight: float = 0.01          # w_td: weight of the TD-consistency loss
     gamma: float = 0.99              # discount in the TD loss; the experts' γ (the original used 1.0 by mistake)
-    value_scale: float = 1.0         # q* and r are multiplied by this in the value and TD losses (Eq. 5 still holds);
-                                     # Q̂ is un-scaled when queried. fit sets it from the data (FitConfig.value_scale)
+    value_scale: float = 1.0         # κ: q*, r scaled by it in value/TD losses; Q̂ un-scaled when queried (fit sets it)
     head_init: Literal["uniform", "hyperfan_in"] = "uniform"  # uniform = authors' ±0.05 / ±0.008
     # --- MAML meta-policy (written with torch.func; learn2learn does not install here) ---
     maml_inner_lr: float = 0.01      # inner-loop SGD step size
@@ -25,5 +24,4 @@ class ModelConfig:
     pearl_latent_dim: int = 8        # size of the task latent z
     pearl_context_size: int = 32     # transitions per task in the context set (disjoint from predicted samples)
     pearl_kl_weight: float = 0.1     # weight of KL(q(z|c) || N(0, I))
-    pearl_prior_prob: float = 0.1    # per task and step, z ~ N(0, I) (an empty context set) instead of q(z|c), so
-                                     # the policy is trained on the prior whose mean it acts with zero-shot
+    pearl_prior_prob: float = 0.1    # chance per task and step that z ~ N(0, I) (empty context set) in training
