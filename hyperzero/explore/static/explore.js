@@ -427,6 +427,7 @@ async function handle(event, generation, timing) {
     drawPlot();
     timing.done = performance.now();
     showTiming(timing);
+    document.body.dataset.clips = String(Number(document.body.dataset.clips || 0) + 1);
     setState("done");
   } else if (event.type === "superseded") {
     // a newer request of this page took over; nothing to show
