@@ -18,6 +18,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class GateConfig:
+    enabled: bool = True  # false: no verdicts, no retries (only TD3Config.quality_threshold flags)
     ceiling_fraction: float = 0.9  # a return >= this x the family's ceiling passes outright
     neighbour_fraction: float = 0.7  # else (R - floor) must reach this x (best neighbour - floor)
     neighbours: int = 4  # how many nearest tasks (normalised context distance) an expert is compared with

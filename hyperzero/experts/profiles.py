@@ -12,3 +12,12 @@ PROFILES: dict[str, dict] = {
     "fast": dict(hidden_sizes=(128, 128), actor_lr=3e-4, critic_lr=3e-4, n_step=3, critic_layer_norm=True,
                  std_start=0.2, std_end=0.2, target_noise_std=0.2),
 }
+
+
+def profile_config(name: str, **overrides) -> "TD3Config":
+    """The TD3Config of profile `name` with `overrides` on top (the `experts:` section of a pipeline config)."""
+    from hyperzero.experts.config import TD3Config
+
+    if name not in PROFILES:
+        raise ValueError(f"unknown expert profile {name!r}; choose one of: {', '.join(PROFILES)}")
+    return TD3Config.from_dict({**PROFILES[name], **overrides})

@@ -77,3 +77,31 @@ def test_expert_rejects_bad_shapes(tmp_path):
         expert.act(np.zeros(17, np.float32))
     with pytest.raises(ValueError, match="same batch size"):
         expert.q(np.zeros((3, 17)), np.zeros((2, 6)))
+
+
+def test_precision_follows_the_cpu():
+    import torch
+
+    from hyperzero.utils.hardware import cpu_has_native_bf16
+    from hyperzero.utils.torch_utils import resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    if cpu_has_native_bf16():  # Intel with AMX / AVX512-BF16
+        assert resolve_precision("auto", cpu) == "bf16" and resolve_precision("bf16", cpu) == "bf16"
+    else:  # e.g. AMD Zen 3: bf16 would be emulated, ~17x slower
+        assert resolve_precision("auto", cpu) == "fp32"
+        with pytest.raises(ValueError, match="no native bf16.*--precision auto"):
+            resolve_precision("bf16", cpu)
+
+
+def test_cli_profiles_are_the_library_profiles():
+    from hyperzero.cli.experts import PROFILES as CLI_PROFILES
+    from hyperzero.experts.profiles import PROFILES, profile_config
+
+    assert CLI_PROFILES == tuple(PROFILES)
+    fast = profile_config("fast", train_steps=10)
+    assert fast.n_step == 3 and fast.critic_layer_norm and fast.train_steps == 10
+    assert profile_config("authors").actor_lr == 1e-4  # the paper's TD3 stays selectable
+    with pytest.raises(ValueError, match="unknown expert profile 'quick'; choose one of: authors, fast"):
+        profile_config("quick")
