@@ -1,4 +1,4 @@
-"""cheetah-run with a signed target speed and a torso length (original-code-notes §1.2).
+"""cheetah-run with a signed target speed and a torso length.
 
 Torso length is the torso capsule's half-length. The model keeps dm_control's
 `<compiler settotalmass="14"/>`: MuJoCo rescales all masses so the total stays 14 kg, so a longer

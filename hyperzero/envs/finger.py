@@ -1,4 +1,4 @@
-"""finger-spin with a signed spin velocity and a finger length (original-code-notes §1.2, §7.4).
+"""finger-spin with a signed spin velocity and a finger length.
 
 The reward is the authors' dense one, `directional_speed(hinge velocity, m)`, where positive m
 rewards positive angular velocity (dm_control's own spin reward is the sparse 1[ω <= -15]).

@@ -1,4 +1,4 @@
-"""The signed-target-speed reward shared by every family (original-code-notes §1.1)."""
+"""The signed-target-speed reward shared by every family."""
 from __future__ import annotations
 
 

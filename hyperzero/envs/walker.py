@@ -1,4 +1,4 @@
-"""walker-walk with a signed target speed and a torso length (original-code-notes §1.2).
+"""walker-walk with a signed target speed and a torso length.
 
 Only the torso capsule's half-length changes; the hips stay at z = -0.3 in the torso frame, so
 legs attach inside a longer capsule. There is no settotalmass: mass scales with the capsule volume.

@@ -39,7 +39,7 @@ class MemberRNG:
 
 
 def _adam(params, lr: float, eps: float, device: torch.device) -> torch.optim.Adam:
-    # fused Adam is the fastest on CPU and CUDA (cpu-budget.md §3) and is still elementwise.
+    # fused Adam is the fastest Adam on CPU and CUDA (docs/benchmarks-training.md) and is still elementwise.
     return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
 
 

@@ -16,7 +16,7 @@ from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
 from hyperzero.utils.runinfo import write_run_info
 
 EXECUTORS = ("local", "ray")
-MAX_ENSEMBLE = 8  # bf16 throughput saturates around N=8-16 (cpu-budget.md §3); fp32 gains nothing beyond
+MAX_ENSEMBLE = 8  # bf16 throughput saturates around N=8-16 (docs/benchmarks-experts.md); fp32 gains nothing beyond
 
 
 def plan_tasks(family: str, contexts: Sequence[Mapping[str, float]], out_dir: Path, seed: int,
