@@ -286,6 +286,13 @@ function drawPlot() {
   $("plot-note").textContent = `(shaded: the ${clip.start.clip_steps} steps drawn; the episode runs ${steps} steps)`;
 }
 
+let plotPending = false;
+function schedulePlot() {  // at most one redraw per display frame while frames stream in
+  if (plotPending) return;
+  plotPending = true;
+  requestAnimationFrame(() => { plotPending = false; drawPlot(); });
+}
+
 function drawPlayhead(step) {
   const line = $("playhead");
   if (line && state.plotX) { const px = state.plotX(step); line.setAttribute("x1", px); line.setAttribute("x2", px); }
@@ -398,7 +405,7 @@ async function handle(event, generation, timing) {
     const panel = state.clip.panels[event.panel];
     panel.frames.push(img);
     panel.rewards.push(...event.rewards);
-    if (event.panel === state.clip.panels.length - 1) drawPlot();
+    if (event.panel === state.clip.panels.length - 1) schedulePlot();
     if (timing.first === null && event.panel === 0) {
       show(0);
       timing.first = performance.now();
