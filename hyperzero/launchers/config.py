@@ -308,7 +308,7 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
     for key in ("name", "description"):
         config[key] = convert(key, "" if config.get(key) is None else config[key], str, coerce=True)
     family = config.get("family")
-    if family not in FAMILIES:
+    if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
     resolve_contexts(family, config.get("contexts"))
 
