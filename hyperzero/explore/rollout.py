@@ -155,14 +155,22 @@ class Panel:
 
 def make_panel(trained, method: str, seed: int, context: Mapping[str, float], meta: bool = False) -> Panel:
     """Generate the zero-shot policy of `trained` (a `load_fit` model) for `context`."""
+    import torch
+
+    from hyperzero.evaluation.rollout import numpy_policy
+
     policy = trained.policy(dict(context))
     has_q = bool(getattr(policy, "has_q", False)) and hasattr(policy, "q")
+    act_batch = numpy_policy(policy)  # any method's policy (torch or numpy in/out) as numpy [B,S] -> [B,A]
 
     def act(obs: np.ndarray) -> np.ndarray:
-        return np.asarray(policy.act(np.asarray(obs, dtype=np.float32)[None]), dtype=np.float32)[0]
+        return act_batch(np.asarray(obs, dtype=np.float32)[None])[0]
 
+    @torch.no_grad()
     def q(obs: np.ndarray, action: np.ndarray) -> float:
-        return float(np.asarray(policy.q(np.asarray(obs, np.float32)[None], np.asarray(action, np.float32)[None]))[0])
+        value = policy.q(torch.as_tensor(np.asarray(obs, np.float32)[None]),
+                         torch.as_tensor(np.asarray(action, np.float32)[None]))
+        return float(torch.as_tensor(value).reshape(-1)[0])
 
     return Panel(method, seed, act, q if has_q else None, meta)
 
