@@ -283,7 +283,7 @@ def resolve_contexts(family: str, spec: Any) -> list[dict[str, float]]:
     if duplicates:
         raise ValueError(f"contexts contain duplicate tasks {duplicates}; list each task once")
     if len(contexts) < 2:
-        raise ValueError(f"the pipeline needs at least 2 tasks (train and held-out), got {len(contexts)}")
+        raise ValueError(f"contexts: the pipeline needs at least 2 tasks (train and held-out), got {len(contexts)}")
     return contexts
 
 
