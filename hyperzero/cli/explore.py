@@ -6,6 +6,7 @@ import sys
 from hyperzero.cli import HelpFormatter
 
 ORDER = 55
+WEB_PACKAGES = ("fastapi", "starlette", "uvicorn", "pydantic")  # the `explore` extra and what it brings
 
 
 def register(subparsers) -> None:
@@ -62,17 +63,19 @@ def run(args) -> int:
                            max_clip_steps=max(args.max_clip_steps, args.clip_steps), episode_steps=args.episode_steps,
                            frame_every=args.frame_every, fps=args.fps, max_frames=args.max_frames,
                            width=width, height=height, full_quality=args.full_quality).check()
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as e:
-        print(f"hyperzero: error: `hyperzero explore` needs the web extra ({e.name} is not installed): "
-              f"pip install \"hyperzero[explore]\"", file=sys.stderr)
-        return 2
     from hyperzero.explore.server import serve
 
     def announce(url: str) -> None:
         print(f"hyperzero explore: serving {args.run_dir} at {url}  (Ctrl-C stops)", flush=True)
 
-    serve(args.run_dir, config, quiet=args.quiet, announce=announce)
+    try:
+        serve(args.run_dir, config, quiet=args.quiet, announce=announce)
+    except ImportError as e:
+        if e.name not in WEB_PACKAGES:
+            raise
+        print(f"hyperzero: error: `hyperzero explore` needs the web extra ({e.name} is not installed): "
+              f"pip install \"hyperzero[explore]\"", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully on Ctrl-C, then re-raises it
+        print("hyperzero explore: stopped", file=sys.stderr)
     return 0

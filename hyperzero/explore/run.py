@@ -52,6 +52,9 @@ class ExploreRun:
         if not self.run_dir.is_dir():
             raise ValueError(f"run directory {self.run_dir} does not exist; pass the --out directory of "
                              f"`hyperzero run` (e.g. `hyperzero run tiny --out runs/tiny`)")
+        if not (self.run_dir / "dataset").is_dir():
+            raise ValueError(f"{self.run_dir} has no dataset/ folder; pass a run directory as `hyperzero run --out` "
+                             f"makes it (it holds dataset/ and fits/), not one of its sub-folders")
         manifest = read_manifest(self.run_dir / "dataset")
         if not manifest.get("finalized", False):
             raise ValueError(f"{self.run_dir / 'dataset' / 'manifest.json'}: the dataset was never finalized "

@@ -43,13 +43,14 @@ def address(sock: socket.socket) -> str:
 def _prepare(run_dir: str | Path, config: ExploreConfig):
     import torch
 
-    from hyperzero.explore.app import create_app
     from hyperzero.explore.run import ExploreRun
 
     config.check()
+    run = ExploreRun(run_dir)  # a bad run directory is reported before a missing web extra
+    from hyperzero.explore.app import create_app
+
     torch.set_num_threads(config.torch_threads)
-    app = create_app(ExploreRun(run_dir), config)
-    return app
+    return create_app(run, config)
 
 
 def _server(app, sock: socket.socket, quiet: bool):

@@ -2,7 +2,6 @@
 synthetic linear policy family shaped like cheetah-run, 1000-step episodes), two real fits (hyperzero
 with a value head, mlp_policy without), one expert summary.json and a config.yaml. Built once per
 session in a few seconds (the `tiny` preset takes about 30 s on our 2-core machine)."""
-import numpy as np
 import pytest
 
 SPEEDS = (-6.0, -2.0, 2.0, 6.0)
@@ -39,7 +38,6 @@ def explore_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(explore_run):
-    pytest.importorskip("fastapi", reason="the explore web extra is not installed: pip install -e '.[explore]'")
     from hyperzero.explore import ExploreConfig, running_server
 
     with running_server(explore_run, ExploreConfig(port=0)) as url:
@@ -51,5 +49,3 @@ def ndjson(text: str) -> list[dict]:
 
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
-
-np.seterr(all="ignore")

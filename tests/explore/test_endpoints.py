@@ -13,8 +13,6 @@ import pytest
 
 from tests.explore.conftest import EXPERT_RETURN, ndjson
 
-pytest.importorskip("fastapi", reason="the explore web extra is not installed: pip install -e '.[explore]'")
-
 GOOD = {"context": {"speed": 3.0}, "method": "hyperzero", "seed": 0, "episode_seed": 1_000_000, "clip_steps": 30}
 
 

@@ -49,6 +49,9 @@ def test_contexts_are_checked_by_the_family(explore_run):
 def test_incomplete_run_directories_are_refused(explore_run, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         ExploreRun(tmp_path / "missing")
+    with pytest.raises(ValueError, match="has no dataset/ folder"):
+        ExploreRun(tmp_path)
+    (tmp_path / "dataset").mkdir()
     with pytest.raises(ValueError, match="manifest"):
         ExploreRun(tmp_path)
     partial = tmp_path / "partial"
