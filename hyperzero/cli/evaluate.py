@@ -24,9 +24,10 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "evaluate", help="zero-/few-shot evaluation of every fit on its held-out tasks; figures and report",
-        description="Roll out every fitted method on each split seed's TEST tasks only (and each task's expert on "
-                    "the same episode seeds), then write eval/results.csv, eval/summary.{csv,md}, eval/figures/, "
-                    "and report.md/report.html in RUN_DIR.",
+        description="Roll out every fitted method on each split seed's TEST tasks only (and each task's expert and "
+                    "the do-nothing policy on the same episode seeds), then write eval/results.csv (raw return, "
+                    "expert, floor, score per pair), eval/summary.{csv,md} (IQM and P(improvement) with 95% "
+                    "bootstrap intervals), eval/figures/, and report.md/report.html in RUN_DIR.",
         formatter_class=HelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with dataset/, experts/ and fits/")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task (the paper: 10)")
@@ -36,6 +37,11 @@ def register(subparsers) -> None:
                    help="comma-separated shot counts for meta methods (maml, pearl), e.g. 10,100")
     p.add_argument("--methods", type=_name_list, default=None,
                    help="comma-separated methods to evaluate (default: every complete fit)")
+    p.add_argument("--bootstrap-reps", type=int, default=2000,
+                   help="stratified-bootstrap resamples for the 95%% intervals of the IQM and of P(improvement)")
+    p.add_argument("--baseline", default=None,
+                   help="the method every other is compared with in P(method > baseline); default: the non-HyperZero "
+                        "zero-shot method with the highest IQM score")
     p.add_argument("--videos", action="store_true", help="also render mp4 videos and rollout strips")
     p.add_argument("--video-steps", type=int, default=300, help="control steps per video")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -63,7 +69,7 @@ def _evaluate(args, run_dir) -> int:
     check_eval(run_dir)  # damaged cached rows / results are named, moved to RUN/corrupt/ and recomputed
     config = EvalConfig(episodes=args.episodes, eval_seed=args.eval_seed, few_shot_k=tuple(args.few_shot_k),
                         methods=args.methods, videos=args.videos, video_steps=args.video_steps,
-                        figures=not args.no_figures)
+                        figures=not args.no_figures, bootstrap_reps=args.bootstrap_reps, baseline=args.baseline)
     result = evaluate(run_dir, config)
     print((run_dir / "eval" / "summary.md").read_text())
     if not args.no_report:

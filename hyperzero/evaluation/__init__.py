@@ -5,5 +5,7 @@
 """
 from hyperzero.evaluation.evaluate import EvalConfig, EvalResult, evaluate, find_fits
 from hyperzero.evaluation.metrics import ResultRow, read_results, summarize
+from hyperzero.evaluation.stats import MethodStats, aggregate
 
-__all__ = ["EvalConfig", "EvalResult", "ResultRow", "evaluate", "find_fits", "read_results", "summarize"]
+__all__ = ["EvalConfig", "EvalResult", "MethodStats", "ResultRow", "aggregate", "evaluate", "find_fits", "read_results",
+           "summarize"]

@@ -4,8 +4,14 @@ For every fit `fits/<method>/seed_<k>/` (complete: `done.json`), the trained mod
 policy for each of that split's TEST tasks only, and it is rolled out in the real environment for N
 episodes. The episode seeds are `eval_seed, eval_seed+1, ...`, refused if any of them was used to
 generate the dataset (so no evaluation episode starts where a training episode did, which the
-original code got wrong: its evaluation seed equalled the data seed). Each task's expert is rolled
-out on the same seeds as the reference; those returns are cached in `eval/expert_returns.json`.
+original code got wrong: its evaluation seed equalled the data seed). Each task's expert and the
+do-nothing policy (a = 0, the floor) are rolled out on the same seeds as references; those returns
+are cached in `eval/expert_returns.json`. Each row's score is (R - R_floor) / (R_expert - R_floor).
+
+Tasks whose expert is flagged (`experts/<task>/summary.json` "flagged": true, or the dataset manifest)
+or is no better than the floor keep their rows, marked `excluded`, and are left out of every aggregate;
+the aggregates (`eval/summary.csv|md`) are the IQM with stratified-bootstrap intervals and the
+probability of improvement over the strongest baseline (`hyperzero.evaluation.stats`, via rliable).
 
 Meta methods (MAML, PEARL) also get few-shot rows, e.g. `maml@10shot`: the policy is adapted on k
 transitions drawn from the test task's dataset episodes (seeded, so reruns pick the same ones).
@@ -24,9 +30,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from hyperzero.evaluation.metrics import (ResultRow, summarize, summary_to_csv_text, summary_to_markdown,
-                                          write_results)
-from hyperzero.evaluation.rollout import numpy_policy, rollout_returns
+from hyperzero.evaluation.metrics import ResultRow, write_results
+from hyperzero.evaluation.rollout import numpy_policy, rollout_returns, zero_action_policy
+from hyperzero.evaluation.stats import aggregate, stats_to_csv_text, stats_to_markdown
 from hyperzero.evaluation.videos import render_videos
 from hyperzero.utils.integrity import fingerprint
 from hyperzero.utils.io import atomic_write_json, atomic_write_text, read_json
@@ -48,6 +54,9 @@ class EvalConfig:
     video_steps: int = 300                # control steps per video (30 fps)
     figures: bool = True
     device: str = "cpu"
+    bootstrap_reps: int = 2000            # stratified-bootstrap resamples for the 95 % intervals (rliable)
+    bootstrap_seed: int = 0               # seed of those resamples (the intervals are reproducible)
+    baseline: str | None = None           # Y of P(X > Y); None = the baseline method with the best IQM score
 
     def __post_init__(self):
         self.few_shot_k = tuple(int(k) for k in (self.few_shot_k or ()))
@@ -57,6 +66,9 @@ class EvalConfig:
             raise ValueError(f"few-shot k must be positive integers, got {list(self.few_shot_k)}; e.g. --few-shot-k 10,100")
         if self.video_steps < 1:
             raise ValueError(f"video_steps must be >= 1, got {self.video_steps}")
+        if self.bootstrap_reps < 100:
+            raise ValueError(f"bootstrap_reps must be >= 100 for a 95 % interval, got {self.bootstrap_reps}; "
+                             "e.g. --bootstrap-reps 2000")
 
     @property
     def episode_seeds(self) -> list[int]:
@@ -185,6 +197,48 @@ class ExpertReference:
         atomic_write_json(self.cache_path, self.cache)
         return returns
 
+    def floor_returns(self, task_id: str, context: Mapping[str, float], seeds: Sequence[int]) -> np.ndarray:
+        """Returns of the do-nothing policy (a = 0) on the task, on the same seeds (cached like the expert's)."""
+        from hyperzero.envs import get_family
+
+        key = f"floor|{task_id}|{','.join(str(s) for s in seeds)}"
+        entry = self.cache.get(key)
+        if entry:
+            return np.asarray(entry["returns"], dtype=np.float64)
+        returns = rollout_returns(self.family, context, zero_action_policy(get_family(self.family).act_dim), seeds)
+        self.cache[key] = {"task_id": task_id, "seeds": list(seeds), "returns": returns.tolist(), "policy": "zero action"}
+        atomic_write_json(self.cache_path, self.cache)
+        return returns
+
+
+def flagged_tasks(run_dir: Path, dataset) -> dict[str, str]:
+    """task_id -> reason, for tasks whose expert was flagged by its quality check (summary.json or manifest)."""
+    out = {}
+    for task in dataset.tasks:
+        summary_path = run_dir / "experts" / task.task_id / "summary.json"
+        summary = {}
+        if summary_path.exists():
+            try:
+                summary = read_json(summary_path)
+            except (OSError, json.JSONDecodeError):
+                summary = {}
+        if summary.get("flagged") or getattr(task.expert, "flagged", False):
+            out[task.task_id] = "flagged expert"
+    return out
+
+
+def mark_exclusions(rows: Sequence[ResultRow], flagged: Mapping[str, str]) -> list[ResultRow]:
+    """Set each row's `excluded` reason: a flagged expert, or an expert no better than the do-nothing floor."""
+    from dataclasses import replace
+
+    out = []
+    for r in rows:
+        reason = flagged.get(r.task_id, "")
+        if not reason and not r.expert_return > r.floor_return:
+            reason = "expert not above the do-nothing floor"
+        out.append(replace(r, excluded=reason))
+    return out
+
 
 def _default_load_fit(fit_dir: Path):
     from hyperzero.training import load_fit
@@ -221,7 +275,9 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
                          f"run the fit stage first (`hyperzero run` resumes it)")
     tasks = {t.task_id: t for t in dataset.tasks}
     experts = ExpertReference(run_dir, dataset.family, load_expert, eval_dir / "expert_returns.json")
-    settings = {"episode_seeds": seeds, "few_shot_k": list(config.few_shot_k), "dataset": _dataset_fingerprint(dataset)}
+    settings = {"episode_seeds": seeds, "few_shot_k": list(config.few_shot_k), "dataset": _dataset_fingerprint(dataset),
+                "rows": "v2-floor"}  # rows carry the floor return since v2
+    flagged = flagged_tasks(run_dir, dataset)
 
     rows: list[ResultRow] = []
     bar = tqdm(total=len(fits), desc="evaluate fits", unit="fit", disable=not progress)
@@ -235,20 +291,22 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
             bar.update(1)
             continue
         fit_rows = _evaluate_fit(fit, load_fit(fit.directory), tasks, dataset.context_names, experts, config,
-                                 progress)
+                                 progress, flagged)
         atomic_write_json(cache_path, {"key": key, "rows": [asdict(r) for r in fit_rows]})
         rows += fit_rows
         bar.update(1)
     bar.close()
 
+    rows = mark_exclusions(rows, flagged)
     written = [write_results(eval_dir / "results.csv", rows, dataset.context_names)]
-    summary = summarize(rows)
-    written.append(atomic_write_text(eval_dir / "summary.csv", summary_to_csv_text(summary)))
-    written.append(atomic_write_text(eval_dir / "summary.md", summary_to_markdown(summary)))
+    summary = aggregate(rows, reps=config.bootstrap_reps, seed=config.bootstrap_seed, baseline=config.baseline)
+    written.append(atomic_write_text(eval_dir / "summary.csv", stats_to_csv_text(summary)))
+    written.append(atomic_write_text(eval_dir / "summary.md", stats_to_markdown(summary)))
     if config.figures:
         from hyperzero.evaluation.figures import make_all_figures
 
-        written += make_all_figures(rows, dataset.context_names, eval_dir / "figures")
+        written += make_all_figures(rows, dataset.context_names, eval_dir / "figures", stats=summary,
+                                    run_dir=run_dir)
     if config.videos:
         written += render_videos(run_dir, dataset, fits, config, load_fit, progress)
     atomic_write_json(eval_dir / "done.json", {"key": {**settings, "fits": {f"{f.method}/seed_{f.seed}": f.fingerprint
@@ -269,7 +327,8 @@ def _dataset_fingerprint(dataset) -> str:
 
 
 def _evaluate_fit(fit: FitRef, model: Any, tasks: Mapping[str, Any], context_names: Sequence[str],
-                  experts: ExpertReference, config: EvalConfig, progress: bool) -> list[ResultRow]:
+                  experts: ExpertReference, config: EvalConfig, progress: bool,
+                  flagged: Mapping[str, str] | None = None) -> list[ResultRow]:
     from tqdm.auto import tqdm
 
     test_ids = _split_test_ids(model, fit)
@@ -284,7 +343,13 @@ def _evaluate_fit(fit: FitRef, model: Any, tasks: Mapping[str, Any], context_nam
                         disable=not progress):
         task = tasks[task_id]
         context = dict(task.context)
-        expert_returns = experts.returns(task_id, context, seeds)
+        try:
+            expert_mean = float(experts.returns(task_id, context, seeds).mean())
+        except FileNotFoundError:
+            if task_id not in (flagged or {}):
+                raise
+            expert_mean = float("nan")  # a flagged expert may have no usable expert.pt; the task is excluded anyway
+        floor_mean = float(experts.floor_returns(task_id, context, seeds).mean())
         shown_context = {n: float(context[n]) for n in context_names}
         variants: list[tuple[str, Any]] = [(fit.method, lambda: model.policy(context))]
         if meta:
@@ -295,6 +360,7 @@ def _evaluate_fit(fit: FitRef, model: Any, tasks: Mapping[str, Any], context_nam
             returns = rollout_returns(experts.family, context, numpy_policy(make_policy()), seeds)
             rows.append(ResultRow(method=name, seed=fit.seed, task_id=task_id, context=shown_context,
                                   n_episodes=len(seeds), return_mean=float(returns.mean()),
-                                  return_std=float(returns.std()), expert_return=float(expert_returns.mean())))
+                                  return_std=float(returns.std()), expert_return=expert_mean,
+                                  floor_return=floor_mean))
     return rows
 

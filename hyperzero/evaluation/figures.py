@@ -2,12 +2,16 @@
 
 * `return_vs_context`: Figs. 3 and 4. Return against the one varied feature (desired speed or a
   length), one curve per method: the mean over the split seeds in which that task was held out,
-  with a ±1 std band over those seeds; the expert's return on the same episode seeds on top.
+  with a ±1 std band over those seeds; the expert's return on the same episode seeds on top and
+  the do-nothing floor below.
 * `heatmaps`: Fig. 5 for reward×dynamics sweeps. One panel per method over (feature 1, feature 2)
   plus one panel of the difference to the expert. Cells where no seed held the task out stay blank
   (no smoothing: the paper smoothed its surfaces "for visual clarity", which hides where data is).
 * `ablation`: Fig. 7, HyperZero vs without TD vs without Q (curves for 1-D sweeps, bars otherwise).
-* `summary_bars`: normalised held-out return per method, mean ± std over split seeds.
+* `summary_intervals`: per method, the IQM of the floor-corrected score and the probability of
+  improvement over the strongest baseline, each with its 95 % stratified-bootstrap interval.
+* `learning_curves`: train action MSE, validation zero-shot action MSE and validation return against
+  the gradient step, per method (mean over split seeds): did every method's curve flatten?
 
 Every figure is written as PNG and PDF with the Agg backend (no display needed).
 """
@@ -23,17 +27,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hyperzero.evaluation.metrics import ResultRow, per_task_curve, summarize  # noqa: E402
+from hyperzero.evaluation.metrics import ResultRow, per_task_curve  # noqa: E402
 from hyperzero.utils.io import atomic_write_bytes  # noqa: E402
 
 ABLATION_METHODS = ("hyperzero", "hyperzero_without_td", "hyperzero_without_q")
 EXPERT_STYLE = dict(color="black", linestyle="--", marker="o", markersize=3, linewidth=1.5, label="expert (TD3)")
+FLOOR_STYLE = dict(color="grey", linestyle=":", marker="x", markersize=3, linewidth=1.2, label="do nothing (a = 0)")
 
 
 def method_order(rows: Sequence[ResultRow]) -> list[str]:
+    return order_methods(r.method for r in rows)
+
+
+def order_methods(names) -> list[str]:
+    """The paper's order (HyperZero, its ablations, baselines), unknown names last; duplicates dropped."""
     preferred = ["hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa",
                  "mlp_uvfa_td", "maml", "pearl", "context_blind"]
-    present = list(dict.fromkeys(r.method for r in rows))
+    present = list(dict.fromkeys(names))
     return sorted(present, key=lambda m: (preferred.index(m.split("@")[0]) if m.split("@")[0] in preferred
                                           else len(preferred), m))
 
@@ -58,6 +68,7 @@ def _axis_label(name: str) -> str:
 
 def _plot_curves(ax, rows: Sequence[ResultRow], methods: Sequence[str], feature: str) -> None:
     expert_points: dict[str, tuple[float, float]] = {}
+    floor_points: dict[str, tuple[float, float]] = {}
     for method in methods:
         points = sorted(per_task_curve(rows, method), key=lambda p: p.context[feature])
         if not points:
@@ -69,9 +80,11 @@ def _plot_curves(ax, rows: Sequence[ResultRow], methods: Sequence[str], feature:
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
         for p in points:
             expert_points[p.task_id] = (p.context[feature], p.expert_return)
-    if expert_points:
-        ex = sorted(expert_points.values())
-        ax.plot([e[0] for e in ex], [e[1] for e in ex], **EXPERT_STYLE)
+            floor_points[p.task_id] = (p.context[feature], p.floor_return)
+    for points_, style in ((expert_points, EXPERT_STYLE), (floor_points, FLOOR_STYLE)):
+        ref = sorted(v for v in points_.values() if np.isfinite(v[1]))
+        if ref:
+            ax.plot([e[0] for e in ref], [e[1] for e in ref], **style)
     ax.set_xlabel(_axis_label(feature))
     ax.set_ylabel("episode return (held-out tasks)")
     ax.grid(alpha=0.3)
@@ -134,25 +147,90 @@ def heatmaps(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str |
     return save_figure(fig, out_stem)
 
 
-def summary_bars(rows: Sequence[ResultRow], out_stem: str | Path, methods: Sequence[str] | None = None,
-                 title: str = "") -> list[Path]:
-    summary = {s.method: s for s in summarize(rows)}
-    methods = [m for m in (methods if methods is not None else method_order(rows)) if m in summary]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(methods) + 1.5), 3.8))
-    means = [summary[m].normalized_mean for m in methods]
-    stds = [summary[m].normalized_std for m in methods]
-    ax.bar(range(len(methods)), [0 if math.isnan(v) else v for v in means], yerr=stds, capsize=3, color="tab:blue")
-    ax.axhline(1.0, color="black", linestyle="--", linewidth=1, label="expert = 1")
-    ax.set_xticks(range(len(methods)))
-    ax.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("return / expert return (held-out)")
-    ax.set_title(title or "Held-out normalised return, mean ± std over split seeds", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(axis="y", alpha=0.3)
+def summary_intervals(stats: Sequence, out_stem: str | Path, methods: Sequence[str] | None = None,
+                      title: str = "") -> list[Path]:
+    """IQM of the floor-corrected score and P(better than the strongest baseline), with 95 % intervals."""
+    by_method = {s.method: s for s in stats}
+    methods = [m for m in (methods if methods is not None else list(by_method)) if m in by_method]
+    fig, axes = plt.subplots(1, 2, figsize=(11, max(2.5, 0.45 * len(methods) + 1.2)), sharey=True)
+    y = np.arange(len(methods))[::-1]
+    panels = ((axes[0], "iqm_score", "IQM of (R - R_floor) / (R_expert - R_floor)", (0.0, 1.0)),
+              (axes[1], "poi", "P(method > baseline)", (0.5,)))
+    for ax, key, label, refs in panels:
+        point = np.array([getattr(by_method[m], key) for m in methods], dtype=float)
+        lo = np.array([getattr(by_method[m], f"{key}_lo") for m in methods], dtype=float)
+        hi = np.array([getattr(by_method[m], f"{key}_hi") for m in methods], dtype=float)
+        ok = np.isfinite(point)
+        err = np.vstack([np.nan_to_num(point - lo), np.nan_to_num(hi - point)])
+        ax.errorbar(point[ok], y[ok], xerr=err[:, ok], fmt="o", color="tab:blue", capsize=4)
+        for r in refs:
+            ax.axvline(r, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel(label)
+        ax.grid(axis="x", alpha=0.3)
+    baselines = sorted({by_method[m].baseline for m in methods if by_method[m].baseline})
+    axes[1].set_title(f"baseline: {', '.join(baselines) or 'none'}", fontsize=9)
+    axes[0].set_yticks(y)
+    axes[0].set_yticklabels(methods, fontsize=8)
+    fig.suptitle(title or "Held-out tasks, all (split seed, task) pairs: point estimate and 95 % stratified-bootstrap "
+                 "interval", fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, out_stem)
 
 
-def ablation(rows: Sequence[ResultRow], context_names: Sequence[str], out_stem: str | Path) -> list[Path] | None:
+def read_progress(path: Path) -> dict[str, list[tuple[int, float]]]:
+    import csv
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key != "step" and value not in (None, ""):
+                    series.setdefault(key, []).append((int(float(row["step"])), float(value)))
+    return series
+
+
+CURVE_KEYS = (("train/action_loss", "train action MSE"), ("val/zero_shot_action_loss", "val zero-shot action MSE"),
+              ("val/return", "val return (rollouts)"))
+
+
+def method_curves(run_dir: str | Path) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """method -> curve key -> (steps, mean over split seeds) from `fits/<method>/seed_<k>/progress.csv`."""
+    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for method_dir in sorted(p for p in (Path(run_dir) / "fits").glob("*") if p.is_dir()):
+        per_key: dict[str, dict[int, list[float]]] = {}
+        for progress in sorted(method_dir.glob("seed_*/progress.csv")):
+            for key, points in read_progress(progress).items():
+                for step, value in points:
+                    per_key.setdefault(key, {}).setdefault(step, []).append(value)
+        if per_key:
+            out[method_dir.name] = {k: (np.array(sorted(v)), np.array([np.mean(v[s]) for s in sorted(v)]))
+                                    for k, v in per_key.items()}
+    return out
+
+
+def learning_curves(run_dir: str | Path, out_stem: str | Path) -> list[Path] | None:
+    curves = method_curves(run_dir)
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(CURVE_KEYS), figsize=(5 * len(CURVE_KEYS), 3.8))
+    for ax, (key, label) in zip(axes, CURVE_KEYS):
+        for method in order_methods(curves):
+            if key in curves[method]:
+                steps, values = curves[method][key]
+                ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=method)
+        ax.set_xlabel("gradient step")
+        ax.set_title(label, fontsize=9)
+        if "loss" in key:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Learning curves, mean over split seeds (validation on validation tasks only)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out_stem)
+
+
+def ablation(rows: Sequence[ResultRow], context_names: Sequence[str], out_stem: str | Path,
+             stats: Sequence | None = None) -> list[Path] | None:
     methods = [m for m in ABLATION_METHODS if any(r.method == m for r in rows)]
     if len(methods) < 2:
         return None
@@ -160,11 +238,15 @@ def ablation(rows: Sequence[ResultRow], context_names: Sequence[str], out_stem: 
     if len(context_names) == 1:
         return return_vs_context(sub, context_names[0], out_stem, methods=methods,
                                  title="Ablation: generating Q and the TD loss (held-out tasks)")
-    return summary_bars(sub, out_stem, methods=methods, title="Ablation: generating Q and the TD loss")
+    if stats is None:
+        return None
+    return summary_intervals(stats, out_stem, methods=methods, title="Ablation: generating Q and the TD loss")
 
 
-def make_all_figures(rows: Sequence[ResultRow], context_names: Sequence[str], out_dir: str | Path) -> list[Path]:
-    """Every results figure that fits this sweep; returns the written paths (PNG and PDF)."""
+def make_all_figures(rows: Sequence[ResultRow], context_names: Sequence[str], out_dir: str | Path,
+                     stats: Sequence | None = None, run_dir: str | Path | None = None) -> list[Path]:
+    """Every results figure that fits this sweep; returns the written paths (PNG and PDF). `stats` (from
+    `stats.aggregate`, computed here when None) feed the interval figure; `run_dir` the learning curves."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not rows:
@@ -175,8 +257,14 @@ def make_all_figures(rows: Sequence[ResultRow], context_names: Sequence[str], ou
         written += return_vs_context(zero_shot, context_names[0], out_dir / f"return_vs_{context_names[0]}")
     elif len(context_names) == 2:
         written += heatmaps(zero_shot, context_names, out_dir / "heatmaps")
-    written += summary_bars(rows, out_dir / "summary_normalized")
-    abl = ablation(zero_shot, context_names, out_dir / "ablation")
+    if stats is None:
+        from hyperzero.evaluation.stats import aggregate
+
+        stats = aggregate(rows, reps=1000)
+    written += summary_intervals(stats, out_dir / "summary_intervals")
+    abl = ablation(zero_shot, context_names, out_dir / "ablation", stats)
     if abl:
         written += abl
+    if run_dir is not None:
+        written += learning_curves(run_dir, out_dir / "learning_curves") or []
     return written

@@ -2,15 +2,21 @@
 
 `results.csv` columns, in order:
     method, seed, task_id, <one column per context feature>, n_episodes, return_mean, return_std,
-    expert_return, normalized
+    expert_return, floor_return, score, normalized, excluded
 
 * `return_mean` / `return_std`: mean and std of the undiscounted episode return over the evaluation
-  episodes (the same episode seeds for every method and for the expert).
+  episodes (the same episode seeds for every method, for the expert and for the floor).
 * `expert_return`: the task's expert, rolled out on those same seeds.
-* `normalized` = return_mean / expert_return (NaN when the expert return is not positive).
+* `floor_return`: the do-nothing policy (a = 0) on those same seeds.
+* `score` = (return_mean - floor_return) / (expert_return - floor_return): 0 = no better than doing
+  nothing, 1 = the expert (NaN when the expert is not above the floor).
+* `normalized` = return_mean / expert_return, the paper's metric (NaN when the expert return is not
+  positive). Kept for comparison only: with a reward floor of ~100 per episode it credits doing nothing,
+  and a mean of ratios is dominated by the tasks whose expert is weakest.
+* `excluded`: why the row is left out of the aggregates ("" when it is not), e.g. a flagged expert.
 
-Aggregates (`summary.csv`): for each method and split seed, the mean over that seed's held-out tasks;
-then mean ± std of those per-seed means across split seeds (sample std, ddof=1; 0 with one seed).
+Aggregates: `hyperzero.evaluation.stats.aggregate` (IQM with stratified-bootstrap intervals and the
+probability of improvement, via rliable). `summarize` below is the paper-style mean ± std over seeds.
 """
 from __future__ import annotations
 
@@ -27,9 +33,8 @@ import numpy as np
 from hyperzero.utils.io import atomic_write_text
 
 BASE_COLUMNS = ["method", "seed", "task_id"]
-VALUE_COLUMNS = ["n_episodes", "return_mean", "return_std", "expert_return", "normalized"]
-SUMMARY_COLUMNS = ["method", "n_seeds", "n_rows", "normalized_mean", "normalized_std", "return_mean", "return_std",
-                   "expert_return_mean"]
+VALUE_COLUMNS = ["n_episodes", "return_mean", "return_std", "expert_return", "floor_return", "score", "normalized",
+                 "excluded"]
 
 
 @dataclass
@@ -42,10 +47,16 @@ class ResultRow:
     return_mean: float
     return_std: float
     expert_return: float
+    floor_return: float = float("nan")   # do-nothing policy on the same episode seeds
+    excluded: str = ""                   # reason the row is left out of the aggregates, "" if it is not
 
     @property
     def normalized(self) -> float:
         return normalized_return(self.return_mean, self.expert_return)
+
+    @property
+    def score(self) -> float:
+        return floor_corrected_score(self.return_mean, self.expert_return, self.floor_return)
 
 
 def normalized_return(return_mean: float, expert_return: float) -> float:
@@ -53,6 +64,14 @@ def normalized_return(return_mean: float, expert_return: float) -> float:
     if not expert_return > 0:
         return float("nan")
     return float(return_mean) / float(expert_return)
+
+
+def floor_corrected_score(return_mean: float, expert_return: float, floor_return: float) -> float:
+    """(R - R_floor) / (R_expert - R_floor); NaN unless the expert is above the floor."""
+    span = float(expert_return) - float(floor_return)
+    if not (math.isfinite(span) and span > 0):
+        return float("nan")
+    return (float(return_mean) - float(floor_return)) / span
 
 
 def context_columns(rows: Iterable[ResultRow]) -> list[str]:
@@ -72,7 +91,7 @@ def results_to_csv_text(rows: Sequence[ResultRow], context_names: Sequence[str] 
     for r in rows:
         writer.writerow([r.method, r.seed, r.task_id] + [_fmt(r.context.get(n, float("nan"))) for n in names]
                         + [r.n_episodes, _fmt(r.return_mean), _fmt(r.return_std), _fmt(r.expert_return),
-                           _fmt(r.normalized)])
+                           _fmt(r.floor_return), _fmt(r.score), _fmt(r.normalized), r.excluded])
     return buf.getvalue()
 
 
@@ -99,7 +118,8 @@ def read_results(path: str | Path) -> list[ResultRow]:
                 rows.append(ResultRow(method=rec["method"], seed=int(rec["seed"]), task_id=rec["task_id"],
                                       context={n: float(rec[n]) for n in ctx_names},
                                       n_episodes=int(rec["n_episodes"]), return_mean=float(rec["return_mean"]),
-                                      return_std=float(rec["return_std"]), expert_return=float(rec["expert_return"])))
+                                      return_std=float(rec["return_std"]), expert_return=float(rec["expert_return"]),
+                                      floor_return=float(rec["floor_return"]), excluded=rec["excluded"] or ""))
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{path}:{line_no}: unreadable row ({e}); delete the file and rerun the evaluation") from e
     return rows
@@ -129,7 +149,8 @@ def summarize(rows: Sequence[ResultRow]) -> list[MethodSummary]:
     """Per method: mean ± std across split seeds of the per-seed mean over held-out tasks."""
     by_method_seed: dict[str, dict[int, list[ResultRow]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        by_method_seed[r.method][r.seed].append(r)
+        if not r.excluded:
+            by_method_seed[r.method][r.seed].append(r)
     out = []
     for method, per_seed in by_method_seed.items():
         seed_norm, seed_ret, seed_expert = [], [], []
@@ -149,25 +170,6 @@ def summarize(rows: Sequence[ResultRow]) -> list[MethodSummary]:
     return out
 
 
-def summary_to_csv_text(summary: Sequence[MethodSummary]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    for s in summary:
-        writer.writerow([s.method, s.n_seeds, s.n_rows, _fmt(s.normalized_mean), _fmt(s.normalized_std),
-                         _fmt(s.return_mean), _fmt(s.return_std), _fmt(s.expert_return_mean)])
-    return buf.getvalue()
-
-
-def summary_to_markdown(summary: Sequence[MethodSummary]) -> str:
-    lines = ["| method | normalised return (mean ± std over split seeds) | return | expert return | seeds | rows |",
-             "|---|---|---|---|---|---|"]
-    for s in summary:
-        lines.append(f"| {s.method} | {s.normalized_mean:.3f} ± {s.normalized_std:.3f} | "
-                     f"{s.return_mean:.1f} ± {s.return_std:.1f} | {s.expert_return_mean:.1f} | {s.n_seeds} | {s.n_rows} |")
-    return "\n".join(lines) + "\n"
-
-
 @dataclass
 class TaskCurvePoint:
     task_id: str
@@ -176,18 +178,53 @@ class TaskCurvePoint:
     std: float       # std over those seeds (0 with one seed)
     n_seeds: int
     expert_return: float
+    floor_return: float = float("nan")
 
 
 def per_task_curve(rows: Sequence[ResultRow], method: str, value: str = "return_mean") -> list[TaskCurvePoint]:
     """One point per held-out task of `method`, aggregating only the seeds where that task was held out."""
     by_task: dict[str, list[ResultRow]] = defaultdict(list)
     for r in rows:
-        if r.method == method:
+        if r.method == method and not r.excluded:
             by_task[r.task_id].append(r)
     points = []
     for task_id, task_rows in by_task.items():
         values = [getattr(r, value) for r in task_rows]
         points.append(TaskCurvePoint(task_id=task_id, context=dict(task_rows[0].context), mean=float(np.mean(values)),
                                      std=_std(values), n_seeds=len(task_rows),
-                                     expert_return=float(np.mean([r.expert_return for r in task_rows]))))
+                                     expert_return=float(np.mean([r.expert_return for r in task_rows])),
+                                     floor_return=float(np.mean([r.floor_return for r in task_rows]))))
     return points
+
+
+@dataclass
+class TaskSummary:
+    """One held-out task over every split seed that held it out: the references and each method's mean."""
+
+    task_id: str
+    context: dict[str, float]
+    expert_return: float                     # mean over the seeds (the same episode seeds in every row)
+    floor_return: float
+    excluded: str                            # why the task is left out of the aggregates ("" if it is not)
+    methods: dict[str, tuple[float, float, int]]  # method -> (mean return, mean score, seeds holding it out)
+
+
+def per_task_summary(rows: Sequence[ResultRow]) -> list[TaskSummary]:
+    """Per task (sorted by context): expert, floor and each method's mean return and score over the seeds
+    in which it was held out; excluded tasks are kept, with their reason."""
+    by_task: dict[str, list[ResultRow]] = defaultdict(list)
+    for r in rows:
+        by_task[r.task_id].append(r)
+    out = []
+    for task_id, task_rows in by_task.items():
+        per_method: dict[str, list[ResultRow]] = defaultdict(list)
+        for r in task_rows:
+            per_method[r.method].append(r)
+        out.append(TaskSummary(
+            task_id=task_id, context=dict(task_rows[0].context),
+            expert_return=float(np.mean([r.expert_return for r in task_rows])),
+            floor_return=float(np.mean([r.floor_return for r in task_rows])),
+            excluded=next((r.excluded for r in task_rows if r.excluded), ""),
+            methods={m: (float(np.mean([r.return_mean for r in rs])), float(np.mean([r.score for r in rs])), len(rs))
+                     for m, rs in per_method.items()}))
+    return sorted(out, key=lambda t: (tuple(t.context.values()), t.task_id))

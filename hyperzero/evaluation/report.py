@@ -1,7 +1,8 @@
 """`report.md` and a self-contained `report.html` (figures embedded as base64 PNG) for a run directory.
 
 Everything is read from the run's files: `config.yaml`, `run_info.json`, `experts/*/summary.json`,
-`dataset/manifest.json`, `eval/summary.csv`, `eval/expert_returns.json`, `eval/figures/*.png`.
+`dataset/manifest.json`, `fits/*/seed_*/{done.json, progress.csv}`, `eval/summary.csv`,
+`eval/results.csv`, `eval/expert_returns.json`, `eval/figures/*.png`.
 Missing pieces are reported as missing, never invented.
 """
 from __future__ import annotations
@@ -14,18 +15,25 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from hyperzero.evaluation.figures import order_methods
+from hyperzero.evaluation.metrics import per_task_summary, read_results
+from hyperzero.evaluation.stats import MARKDOWN_HEADER, stats_table
 from hyperzero.utils.io import atomic_write_text, read_json
 from hyperzero.utils.runinfo import versions
 
 FIGURE_CAPTIONS = {
     "return_vs_speed": "Zero-shot return vs desired speed on held-out tasks (paper Fig. 3). Lines: mean over the split "
-                       "seeds in which the task was held out; bands: ±1 std over those seeds; dashed: the task's expert.",
+                       "seeds in which the task was held out; bands: ±1 std over those seeds; dashed: the task's expert; "
+                       "dotted: the do-nothing floor on the same episode seeds.",
     "return_vs_torso_length": "Zero-shot return vs torso length on held-out tasks (paper Fig. 4).",
     "return_vs_finger_length": "Zero-shot return vs finger length on held-out tasks (paper Fig. 4).",
     "heatmaps": "Held-out return over the (reward, dynamics) grid per method, and the difference to the expert "
                 "(paper Fig. 5, without smoothing).",
-    "summary_normalized": "Held-out return normalised by the expert's return on the same episode seeds; mean ± std "
-                          "over split seeds.",
+    "summary_intervals": "Left: interquartile mean of the floor-corrected score (R - R_floor) / (R_expert - R_floor) "
+                         "over all (split seed, held-out task) pairs; right: probability of beating the strongest "
+                         "baseline. Bars: 95 % stratified-bootstrap intervals (rliable).",
+    "learning_curves": "Learning curves (mean over split seeds): train action MSE, zero-shot action MSE on the "
+                       "validation tasks, and the return of validation-task rollouts (what selection uses).",
     "ablation": "Ablation: HyperZero vs without the TD loss vs without generating Q (paper Fig. 7).",
     "rollout_strip": "Rollouts of generated policies for chosen contexts (paper Fig. 6).",
 }
@@ -87,6 +95,59 @@ def _fmt(x: Any, digits: int = 1) -> str:
         return "n/a"
 
 
+def fit_records(run_dir: Path) -> dict[str, list[dict]]:
+    """method -> per split seed: done.json plus curve endpoints from progress.csv (for the budgets table)."""
+    from hyperzero.evaluation.figures import read_progress
+
+    out: dict[str, list[dict]] = {}
+    for done_path in sorted((run_dir / "fits").glob("*/seed_*/done.json")):
+        try:
+            done = read_json(done_path)
+        except (OSError, json.JSONDecodeError):
+            continue
+        progress = done_path.parent / "progress.csv"
+        series = read_progress(progress) if progress.exists() else {}
+        done["flatness"] = {key: last_fifth_change(series.get(key, []), int(done.get("steps") or 0))
+                            for key in ("train/action_loss", "val/return")}
+        out.setdefault(done_path.parent.parent.name, []).append(done)
+    return out
+
+
+def last_fifth_change(points: Sequence[tuple[int, float]], steps: int) -> float | None:
+    """Relative change of a curve over the last 20 % of `steps`: (last - value at 80 %) / |value at 80 %|."""
+    if not points or steps <= 0:
+        return None
+    late = [(s, v) for s, v in points if s >= 0.8 * steps]
+    if len(late) < 2 or late[0][1] == 0:
+        return None
+    return (late[-1][1] - late[0][1]) / abs(late[0][1])
+
+
+def fits_table(fits: dict[str, list[dict]]) -> list[list[str]]:
+    import statistics
+
+    rows = []
+    for method in order_methods(fits):
+        records = fits[method]
+        steps = sorted({r.get("steps") for r in records})
+        selected = [r.get("selected_step", r.get("best_step")) for r in records if r.get("selected_step", r.get(
+            "best_step")) is not None]
+        shares = [r["validation_share"] for r in records if r.get("validation_share") is not None]
+
+        def flat(key):
+            values = [r["flatness"][key] for r in records if r["flatness"].get(key) is not None]
+            return f"{statistics.mean(values):+.1%}" if values else "n/a"
+
+        rows.append([method, str(len(records)), ", ".join(str(s) for s in steps),
+                     ", ".join(sorted({str(r.get("selection", "val_loss")) for r in records})),
+                     f"{statistics.median(selected):g} ({min(selected)}–{max(selected)})" if selected else "n/a",
+                     ", ".join(f"{r['lr']:g}" for r in records if r.get("lr") is not None)
+                     + (" (swept)" if any(r.get("lr_sweep") for r in records) else ""),
+                     f"{statistics.mean(shares):.0%}" if shares else "n/a",
+                     flat("train/action_loss"), flat("val/return")])
+    return rows
+
+
 def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     config = _load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
@@ -124,7 +185,8 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
     cache_path = run_dir / "eval" / "expert_returns.json"
     if cache_path.exists():
         for entry in read_json(cache_path).values():
-            expert_cache[entry["task_id"]] = sum(entry["returns"]) / len(entry["returns"])
+            if "expert" in entry:  # the cache also holds the do-nothing floor's returns
+                expert_cache[entry["task_id"]] = sum(entry["returns"]) / len(entry["returns"])
     expert_rows, flagged = [], []
     for summary_path in sorted((run_dir / "experts").glob("*/summary.json")):
         try:
@@ -144,21 +206,57 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
     else:
         doc.para("No expert summaries found.")
 
-    # --- methods ---
+    # --- model selection and budgets ---
+    fits = fit_records(run_dir)
+    if fits:
+        doc.heading("Model selection and budgets")
+        doc.para("Per method, over its split seeds: the selection rule (return = the checkpoint with the best mean "
+                 "return of rollouts on validation tasks carved from the training tasks; never test tasks), the "
+                 "selected step, the learning rate (chosen on the validation tasks when a sweep was run), the share "
+                 "of fit time spent on validation, and how much the curves still moved over the last 20 % of "
+                 "training (relative change of the train action MSE and of the validation return; near 0 = flat).")
+        doc.table(["method", "seeds", "steps", "selection", "selected step (median, range)", "lr (per seed)",
+                   "validation share of fit time", "Δ train MSE, last 20 %", "Δ val return, last 20 %"],
+                  fits_table(fits))
+
+    # --- held-out results ---
     doc.heading("Held-out results")
     summary_csv = run_dir / "eval" / "summary.csv"
-    if summary_csv.exists():
+    results_csv = run_dir / "eval" / "results.csv"
+    rows = []
+    if results_csv.exists():
+        try:
+            rows = read_results(results_csv)
+        except ValueError as e:
+            doc.para(f"eval/results.csv is unreadable ({e}); rerun the evaluation.")
+    if summary_csv.exists() and rows:
         with open(summary_csv, newline="") as f:
             summary = list(csv.DictReader(f))
-        doc.para("Each method is evaluated only on the test tasks of each split seed. Normalised return = return / "
-                 "the task expert's return on the same episode seeds; mean ± std across split seeds of the per-seed "
-                 "mean over held-out tasks.")
-        doc.table(["method", "normalised return", "return", "expert return", "seeds", "rows"],
-                  [(r["method"], f"{_fmt(r['normalized_mean'], 3)} ± {_fmt(r['normalized_std'], 3)}",
-                    f"{_fmt(r['return_mean'])} ± {_fmt(r['return_std'])}", _fmt(r["expert_return_mean"]),
-                    r["n_seeds"], r["n_rows"]) for r in summary])
+        doc.para("Each method is evaluated only on the test tasks of each split seed; every (split seed, held-out "
+                 "task) pair is one sample. Score = (R - R_floor) / (R_expert - R_floor) with R_floor the return of "
+                 "the do-nothing policy (a = 0) and R_expert the task's expert, all on the same episode seeds "
+                 "(0 = no better than standing still, 1 = the expert). IQM = interquartile mean; intervals are 95 % "
+                 "stratified-bootstrap intervals (rliable; strata = split seeds). P(better than baseline) is the "
+                 "probability that the method's score on a held-out task beats the strongest baseline's. The last "
+                 "column is the paper's metric (mean of R / R_expert, ± std over seeds), for comparison only.")
+        doc.table(list(MARKDOWN_HEADER), stats_table(summary))
+        excluded = sorted({(r.task_id, r.excluded) for r in rows if r.excluded})
+        doc.para("Tasks left out of the aggregates: " + ("; ".join(f"{t} ({why})" for t, why in excluded)
+                                                         if excluded else "none") + ".")
+        doc.heading("Per held-out task", 3)
+        doc.para("Mean over the split seeds that held the task out (their number in brackets): raw return and, in "
+                 "parentheses, the score. Expert and floor are rolled out on the same episode seeds.")
+        tasks = per_task_summary(rows)
+        methods = order_methods(r.method for r in rows)
+        table = []
+        for t in tasks:
+            cells = [_fmt(t.methods[m][0]) + f" ({_fmt(t.methods[m][1], 2)}) [{t.methods[m][2]}]" if m in t.methods
+                     else "" for m in methods]
+            table.append([t.task_id + (f" — excluded: {t.excluded}" if t.excluded else ""), _fmt(t.expert_return),
+                          _fmt(t.floor_return)] + cells)
+        doc.table(["task", "expert", "floor (a = 0)"] + methods, table)
     else:
-        doc.para("No evaluation yet (eval/summary.csv is missing).")
+        doc.para("No evaluation yet (eval/summary.csv or eval/results.csv is missing).")
 
     # --- figures ---
     figures = sorted((run_dir / "eval" / "figures").glob("*.png"))

@@ -1,8 +1,10 @@
 """Evaluation bookkeeping: only each split seed's TEST tasks are rolled out, from seeds disjoint from the
-dataset's, the expert on the same seeds, few-shot data from the test task only.
+dataset's, the expert and the do-nothing floor on the same seeds, few-shot data from the test task only;
+scores are floor-corrected and flagged tasks are left out of the aggregates.
 
 The split and the fit are planted (a fake fit that records which contexts it was asked for); every
-rollout is a real cheetah-run episode.
+rollout is a real cheetah-run episode. The planted "expert" is joint-velocity feedback, which runs the
+cheetah forwards (or, with the sign flipped, backwards) and so earns more than standing still.
 """
 import csv
 import json
@@ -61,8 +63,26 @@ class ConstantPolicy:
         return torch.full((obs.shape[0], 6), self.value)
 
 
+class RunningPolicy:
+    """a = tanh(±5 · joint velocities): positive feedback runs forwards, negative backwards (above the floor
+    of ~100 for speeds 4 and -4 respectively, measured)."""
+
+    def __init__(self, direction: float):
+        self.direction = direction
+
+    def act(self, obs):
+        import torch
+
+        return torch.tanh(5.0 * self.direction * torch.as_tensor(obs)[:, 11:17])
+
+
+def expert_for(task_id):
+    return RunningPolicy(1.0 if SPEEDS[TASK_IDS.index(task_id)] > 0 else -1.0)
+
+
 class RecordingFit:
-    """A fake TrainedModel: zero-action policy, records every context it generates a policy for."""
+    """A fake TrainedModel: zero-action policy zero-shot (the floor), the task's expert few-shot; records every
+    context it generates a policy for."""
 
     def __init__(self, fit_dir, log):
         self.split = Split.from_json(fit_dir / "split.json")
@@ -77,7 +97,7 @@ class RecordingFit:
 
     def adapt(self, context, transitions):
         self.log.setdefault("adapt", []).append((self.key, dict(context), {k: np.asarray(v) for k, v in transitions.items()}))
-        return ConstantPolicy(0.5)
+        return RunningPolicy(1.0 if context["speed"] > 0 else -1.0)
 
 
 def test_only_held_out_tasks_are_evaluated_with_disjoint_seeds(tmp_path):
@@ -86,9 +106,9 @@ def test_only_held_out_tasks_are_evaluated_with_disjoint_seeds(tmp_path):
 
     def load_expert(task_dir):
         expert_loads.append(task_dir.name)
-        return ConstantPolicy(0.0)
+        return expert_for(task_dir.name)
 
-    cfg = EvalConfig(episodes=2, eval_seed=500, few_shot_k=(4,), figures=False)
+    cfg = EvalConfig(episodes=2, eval_seed=500, few_shot_k=(4,), figures=False, bootstrap_reps=200)
     result = evaluate(run, cfg, load_fit=lambda d: RecordingFit(d, log), load_expert=load_expert, progress=False)
 
     asked = {(key, context_id(ctx)) for key, ctx in log["policy"]}
@@ -98,11 +118,13 @@ def test_only_held_out_tasks_are_evaluated_with_disjoint_seeds(tmp_path):
     assert set(rows) == {("fake", 0, TASK_IDS[2]), ("fake", 1, TASK_IDS[0]), ("fakemeta", 0, TASK_IDS[2]),
                          ("fakemeta", 1, TASK_IDS[0]), ("fakemeta@4shot", 0, TASK_IDS[2]),
                          ("fakemeta@4shot", 1, TASK_IDS[0])}
-    # same deterministic policy as the expert, same seeds -> exactly the expert's return
+    # doing nothing on the floor's seeds scores exactly 0; the expert's own policy exactly 1
     for method in ("fake", "fakemeta"):
-        assert rows[(method, 0, TASK_IDS[2])].normalized == pytest.approx(1.0, abs=1e-9)
-    # a different policy gives a different return (the rollouts are real)
-    assert rows[("fakemeta@4shot", 0, TASK_IDS[2])].return_mean != rows[("fake", 0, TASK_IDS[2])].return_mean
+        r = rows[(method, 0, TASK_IDS[2])]
+        assert r.return_mean == r.floor_return and r.score == 0.0 and not r.excluded
+    expert_like = rows[("fakemeta@4shot", 0, TASK_IDS[2])]
+    assert expert_like.return_mean == expert_like.expert_return and expert_like.score == pytest.approx(1.0)
+    assert expert_like.expert_return > expert_like.floor_return + 20   # the rollouts are real
     # each held-out task's expert was rolled out once, not once per fit
     assert sorted(expert_loads) == sorted([TASK_IDS[0], TASK_IDS[2]])
     # few-shot data: k transitions from the held-out task's own dataset episodes
@@ -112,15 +134,23 @@ def test_only_held_out_tasks_are_evaluated_with_disjoint_seeds(tmp_path):
     with open(run / "eval" / "results.csv", newline="") as f:
         table = list(csv.DictReader(f))
     assert len(table) == 6 and set(table[0]) >= {"method", "seed", "task_id", "speed", "return_mean", "return_std",
-                                                 "expert_return", "normalized"}
-    assert (run / "eval" / "summary.md").read_text().count("|") > 10
+                                                 "expert_return", "floor_return", "score", "normalized", "excluded"}
+    summary = {r.method: r for r in result.summary}
+    assert summary["fake"].n_pairs == 2 and summary["fake"].iqm_score == 0.0
+    assert summary["fakemeta@4shot"].iqm_score == pytest.approx(1.0)
+    assert "IQM score [95% CI]" in (run / "eval" / "summary.md").read_text()
 
-    # rerun: rows and expert returns come from the caches, nothing is rolled out again
+    # rerun: rows and expert returns come from the caches, nothing is rolled out again; a task whose expert was
+    # flagged since then keeps its rows, marked, and leaves every aggregate
     log.clear()
     expert_loads.clear()
+    (run / "experts" / TASK_IDS[0] / "summary.json").write_text(json.dumps({"task_id": TASK_IDS[0], "flagged": True}))
     again = evaluate(run, cfg, load_fit=lambda d: RecordingFit(d, log), load_expert=load_expert, progress=False)
     assert expert_loads == [] and "policy" not in log
     assert len(again.rows) == len(result.rows)
+    assert {r.excluded for r in again.rows if r.task_id == TASK_IDS[0]} == {"flagged expert"}
+    assert {r.excluded for r in again.rows if r.task_id != TASK_IDS[0]} == {""}
+    assert {r.method: r for r in again.summary}["fake"].n_pairs == 1
 
 
 def test_evaluation_seeds_overlapping_the_dataset_are_refused(tmp_path):

@@ -2,8 +2,9 @@
 import numpy as np
 from matplotlib.image import imread
 
-from hyperzero.evaluation.figures import make_all_figures
+from hyperzero.evaluation.figures import learning_curves, make_all_figures, method_curves
 from hyperzero.evaluation.metrics import ResultRow
+from hyperzero.evaluation.stats import aggregate
 
 
 def rows_1d():
@@ -13,14 +14,14 @@ def rows_1d():
         for seed in (0, 1):
             for speed in ((-4.0, 2.0) if seed == 0 else (2.0, 6.0)):
                 out.append(ResultRow(method, seed, f"speed={speed:g}", {"speed": speed}, 2,
-                                     scale * 600 + seed * 10, 5.0, 600.0))
+                                     scale * 600 + seed * 10, 5.0, 600.0, 100.0))
     return out
 
 
 def test_one_dimensional_sweep_figures(tmp_path):
-    written = make_all_figures(rows_1d(), ["speed"], tmp_path)
+    written = make_all_figures(rows_1d(), ["speed"], tmp_path, stats=aggregate(rows_1d(), reps=100))
     names = {p.name for p in written}
-    for stem in ("return_vs_speed", "summary_normalized", "ablation"):
+    for stem in ("return_vs_speed", "summary_intervals", "ablation"):
         assert f"{stem}.png" in names and f"{stem}.pdf" in names
     image = imread(tmp_path / "return_vs_speed.png")
     assert image.shape[0] > 200 and image.shape[1] > 300
@@ -40,4 +41,17 @@ def test_two_dimensional_sweep_draws_heatmaps(tmp_path):
     written = make_all_figures(rows, ["speed", "torso_length"], tmp_path)
     assert (tmp_path / "heatmaps.png").exists() and (tmp_path / "heatmaps.pdf").exists()
     assert not (tmp_path / "ablation.png").exists()  # no ablation methods fitted
-    assert any(p.name == "summary_normalized.png" for p in written)
+    assert any(p.name == "summary_intervals.png" for p in written)
+
+
+def test_learning_curves_from_the_fits_progress(tmp_path):
+    for seed in (0, 1):
+        d = tmp_path / "run" / "fits" / "hyperzero" / f"seed_{seed}"
+        d.mkdir(parents=True)
+        (d / "progress.csv").write_text("step,train/action_loss,val/zero_shot_action_loss,val/return\n"
+                                        + "".join(f"{s},{1 / s},{2 / s},{s + seed}\n" for s in (10, 20, 30)))
+    curves = method_curves(tmp_path / "run")
+    steps, val_return = curves["hyperzero"]["val/return"]
+    assert steps.tolist() == [10, 20, 30] and val_return.tolist() == [10.5, 20.5, 30.5]   # mean over seeds
+    written = learning_curves(tmp_path / "run", tmp_path / "curves")
+    assert [p.name for p in written] == ["curves.png", "curves.pdf"]

@@ -1,16 +1,18 @@
-"""Metrics on a hand-made results table: normalisation, per-seed means, mean ± std across seeds."""
+"""Metrics on hand-made results tables: floor-corrected scores, exclusions, the rliable aggregates (IQM with
+stratified-bootstrap intervals, probability of improvement), the paper-style summary, CSV round trip."""
 import math
 
 import numpy as np
 import pytest
+import scipy.stats
 
-from hyperzero.evaluation.metrics import (ResultRow, per_task_curve, read_results, summarize, summary_to_markdown,
-                                          write_results)
+from hyperzero.evaluation.metrics import ResultRow, per_task_curve, per_task_summary, read_results, summarize, write_results
+from hyperzero.evaluation.stats import aggregate, pair_matrix, probability_of_improvement, stats_to_markdown
 
 
-def row(method, seed, task, speed, ret, expert):
+def row(method, seed, task, speed, ret, expert, floor=100.0, excluded=""):
     return ResultRow(method=method, seed=seed, task_id=task, context={"speed": speed}, n_episodes=3,
-                     return_mean=ret, return_std=1.0, expert_return=expert)
+                     return_mean=ret, return_std=1.0, expert_return=expert, floor_return=floor, excluded=excluded)
 
 
 def hand_table():
@@ -27,49 +29,122 @@ def hand_table():
     ]
 
 
-def test_normalisation_divides_by_the_expert_return_on_the_same_task():
-    assert row("m", 0, "a", 1.0, 300.0, 400.0).normalized == pytest.approx(0.75)
+def scored_table(n_seeds=5, n_tasks=3, seed=0):
+    """Every split holds out n_tasks of 12 tasks; expert 600, floor 100; hyperzero > mlp_policy > context_blind."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(n_seeds):
+        for t in rng.choice(12, n_tasks, replace=False):
+            for method, level in (("hyperzero", 0.8), ("mlp_policy", 0.5), ("context_blind", 0.1)):
+                score = level + 0.1 * rng.normal()
+                rows.append(row(method, k, f"t{t}", float(t), 100.0 + 500.0 * score, 600.0))
+    return rows
+
+
+def test_score_is_floor_corrected_and_undefined_when_the_expert_is_not_above_the_floor():
+    assert row("m", 0, "a", 1.0, 300.0, 500.0).score == pytest.approx(0.5)      # (300-100)/(500-100)
+    assert row("m", 0, "a", 1.0, 100.0, 500.0).score == pytest.approx(0.0)      # doing nothing scores 0
+    assert row("m", 0, "a", 1.0, 50.0, 500.0).score < 0                          # worse than doing nothing
+    assert math.isnan(row("m", 0, "a", 1.0, 300.0, 90.0).score)
+    assert row("m", 0, "a", 1.0, 300.0, 400.0).normalized == pytest.approx(0.75)  # the paper's metric, kept
     assert math.isnan(row("m", 0, "a", 1.0, 300.0, 0.0).normalized)
 
 
-def test_summary_is_mean_and_sample_std_over_seeds_of_per_seed_means():
+def test_iqm_and_intervals_come_from_rliable_over_all_seed_task_pairs():
+    rows = scored_table()
+    stats = {s.method: s for s in aggregate(rows, reps=200, seed=0)}
+    hz = stats["hyperzero"]
+    scores = np.array([r.score for r in rows if r.method == "hyperzero"])
+    assert hz.n_pairs == 15 and hz.n_seeds == 5 and hz.ci_strata == "split seeds"
+    assert hz.iqm_score == pytest.approx(scipy.stats.trim_mean(scores, 0.25))
+    assert hz.mean_score == pytest.approx(scores.mean())
+    assert hz.iqm_score_lo < hz.iqm_score < hz.iqm_score_hi and hz.iqm_score_hi - hz.iqm_score_lo < 0.3
+    assert hz.iqm_return == pytest.approx(100 + 500 * hz.iqm_score)   # the return is an affine map of the score here
+    # strata are the split seeds: [held-out tasks per split, split seeds]
+    assert pair_matrix(rows, "hyperzero", "score").shape == (3, 5)
+    # reproducible, and NumPy's global generator is left as it was
+    np.random.seed(7)
+    before = np.random.random()
+    np.random.seed(7)
+    again = {s.method: s for s in aggregate(rows, reps=200, seed=0)}
+    assert np.random.random() == before
+    assert (again["hyperzero"].iqm_score_lo, again["hyperzero"].poi_lo) == (hz.iqm_score_lo, hz.poi_lo)
+
+
+def test_probability_of_improvement_is_measured_against_the_strongest_baseline():
+    stats = {s.method: s for s in aggregate(scored_table(), reps=200)}
+    assert stats["hyperzero"].baseline == "mlp_policy"            # the better of the two baselines
+    assert stats["mlp_policy"].baseline == "" and math.isnan(stats["mlp_policy"].poi)
+    assert stats["hyperzero"].poi > 0.9 and stats["hyperzero"].poi_lo > 0.75
+    assert stats["context_blind"].poi < 0.1
+    assert [s.method for s in aggregate(scored_table(), reps=200)] == ["hyperzero", "mlp_policy", "context_blind"]
+    named = {s.method: s for s in aggregate(scored_table(), reps=200, baseline="context_blind")}
+    assert named["mlp_policy"].baseline == "context_blind" and named["mlp_policy"].poi > 0.9
+    with pytest.raises(ValueError, match="baseline 'nope'"):
+        aggregate(scored_table(), baseline="nope")
+    md = stats_to_markdown(aggregate(scored_table(), reps=200))
+    assert "| hyperzero | 15 (5) |" in md and " vs mlp_policy |" in md
+
+
+def test_probability_of_improvement_equals_rliables():
+    from rliable import metrics
+
+    rng = np.random.default_rng(3)
+    for shape_x, shape_y in (((3, 5), (3, 5)), ((4, 2), (6, 2)), ((1, 1), (1, 1))):
+        x = np.round(rng.normal(size=shape_x), 1)      # rounding makes ties
+        y = np.round(rng.normal(size=shape_y), 1)
+        assert probability_of_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y))
+    x = np.round(rng.normal(size=(3, 4)), 1)
+    assert probability_of_improvement(x, x.copy()) == pytest.approx(0.5)
+
+
+def test_excluded_tasks_are_left_out_of_every_aggregate():
+    rows = scored_table()
+    flagged_task = rows[0].task_id
+    marked = [row(r.method, r.seed, r.task_id, r.context["speed"], r.return_mean, r.expert_return,
+                  excluded="flagged expert" if r.task_id == flagged_task else "") for r in rows]
+    kept = [r for r in rows if r.task_id != flagged_task]
+    a = {s.method: s for s in aggregate(marked, reps=200)}
+    b = {s.method: s for s in aggregate(kept, reps=200)}
+    assert a["hyperzero"].n_pairs == b["hyperzero"].n_pairs < 15
+    assert a["hyperzero"].iqm_score == pytest.approx(b["hyperzero"].iqm_score)
+    # the flagged task was held out by some splits only: ragged strata -> one stratum of all pairs
+    assert a["hyperzero"].ci_strata == "pairs"
+    assert {t.task_id: t.excluded for t in per_task_summary(marked)}[flagged_task] == "flagged expert"
+
+
+def test_paper_style_summary_is_mean_and_sample_std_over_seeds_of_per_seed_means():
     summary = {s.method: s for s in summarize(hand_table())}
     hz = summary["hyperzero"]
     assert hz.n_seeds == 2 and hz.n_rows == 4
     assert hz.normalized_mean == pytest.approx((0.625 + 0.7) / 2)
     assert hz.normalized_std == pytest.approx(np.std([0.625, 0.7], ddof=1))
     assert hz.return_mean == pytest.approx((350.0 + 325.0) / 2)
-    assert hz.return_std == pytest.approx(np.std([350.0, 325.0], ddof=1))
-    blind = summary["context_blind"]
-    assert blind.normalized_mean == pytest.approx((0.3 + 0.175) / 2)
-    # sorted best first
-    assert [s.method for s in summarize(hand_table())] == ["hyperzero", "context_blind"]
+    stats = {s.method: s for s in aggregate(hand_table(), reps=200)}
+    assert stats["hyperzero"].normalized_mean == pytest.approx(hz.normalized_mean)
+    assert stats["hyperzero"].normalized_std == pytest.approx(hz.normalized_std)
 
 
-def test_single_seed_has_zero_std_and_markdown_shows_it():
-    rows = [r for r in hand_table() if r.seed == 0]
-    summary = summarize(rows)
-    assert all(s.normalized_std == 0.0 and s.n_seeds == 1 for s in summary)
-    md = summary_to_markdown(summary)
-    assert "| hyperzero | 0.625 ± 0.000 |" in md
-
-
-def test_per_task_curve_uses_only_seeds_where_task_was_held_out():
+def test_per_task_views_use_only_seeds_where_the_task_was_held_out():
     points = {p.task_id: p for p in per_task_curve(hand_table(), "hyperzero")}
     assert points["a"].n_seeds == 1 and points["a"].mean == 400.0 and points["a"].std == 0.0
-    assert points["b"].n_seeds == 2 and points["b"].mean == 250.0
-    assert points["b"].std == pytest.approx(np.std([300.0, 200.0], ddof=1))
+    assert points["b"].n_seeds == 2 and points["b"].mean == 250.0 and points["b"].floor_return == 100.0
+    tasks = {t.task_id: t for t in per_task_summary(hand_table())}
+    ret, score, n = tasks["b"].methods["hyperzero"]
+    assert (ret, n) == (250.0, 2) and score == pytest.approx((200 / 300 + 100 / 300) / 2)
+    assert tasks["b"].expert_return == 400.0 and tasks["b"].floor_return == 100.0
 
 
 def test_results_csv_round_trip(tmp_path):
     rows = hand_table()
+    rows[0].excluded = "flagged expert"
     path = write_results(tmp_path / "results.csv", rows)
     header = path.read_text().splitlines()[0].split(",")
     assert header == ["method", "seed", "task_id", "speed", "n_episodes", "return_mean", "return_std",
-                      "expert_return", "normalized"]
+                      "expert_return", "floor_return", "score", "normalized", "excluded"]
     back = read_results(path)
-    assert [(r.method, r.seed, r.task_id, r.context, r.return_mean) for r in back] == \
-           [(r.method, r.seed, r.task_id, r.context, r.return_mean) for r in rows]
+    assert [(r.method, r.seed, r.task_id, r.context, r.return_mean, r.floor_return, r.excluded) for r in back] == \
+           [(r.method, r.seed, r.task_id, r.context, r.return_mean, r.floor_return, r.excluded) for r in rows]
 
 
 def test_read_results_rejects_foreign_csv(tmp_path):

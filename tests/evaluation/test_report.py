@@ -1,19 +1,32 @@
-"""report.md / report.html from a run directory's real files; the HTML embeds its figures."""
+"""report.md / report.html from a run directory's real files; the HTML embeds its figures, the statistics with
+their intervals, the per-task table (raw, expert, floor, score) and the fits' selection and budgets."""
 import json
 import re
 
 from hyperzero.cli import main
 from hyperzero.evaluation.figures import make_all_figures
-from hyperzero.evaluation.metrics import ResultRow, summarize, summary_to_csv_text
+from hyperzero.evaluation.metrics import ResultRow, write_results
 from hyperzero.evaluation.report import write_report
+from hyperzero.evaluation.stats import aggregate, stats_to_csv_text
 
 
 def test_report_is_self_contained_and_lists_experts(tmp_path):
     run = tmp_path / "run"
-    rows = [ResultRow(m, s, f"speed={v:g}", {"speed": v}, 2, r, 1.0, 500.0)
-            for m, r in (("hyperzero", 450.0), ("context_blind", 150.0)) for s, v in ((0, -4.0), (1, 4.0))]
-    make_all_figures(rows, ["speed"], run / "eval" / "figures")
-    (run / "eval" / "summary.csv").write_text(summary_to_csv_text(summarize(rows)))
+    rows = [ResultRow(m, s, f"speed={v:g}", {"speed": v}, 2, r + 10 * s, 1.0, 500.0, 100.0,
+                      "flagged expert" if v == 5.0 else "")
+            for m, r in (("hyperzero", 450.0), ("context_blind", 150.0)) for s in (0, 1) for v in (-4.0, 4.0, 5.0)]
+    for method, steps in (("hyperzero", [100, 200, 300, 400, 500]), ("context_blind", [100, 200, 300, 400, 500])):
+        for seed in (0, 1):
+            d = run / "fits" / method / f"seed_{seed}"
+            d.mkdir(parents=True)
+            (d / "done.json").write_text(json.dumps({"finished": True, "steps": 500, "selection": "return",
+                                                     "selected_step": 400, "lr": 1e-3, "validation_share": 0.12}))
+            (d / "progress.csv").write_text("step,train/action_loss,val/return\n" + "".join(
+                f"{s},{1.0 / s},{300 + s / 100}\n" for s in steps))
+    stats = aggregate(rows, reps=200)
+    make_all_figures(rows, ["speed"], run / "eval" / "figures", stats=stats, run_dir=run)
+    (run / "eval" / "summary.csv").write_text(stats_to_csv_text(stats))
+    write_results(run / "eval" / "results.csv", rows)
     (run / "config.yaml").write_text("name: demo\nfamily: cheetah-run\nexperts: {train_steps: 1234}\n")
     for task, flagged in (("speed=-4", False), ("speed=4", True)):
         (run / "experts" / task).mkdir(parents=True)
@@ -23,7 +36,17 @@ def test_report_is_self_contained_and_lists_experts(tmp_path):
     md, page = write_report(run, command=["hyperzero", "run", "demo"])
     text = md.read_text()
     assert "train_steps=1234" in text and "Flagged experts: speed=4." in text
-    assert "| hyperzero | 0.900 ± 0.000 |" in text and "hyperzero run demo" in text
+    assert "hyperzero run demo" in text
+    # aggregates with intervals: hyperzero's scores are 0.875 and 0.9 on the 2 x 2 scored pairs
+    line = next(l for l in text.splitlines() if l.startswith("| hyperzero | 4 (2) |"))
+    assert "0.887 [" in line and "vs context_blind" in line
+    assert "Tasks left out of the aggregates: speed=5 (flagged expert)." in text
+    # per task: raw return (score) [seeds], expert, floor
+    assert "| speed=4 | 500.0 | 100.0 | 455.0 (0.89) [2] | 155.0 (0.14) [2] |" in text
+    assert "| speed=5 — excluded: flagged expert | 500.0 | 100.0 |" in text
+    # selection and budgets, with how much the curves still moved over the last 20 % of steps
+    budget = next(l for l in text.splitlines() if l.startswith("| hyperzero | 2 | 500 | return |"))
+    assert "| 400 (400–400) | 0.001, 0.001 | 12% | -20.0% | +0.3% |" in budget   # 1/400 -> 1/500, 304 -> 305
     html = page.read_text()
     images = re.findall(r'<img src="([^"]+)"', html)
     assert images and all(src.startswith("data:image/png;base64,") for src in images)
