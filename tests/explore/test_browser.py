@@ -15,6 +15,15 @@ pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
 
 
 @pytest.fixture(scope="module")
+def server(explore_run):
+    """Clips of 100 steps (34 frames) keep the test short; the page's default is 250."""
+    from hyperzero.explore import ExploreConfig, running_server
+
+    with running_server(explore_run, ExploreConfig(port=0, clip_steps=100)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def page(server, tmp_path_factory):
     from playwright.sync_api import sync_playwright
 

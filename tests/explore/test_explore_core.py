@@ -84,16 +84,12 @@ def test_renderer_draws_the_stepped_state(request):
     env = make("cheetah-run", context, seed=5, render_mode="rgb_array", width=160, height=120)
     env.reset(seed=5)
     full = FrameRenderer(family, width=160, height=120, full_quality=True)
-    fast = FrameRenderer(family, width=160, height=120)
     request.addfinalizer(full.close)
-    request.addfinalizer(fast.close)
     rng = np.random.default_rng(0)
     for _ in range(15):
         env.step(rng.uniform(-1, 1, 6).astype(np.float32))
     reference = env.render().astype(np.int16)
     assert np.abs(full.render(env.context, env.physics).astype(np.int16) - reference).mean() < 1.0
-    fast_frame = fast.render(env.context, env.physics).astype(np.int16)
-    assert fast_frame.shape == (120, 160, 3) and np.abs(fast_frame - reference).mean() < 12.0
     shorter = make("cheetah-run", {"speed": 3.0, "torso_length": 0.3}, seed=5, render_mode="rgb_array",
                    width=160, height=120)
     shorter.reset(seed=5)
