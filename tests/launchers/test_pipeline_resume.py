@@ -74,8 +74,10 @@ def test_killed_run_resumes_and_corrupt_outputs_are_redone(tmp_path):
     broken_fit = run / "fits" / "hyperzero" / "seed_0" / "model.pt"
     broken_fit.write_bytes(b"not a torch file")
     out = finish(run)
-    assert "expert.pt is missing" in out and "does not load" in out
-    assert "experts: 2/3 finished" in out and "dataset: complete and valid" in out and "fits: 1/2 complete" in out
+    assert "expert.pt is missing" in out and "fits/hyperzero/seed_0: model.pt: content does not match the sha256" in out
+    assert "experts: 2/3 finished" in out
+    # the retrained expert's dataset task is recollected unless the retrained expert.pt is byte-identical
+    assert ("dataset: complete and valid" in out) != ("collected from an expert that has since been retrained" in out)
     assert list((run / "corrupt").glob(f"experts__{broken_expert.parent.name}-*"))
     assert list((run / "corrupt").glob("fits__hyperzero__seed_0-*"))
     assert broken_expert.exists()  # retrained

@@ -1,0 +1,406 @@
+"""Reliability trials on the `tiny` preset, run as a user would run them: damaged files, bad input,
+concurrent runs, SIGKILL. Prints (and with --report writes) the table in docs/reliability.md.
+
+    python benchmarks/reliability_trials.py --work /tmp/hz-trials --report /tmp/hz-trials/table.md
+
+Every trial runs the real CLI in a subprocess (`python -m hyperzero ...`) on a copy of one finished
+run. A trial is *handled* when the command ends as it should (a rerun finishes with the damaged file
+named, moved aside and its unit redone to the same numbers; a bad input exits 2 with one line that
+names the key or file and no traceback; a second writer is refused naming the first; a killed run
+resumes to the same numbers without calling anything corrupt) and *failed* otherwise; failures are
+listed with their output. About 15 minutes on a quiet 2-core CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OVERRIDES = ["--set", "fit.seeds=[0]", "--set", "evaluate.videos=false"]  # the tiny preset, one split seed
+ENV = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
+EXPERT = "experts/speed=2_torso_length=0.5"
+FIT = "fits/hyperzero/seed_0"
+
+
+def hz(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hyperzero", *args], cwd=REPO, env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def run_tiny(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return hz("run", "tiny", "--out", str(out), "--no-progress", *OVERRIDES, *extra)
+
+
+def results(run: Path) -> list[tuple[str, str, float, float]]:
+    with open(run / "eval" / "results.csv", newline="") as f:
+        return [(r["method"], r["task_id"], float(r["return_mean"]), float(r["expert_return"]))
+                for r in csv.DictReader(f)]
+
+
+def same_numbers(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x[:2] == y[:2] and all(math.isclose(p, q, rel_tol=1e-5, abs_tol=1e-5)
+                                                          for p, q in zip(x[2:], y[2:])) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------------------------------ corruption
+def garble(p: Path) -> None:
+    data = bytearray(p.read_bytes())
+    m = len(data) // 2
+    data[m:m + 64] = bytes((b + 1 + i) % 256 for i, b in enumerate(data[m:m + 64]))
+    p.write_bytes(bytes(data))
+
+
+DAMAGE = {"garble": garble, "truncate": lambda p: p.write_bytes(p.read_bytes()[:p.stat().st_size // 2]),
+          "empty": lambda p: p.write_bytes(b"")}
+
+
+def unfinish(unit: str, names: tuple[str, ...]):
+    def prepare(run: Path) -> None:
+        for name in names:
+            for p in (run / unit / name, run / unit / (name + ".sha256")):
+                p.unlink(missing_ok=True)
+    return prepare
+
+
+ARTIFACTS = {  # kind -> (path, preparation)
+    "expert.pt": (f"{EXPERT}/expert.pt", None),
+    "expert summary.json": (f"{EXPERT}/summary.json", None),
+    "expert checkpoint.pt (finished expert)": (f"{EXPERT}/checkpoint.pt", None),
+    "expert checkpoint.pt (unfinished expert)": (f"{EXPERT}/checkpoint.pt", unfinish(EXPERT, ("summary.json", "expert.pt"))),
+    "dataset manifest.json": ("dataset/manifest.json", None),
+    "dataset task file": ("dataset/tasks/speed=2_torso_length=0.5.npz", None),
+    "fit model.pt": (f"{FIT}/model.pt", None),
+    "fit done.json": (f"{FIT}/done.json", None),
+    "fit split.json": (f"{FIT}/split.json", None),
+    "fit run_info.json": (f"{FIT}/run_info.json", None),
+    "fit inputs.json": (f"{FIT}/inputs.json", None),
+    "fit checkpoint.pt (finished fit)": (f"{FIT}/checkpoint.pt", None),
+    "fit checkpoint.pt (unfinished fit)": (f"{FIT}/checkpoint.pt", unfinish(FIT, ("done.json", "model.pt"))),
+    "eval rows/<method>/seed_<k>.json": ("eval/rows/hyperzero/seed_0.json", None),
+    "eval results.csv": ("eval/results.csv", None),
+    "eval done.json": ("eval/done.json", None),
+    "eval expert_returns.json": ("eval/expert_returns.json", None),
+    "config.yaml": ("config.yaml", None),
+    "run_info.json": ("run_info.json", None),
+    "stage_times.json": ("stage_times.json", None),
+}
+# files that no rerun reads (rewritten before anything uses them): handled when the rerun simply replaces them
+REWRITTEN = {"run_info.json"}
+
+
+def corruption_trials(base: Path, work: Path, log: list) -> tuple[int, int]:
+    base_rows = results(base)
+    handled = tried = 0
+    for kind, (rel, prepare) in ARTIFACTS.items():
+        for mode, damage in DAMAGE.items():
+            run = work / "corrupt-trial"
+            shutil.rmtree(run, ignore_errors=True)
+            shutil.copytree(base, run)
+            if prepare:
+                prepare(run)
+            damage(run / rel)
+            proc = run_tiny(run)
+            tried += 1
+            said = proc.stderr
+            named = Path(rel).name in said and ("does not match the sha256" in said or kind in REWRITTEN)
+            ok = (proc.returncode == 0 and named and "Traceback" not in said
+                  and (kind in REWRITTEN or (run / "corrupt").is_dir())
+                  and same_numbers(results(run), base_rows))
+            handled += ok
+            if not ok:
+                log.append(f"corruption {kind} / {mode}: rc={proc.returncode}\n{said[-2000:]}")
+    return tried, handled
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def bad_input_trials(base: Path, work: Path, log: list) -> tuple[int, int, int, int]:
+    out = work / "bad-input-run"
+    blocker = work / "a-file"
+    blocker.write_text("x")
+    fit = str(base / FIT)
+    npz = str(work / "p.npz")
+    cli = [  # (argv, words the one-line message must contain)
+        (["run", "tiny", "--set", "experts.train_steps=abc"], ["experts.train_steps", "'abc'", "integer"]),
+        (["run", "tiny", "--set", "experts.train_steps=1.5"], ["experts.train_steps", "integer"]),
+        (["run", "tiny", "--set", "experts.train_steps=-5"], ["train_steps"]),
+        (["run", "tiny", "--set", "experts.num_workers=0"], ["experts.num_workers", ">= 1"]),
+        (["run", "tiny", "--set", "experts.ensemble_size=two"], ["experts.ensemble_size"]),
+        (["run", "tiny", "--set", "experts.seed=abc"], ["experts.seed", "integer"]),
+        (["run", "tiny", "--set", "experts.gamma=1.5"], ["gamma"]),
+        (["run", "tiny", "--set", "experts.gamma=.nan"], ["experts.gamma", "finite"]),
+        (["run", "tiny", "--set", "experts.hidden_sizes=[32,x]"], ["experts.hidden_sizes[1]"]),
+        (["run", "tiny", "--set", "experts.precision=fp8"], ["precision"]),
+        (["run", "tiny", "--set", "experts.train_step=3"], ["train_step", "unknown"]),
+        (["run", "tiny", "--set", "expert.train_steps=3"], ["unknown section"]),
+        (["run", "tiny", "--set", "experts.train_steps"], ["key=value"]),
+        (["run", "tiny", "--set", "experts=3"], ["experts", "mapping"]),
+        (["run", "tiny", "--set", "dataset.n_episodes=0"], ["dataset.n_episodes", ">= 1"]),
+        (["run", "tiny", "--set", "dataset.n_episodes=true"], ["dataset.n_episodes", "integer"]),
+        (["run", "tiny", "--set", "dataset.exclude_flagged=maybe"], ["dataset.exclude_flagged", "true or false"]),
+        (["run", "tiny", "--set", "dataset.seed=-1"], ["dataset.seed"]),
+        (["run", "tiny", "--set", "fit.steps=1.5"], ["fit.steps", "integer"]),
+        (["run", "tiny", "--set", "fit.steps=0"], ["steps", ">= 1"]),
+        (["run", "tiny", "--set", "fit.lr=-1"], ["lr", "> 0"]),
+        (["run", "tiny", "--set", "fit.lr=fast"], ["fit.lr", "number"]),
+        (["run", "tiny", "--set", "fit.methods=[hyperzer0]"], ["unknown methods"]),
+        (["run", "tiny", "--set", "fit.methods=[]"], ["fit.methods"]),
+        (["run", "tiny", "--set", "fit.seeds=[0,0]"], ["fit.seeds", "distinct"]),
+        (["run", "tiny", "--set", "fit.seeds=abc"], ["fit.seeds"]),
+        (["run", "tiny", "--set", "fit.protocol=mine"], ["fit.protocol"]),
+        (["run", "tiny", "--set", "fit.model.hidden_dim=1.5"], ["fit.model.hidden_dim"]),
+        (["run", "tiny", "--set", "fit.model.width=3"], ["fit.model", "width"]),
+        (["run", "tiny", "--set", "evaluate.episodes=0"], ["episodes", ">= 1"]),
+        (["run", "tiny", "--set", "evaluate.few_shot_k=[0]"], ["few-shot"]),
+        (["run", "tiny", "--set", "evaluate.video_contexts=[{speed: 0}]"], ["speed", "0"]),
+        (["run", "tiny", "--set", "family=cheetah"], ["family", "cheetah-run"]),
+        (["run", "tiny", "--set", "contexts.grid.speed=[fast]"], ["contexts.grid.speed", "'fast'"]),
+        (["run", "tiny", "--set", "contexts.grid.speed=[40]"], ["speed", "limits"]),
+        (["run", "tiny", "--set", "contexts.grid.speed=[2]"], ["at least 2 tasks"]),
+        (["run", "tiny", "--set", "contexts.grid.speed=-10:10:0"], ["step > 0"]),
+        (["run", "tiny", "--set", "contexts.grid.speed=-10:10:1e-9"], ["larger step"]),
+        (["run", "tiny", "--set", "contexts.grid.wind=[1,2]"], ["wind"]),
+        (["run", "tiny", "--set", "contexts.sample={n: 0}"], ["contexts.sample.n"]),
+        (["run", "tiny", "--set", "contexts.list=[{speed: nan}]"], ["speed", "finite"]),
+        (["run", "tiny", "--set", "contexts.list=[{speed: true}, {speed: 2}]"], ["speed", "boolean"]),
+        (["run", "no-such-preset"], ["unknown preset"]),
+        (["run", str(work / "missing.yaml")], ["does not exist"]),
+        (["run", "tiny", "--out", str(blocker / "run")], ["regular file"]),
+        (["run", "tiny", "--executor", "dask"], ["invalid choice"]),
+        (["run"], ["preset name"]),
+        (["export-policy", "--fit", fit, "--context", "speed=nan", "--out", npz], ["speed", "finite"]),
+        (["export-policy", "--fit", fit, "--context", "speed=0", "--out", npz], ["value 0 is not allowed"]),
+        (["export-policy", "--fit", fit, "--context", "speed=1e9", "--out", npz], ["physical limits"]),
+        (["export-policy", "--fit", fit, "--context", "speed=12", "--out", npz], ["nominal range"]),
+        (["export-policy", "--fit", fit, "--context", "speed=true", "--out", npz], ["'true' is not a number"]),
+        (["export-policy", "--fit", fit, "--context", "speed=fast", "--out", npz], ["'fast' is not a number"]),
+        (["export-policy", "--fit", fit, "--context", "wind=3", "--out", npz], ["unknown context feature"]),
+        (["export-policy", "--fit", fit, "--context", "speed", "--out", npz], ["name=value"]),
+        (["export-policy", "--fit", fit, "--context", "speed=3", "--out", str(work / "p.txt")], [".npz"]),
+        (["export-policy", "--fit", str(work / "nofit"), "--context", "speed=3", "--out", npz], ["does not exist"]),
+        (["experts", "train", "--family", "cheetah-run", "--grid", "speed=a:b:c", "--out", str(work / "e")],
+         ["lo:hi:step"]),
+        (["experts", "train", "--family", "cheetah", "--grid", "speed=1,2", "--out", str(work / "e")],
+         ["unknown family"]),
+        (["evaluate", str(work / "no-run")], ["does not exist"]),
+        (["fit", "--dataset", str(work / "no-dataset"), "--out", str(work / "f")], ["manifest"]),
+    ]
+    tried = handled = 0
+    for argv, words in cli:
+        if argv[0] == "run" and "--out" not in argv and len(argv) > 1:
+            argv = argv + ["--out", str(out)]
+        proc = hz(*argv, timeout=300)
+        tried += 1
+        err = proc.stderr
+        ok = proc.returncode == 2 and "Traceback" not in err and all(w in err for w in words) and not (
+            out / "config.yaml").exists()
+        handled += ok
+        if not ok:
+            log.append(f"bad input {' '.join(argv)}: rc={proc.returncode}\n{err[-1500:]}")
+    api_tried, api_handled = api_trials(base, log)
+    return tried, handled, api_tried, api_handled
+
+
+API_SCRIPT = r'''
+import json, sys, math
+import numpy as np
+results = []
+def expect(name, fn, *words):
+    try:
+        value = fn()
+    except ValueError as e:
+        results.append([name, all(w in str(e) for w in words), str(e)[:300]])
+        return
+    except Exception as e:
+        results.append([name, False, f"{type(e).__name__}: {e}"[:300]])
+        return
+    results.append([name, False, f"accepted: {value!r}"[:300]])
+
+import gymnasium as gym
+import hyperzero.envs
+from hyperzero.envs import get_family, make, make_vector
+from hyperzero.training import FitConfig, load_fit
+from hyperzero.experts import TD3Config
+from hyperzero.evaluation import EvalConfig
+from hyperzero.launchers.config import load_config_source, resolve_config
+space = get_family("cheetah-run").context_space
+tm = load_fit(sys.argv[1])
+tiny = load_config_source("tiny")[0]
+bad_contexts = {"nan": {"speed": float("nan")}, "inf": {"speed": float("inf")}, "zero": {"speed": 0},
+                "huge": {"speed": 1e9}, "beyond nominal": {"speed": 12}, "bool": {"speed": True},
+                "numpy bool": {"speed": np.bool_(True)}, "text": {"speed": "fast"}, "list": {"speed": [1, 2]},
+                "unknown key": {"wind": 3}, "None value": {"speed": None}}
+words = {"nan": "finite", "inf": "finite", "zero": "0", "huge": "limits", "beyond nominal": "nominal",
+         "bool": "boolean", "numpy bool": "boolean", "text": "not a number", "list": "not a number",
+         "unknown key": "unknown", "None value": "not a number"}
+for name, ctx in bad_contexts.items():
+    expect(f"ContextSpace.validate {name}", lambda: space.validate(ctx), words[name])
+    expect(f"load_fit(...).policy {name}", lambda: tm.policy(ctx), words[name])
+    expect(f"gym.make context {name}", lambda: gym.make("hyperzero/cheetah-run-v0", context=ctx), words[name])
+expect("gym.make context string", lambda: gym.make("hyperzero/cheetah-run-v0", context="speed=3"), "mapping")
+expect("policy context string", lambda: tm.policy("speed=3"), "mapping")
+expect("make_vector bad context", lambda: make_vector("cheetah-run", [{"speed": 0}]), "speed")
+expect("FitConfig(steps='10')", lambda: FitConfig(steps="10").check(), "steps", "integer")
+expect("FitConfig(steps=1.5)", lambda: FitConfig(steps=1.5).check(), "steps", "integer")
+expect("FitConfig(lr=True)", lambda: FitConfig(lr=True).check(), "lr")
+expect("FitConfig(method='x')", lambda: FitConfig(method="x").check(), "method")
+expect("TD3Config(train_steps=0)", lambda: TD3Config(train_steps=0).validate(), "train_steps")
+expect("EvalConfig(episodes=0)", lambda: EvalConfig(episodes=0), "episodes")
+expect("resolve_config 1.5 steps", lambda: resolve_config(tiny, ["fit.steps=1.5"]), "fit.steps")
+expect("resolve_config grid text", lambda: resolve_config(tiny, ["contexts.grid.speed=[a]"]), "contexts.grid.speed")
+good = []
+good.append(resolve_config(tiny, ["contexts.grid.speed=-10:10:0.5"])["contexts"]["grid"]["speed"] == "-10:10:0.5")
+good.append(resolve_config(tiny, ["experts.train_steps=1e3"])["experts"]["train_steps"] == 1000)
+good.append(bool(np.isfinite(np.asarray(tm.policy({"speed": 3}).act(np.zeros((1, 17), np.float32)))).all()))
+print(json.dumps({"results": results, "good": good}))
+'''
+
+
+def api_trials(base: Path, log: list) -> tuple[int, int]:
+    proc = subprocess.run([sys.executable, "-c", API_SCRIPT, str(base / FIT)], cwd=REPO, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        log.append(f"API trials crashed:\n{proc.stderr[-3000:]}")
+        return 1, 0
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    handled = sum(ok for _, ok, _ in data["results"]) + sum(data["good"])
+    for name, ok, text in data["results"]:
+        if not ok:
+            log.append(f"API {name}: {text}")
+    if not all(data["good"]):
+        log.append(f"API: an accepted form failed: {data['good']}")
+    return len(data["results"]) + len(data["good"]), handled
+
+
+# ------------------------------------------------------------------------------------------ concurrency
+def start_hz(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "hyperzero", *args], cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def concurrency_trials(base: Path, work: Path, log: list) -> tuple[int, int]:
+    base_rows = results(base)
+    trials = {
+        "two `hyperzero run` on one --out": lambda run: ["run", "tiny", "--out", str(run), "--no-progress", *OVERRIDES],
+        "`hyperzero run` and `experts train --out RUN/experts`": lambda run: [
+            "experts", "train", "--family", "cheetah-run", "--grid", "speed=-4,2,4", "--out", str(run / "experts"),
+            "--steps", "200", "--no-progress"],
+        "`hyperzero run` and `evaluate RUN`": lambda run: ["evaluate", str(run), "--episodes", "1"],
+    }
+    tried = handled = 0
+    for name, second_args in trials.items():
+        run = work / "concurrent"
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(parents=True)
+        first = start_hz("run", "tiny", "--out", str(run), "--no-progress", *OVERRIDES)
+        deadline = time.time() + 120
+        while not (run / "config.yaml").exists() and time.time() < deadline and first.poll() is None:
+            time.sleep(0.1)
+        second = start_hz(*second_args(run))
+        out2, err2 = second.communicate(timeout=600)
+        out1, err1 = first.communicate(timeout=900)
+        tried += 1
+        ok = (first.returncode == 0 and second.returncode == 2 and f"pid {first.pid}" in err2
+              and "Traceback" not in err2 and same_numbers(results(run), base_rows))
+        handled += ok
+        if not ok:
+            log.append(f"concurrency {name}: first rc={first.returncode}, second rc={second.returncode}\n{err2[-1500:]}")
+    return tried, handled
+
+
+# ------------------------------------------------------------------------------------------ SIGKILL
+def kill_trials(base: Path, work: Path, log: list, kills: int, seed: int = 0) -> tuple[int, int]:
+    """`kills` SIGKILLs at random moments of random stages of one run, each followed by a rerun of the same command;
+    handled when every rerun continues, no kill is reported as corruption, no temp file survives, and the final
+    numbers equal the uninterrupted run's."""
+    rng = random.Random(seed)
+    run = work / "killed"
+    shutil.rmtree(run, ignore_errors=True)
+    stages = ["experts", "dataset", "fits", "eval", "report"]
+    handled = 0
+    for i in range(kills):
+        stage = rng.choice(stages)
+        delay = rng.uniform(0.0, 1.5)
+        proc = start_hz("run", "tiny", "--out", str(run), "--no-progress", *OVERRIDES)
+        said = []
+        deadline = time.time() + 300
+        killed = False
+        while time.time() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            said.append(line)
+            if f"stage " in line and f": {stage}" in line and "done" not in line:
+                time.sleep(delay)
+                os.killpg(proc.pid, signal.SIGKILL)
+                killed = True
+                break
+        proc.wait()
+        text = "".join(said)
+        ok = "corrupt" not in text and "Traceback" not in text
+        handled += ok
+        if not ok:
+            log.append(f"kill {i} in {stage} after {delay:.2f} s:\n{text[-1500:]}")
+        if not killed:
+            shutil.rmtree(run / "eval", ignore_errors=True)  # finished before the kill point: make work for the next
+    final = run_tiny(run)
+    clean = (final.returncode == 0 and "corrupt" not in final.stderr and not list(run.rglob("*.tmp"))
+             and same_numbers(results(run), results(base)))
+    if not clean:
+        log.append(f"after the kills: rc={final.returncode}, tmp files {list(run.rglob('*.tmp'))}\n{final.stderr[-2000:]}")
+    return kills, handled if clean else min(handled, kills - 1)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default="/tmp/hz-trials", help="scratch directory (deleted first)")
+    p.add_argument("--report", default=None, help="also write the markdown table (and failures) here")
+    p.add_argument("--kills", type=int, default=27, help="SIGKILLs in the kill trial")
+    p.add_argument("--only", nargs="*", default=None, help="subset: corruption inputs concurrency kill")
+    args = p.parse_args()
+    work = Path(args.work)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    base = work / "base"
+    t0 = time.time()
+    first = run_tiny(base)
+    if first.returncode != 0:
+        print(first.stderr, file=sys.stderr)
+        return 1
+    log: list[str] = []
+    rows = []
+    only = set(args.only or ["corruption", "inputs", "concurrency", "kill"])
+    if "corruption" in only:
+        tried, ok = corruption_trials(base, work, log)
+        rows.append(("corrupted artifacts (garble / truncate / empty, every file kind a rerun reads)", tried, ok))
+    if "inputs" in only:
+        c_tried, c_ok, a_tried, a_ok = bad_input_trials(base, work, log)
+        rows.append((f"bad inputs ({c_tried} CLI, {a_tried} Python API)", c_tried + a_tried, c_ok + a_ok))
+    if "concurrency" in only:
+        tried, ok = concurrency_trials(base, work, log)
+        rows.append(("same run directory written twice at once", tried, ok))
+    if "kill" in only:
+        tried, ok = kill_trials(base, work, log, args.kills)
+        rows.append(("SIGKILL then rerun", tried, ok))
+    table = ["| trial | tried | handled | failed |", "|---|---|---|---|"]
+    table += [f"| {name} | {tried} | {ok} | {tried - ok} |" for name, tried, ok in rows]
+    text = "\n".join(table) + f"\n\n({time.time() - t0:.0f} s)\n"
+    if log:
+        text += "\nFailures:\n\n" + "\n\n".join(log) + "\n"
+    print(text)
+    if args.report:
+        Path(args.report).write_text(text)
+    return 0 if not log else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
