@@ -11,8 +11,9 @@ Per method (rliable, Agarwal et al. 2021):
     returns, with **95 % stratified-bootstrap confidence intervals** (percentile method). The strata
     are the split seeds and the resampled units their held-out tasks: every split keeps its weight and
     the interval reflects which tasks happened to be held out. When the splits hold different numbers
-    of scored tasks (some were excluded), the strata would be ragged, which rliable does not support:
-    the bootstrap then resamples all pairs as one stratum (`ci_strata` says which was used);
+    of scored tasks (some were excluded), the strata would be ragged, which rliable does not support,
+    and with one scored task per split each stratum has no spread: in both cases the bootstrap
+    resamples all pairs as one stratum (`ci_strata` says which was used);
   * the **probability of improvement** P(X > Y) over the strongest baseline Y (the non-HyperZero
     zero-shot method with the highest IQM score, unless one is named): per split, the probability that
     X's score on a random held-out task beats Y's on a random held-out task (Mann-Whitney, ties count
@@ -63,7 +64,8 @@ def is_baseline(method: str) -> bool:
 
 def pair_matrix(rows: Sequence, method: str, value: str, seeds: Sequence[int] | None = None) -> np.ndarray:
     """[tasks per split, split seeds] matrix of `value` over the scored pairs of `method` (rliable's
-    runs x tasks layout, with split seeds as the strata); ragged splits give one column of all pairs."""
+    runs x tasks layout, with split seeds as the strata). Ragged splits, or a single scored task per split
+    (a stratum of one has no spread, so its interval would collapse to a point), give one column of all pairs."""
     by_seed: dict[int, list] = defaultdict(list)
     for r in rows:
         if r.method == method and not r.excluded and (seeds is None or r.seed in seeds):
@@ -73,7 +75,7 @@ def pair_matrix(rows: Sequence, method: str, value: str, seeds: Sequence[int] | 
     if not by_seed:
         return np.zeros((0, 0))
     columns = [[v for _, v in sorted(by_seed[s])] for s in sorted(by_seed)]
-    if len({len(c) for c in columns}) == 1:
+    if len({len(c) for c in columns}) == 1 and len(columns[0]) > 1:
         return np.array(columns, dtype=np.float64).T
     return np.array([v for c in columns for v in c], dtype=np.float64)[:, None]
 

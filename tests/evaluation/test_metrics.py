@@ -62,6 +62,9 @@ def test_iqm_and_intervals_come_from_rliable_over_all_seed_task_pairs():
     assert hz.iqm_return == pytest.approx(100 + 500 * hz.iqm_score)   # the return is an affine map of the score here
     # strata are the split seeds: [held-out tasks per split, split seeds]
     assert pair_matrix(rows, "hyperzero", "score").shape == (3, 5)
+    # one held-out task per split: a stratum of one has no spread, so all pairs are resampled as one stratum
+    single = {s.method: s for s in aggregate(scored_table(n_tasks=1), reps=200)}["hyperzero"]
+    assert single.ci_strata == "pairs" and single.iqm_score_lo < single.iqm_score_hi
     # reproducible, and NumPy's global generator is left as it was
     np.random.seed(7)
     before = np.random.random()
