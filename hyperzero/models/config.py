@@ -1,4 +1,4 @@
-"""Hyperparameters of every approximator, in one place (paper §4.1, original-code-notes §5)."""
+"""Hyperparameters of every approximator, in one place (paper §4.1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,4 @@
-"""The context embedding shared by every method (paper §3; original-code-notes §5.2).
+"""The context embedding shared by every method (paper §3).
 
     z = E(c):  Linear(d -> 64),  2 x ResBlock(64),
                Linear(64 -> 128), 2 x ResBlock(128),
@@ -9,7 +9,7 @@
 Initialisation (one for all methods, so "same architecture" really means the same network): every
 Linear weight ~ U(±1/(2·sqrt(fan_in))) as in the authors' hypernetwork code; biases keep PyTorch's
 default U(±1/sqrt(fan_in)). The authors' MLP baselines overwrote this with orthogonal weights; we
-do not (original-code-notes §7.3 item 17).
+do not.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 generated policy that acts at plain-MLP speed.
 
 Both HyperZero and the context-conditioned MLPs reduce, for a fixed context c, to the same pair of
-small networks (paper §3.2; original-code-notes §5.3-5.4):
+small networks (paper §3.2):
 
     π̂_c(s)    = tanh(W2 · ReLU(W1 s + b1) + b2)            S -> hidden -> A
     Q̂_c(s, a) = V2 · ReLU(V1 [s; a] + c1) + c2              S+A -> hidden -> 1
@@ -12,7 +12,7 @@ The context MLP uses fixed weights on [z; s]; its first layer splits as W_z z + 
 per-task network is W1 = W_s (shared) and b1 = W_z z + b (context-dependent). Either way a model
 returns `TaskNets` with one weight set per task ([K, ...] tensors), applied to [K, B, ...] batches
 with batched matmul. Generating once per task instead of once per sample is ~4x faster on a CPU
-(cpu-budget.md §6).
+(docs/benchmarks-training.md).
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class TaskNets:
 class GeneratingApproximator(Approximator):
     """Base of HyperZero and the context MLPs: subclasses implement `generate(context [K,d]) -> TaskNets`.
 
-    Loss on a grouped batch (the paper's Eq. 4-5, with the experts' discount; original-code-notes §7.1):
+    Loss on a grouped batch (the paper's Eq. 4-5, with the experts' discount):
         L = MSE(π̂(s), a*) + w_v · MSE(Q̂(s, a*), κ q*)
             + w_td · MSE(κ q*, κ r + γ · (1 - terminated) · Q̂(s', stopgrad(π̂(s'))))
     The gradient of the TD term flows through Q̂(s', ·) (Q weights and the embedding); only the next
@@ -239,7 +239,7 @@ class WeightHead(nn.Module):
         nn.init.zeros_(self.bias.bias)
 
     def init_hyperfan_in_(self, z_second_moment: float, gain: float) -> None:
-        """Hyperfan-in (Chang, Sahni & Kim, ICLR 2020; peers-and-anchors §2.1), uniform with the target variance.
+        """Hyperfan-in (Chang, Sahni & Kim, ICLR 2020), uniform with the target variance.
 
         The generated weight W_ij = Σ_k H_ijk z_k has Var = d_z · Var(H) · E[z²]. Hyperfan-in asks for
         Var(W) = gain / (2 · fan_in) (half the variance from the weights, half from the bias) and

@@ -1,6 +1,6 @@
 """MAML meta-policy: the context-conditioned MLP policy, meta-trained to adapt from k transitions.
 
-The network is exactly the `mlp_policy` baseline (original-code-notes §5.4):
+The network is exactly the `mlp_policy` baseline:
 
     π(s; c) = tanh(Linear(hidden -> A)(ReLU(Linear(E_out + S -> hidden)([E(c); s]))))
 

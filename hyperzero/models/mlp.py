@@ -1,4 +1,4 @@
-"""Context-conditioned MLP baselines (paper §4 baselines 1-2; original-code-notes §5.4).
+"""Context-conditioned MLP baselines (paper §4 baselines 1-2).
 
     π̂(s, c)    = tanh(Linear(H -> A)(ReLU(Linear(256+S -> H)([E(c); s]))))          mlp_policy
     Q̂(s, a, c) = Linear(H -> 1)(ReLU(Linear(256+S+A -> H)([E(c); s; a])))        UVFA head (mlp_uvfa, mlp_uvfa_td)
