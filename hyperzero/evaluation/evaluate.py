@@ -59,7 +59,10 @@ class EvalConfig:
     baseline: str | None = None           # Y of P(X > Y); None = the baseline method with the best IQM score
 
     def __post_init__(self):
-        self.few_shot_k = tuple(int(k) for k in (self.few_shot_k or ()))
+        from hyperzero.utils.typed import check_fields
+
+        check_fields(self)  # types first (EvalConfig(episodes="3") is refused naming the field), then ranges
+        self.few_shot_k = tuple(self.few_shot_k or ())
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}; pass --episodes 10 for the paper's protocol")
         if any(k < 1 for k in self.few_shot_k):

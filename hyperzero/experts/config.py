@@ -68,6 +68,9 @@ class TD3Config:
             if not cond:
                 raise ValueError(f"TD3Config: {msg}")
 
+        from hyperzero.utils.typed import check_fields
+
+        check_fields(self)  # types first (TD3Config(train_steps="10") is refused naming the field), then ranges
         need(self.train_steps > 0, f"train_steps must be > 0 (got {self.train_steps}); pass --steps N with N >= 1")
         need(self.seed_steps >= 0 and self.random_steps >= 0, "seed_steps and random_steps must be >= 0")
         need(self.critic_update_every >= 1 and self.actor_update_every >= 1,

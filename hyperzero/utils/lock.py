@@ -5,7 +5,7 @@ they write into `<dir>`. A second command on the same directory, or on a directo
 around a locked one (e.g. `experts train --out RUN/experts` while `hyperzero run` owns RUN), is
 refused with the holder's pid, host, start time and command. The lock is `flock(2)`: the kernel
 releases it when the holder exits, however it exits (SIGKILL included), so there are no stale locks
-to clean up. On a network filesystem flock is only as good as the filesystem's lock support.
+to clean up (a command that finishes also deletes the file; one that was killed leaves an unlocked file). On a network filesystem flock is only as good as the filesystem's lock support.
 """
 from __future__ import annotations
 
@@ -83,13 +83,7 @@ def run_dir_lock(directory: str | os.PathLike, command: str | None = None) -> It
         raw = _probe(other)
         if raw is not None:
             raise RunDirBusyError(_busy_message(directory, other, raw))
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raw = os.pread(fd, 4096, 0)
-        os.close(fd)
-        raise RunDirBusyError(_busy_message(directory, lock_file, raw)) from None
+    fd = _acquire(directory, lock_file)
     info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": command or " ".join(["hyperzero", *sys.argv[1:]])}
     os.ftruncate(fd, 0)
@@ -99,9 +93,29 @@ def run_dir_lock(directory: str | os.PathLike, command: str | None = None) -> It
         yield lock_file
     finally:
         _HELD.pop(lock_file, None)
-        try:
-            os.ftruncate(fd, 0)
+        try:  # removed while still held, so a finished command leaves nothing behind (see _acquire)
+            os.unlink(lock_file)
         except OSError:
             pass
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def _acquire(directory: Path, lock_file: Path) -> int:
+    """Open and flock the lock file. The holder deletes it on release, so after locking, check that the
+    path still names the file we locked (else another process deleted it meanwhile: start over)."""
+    for _ in range(100):
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raw = os.pread(fd, 4096, 0)
+            os.close(fd)
+            raise RunDirBusyError(_busy_message(directory, lock_file, raw)) from None
+        try:
+            if os.stat(lock_file).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise RunDirBusyError(f"{directory}: could not take {lock_file} (it keeps being replaced); try again")
