@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -20,12 +23,20 @@ class CurveLogger:
         self.path = self.dir / f"{name}.csv"
         self._fields: list[str] | None = None
         if self.path.exists():
-            with open(self.path, newline="") as f:
-                rows = list(csv.DictReader(f))
+            try:
+                with open(self.path, newline="", encoding="utf-8") as f:
+                    rows = list(csv.DictReader(f))
+                steps = [float(r.get("step") or 0) for r in rows]
+            except (ValueError, csv.Error) as e:  # a damaged curve must not stop a resume: keep it aside, start over
+                aside = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+                os.replace(self.path, aside)
+                print(f"{self.path}: unreadable ({type(e).__name__}); moved to {aside.name}, the curve starts afresh",
+                      file=sys.stderr)
+                rows, steps = [], []
             if rows:
                 self._fields = list(rows[0].keys())
             if resume_step is not None:
-                rows = [r for r in rows if float(r.get("step", 0)) <= resume_step]
+                rows = [r for r, step in zip(rows, steps) if step <= resume_step]
                 with open(self.path, "w", newline="") as f:
                     if self._fields:
                         w = csv.DictWriter(f, fieldnames=self._fields)
