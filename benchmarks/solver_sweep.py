@@ -29,8 +29,7 @@ VARIANTS: dict[str, dict] = {
     # one change at a time on top of quickstart-v1
     "v1+nstep3+ln": dict(hidden_sizes=(128, 128), actor_lr=3e-4, critic_lr=3e-4, std_decay_steps=30_000,
                          n_step=3, critic_layer_norm=True),
-    "v1+nstep3+ln+std0.2": dict(hidden_sizes=(128, 128), actor_lr=3e-4, critic_lr=3e-4, std_start=0.2,
-                                std_end=0.2, target_noise_std=0.2, n_step=3, critic_layer_norm=True),
+    "fast-lr1e-3": {**PROFILES["fast"], "actor_lr": 1e-3, "critic_lr": 1e-3},
 }
 
 

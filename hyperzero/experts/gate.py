@@ -11,9 +11,12 @@ walker at speed 8, where no expert exceeds 450, passes at 420 when its neighbour
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hyperzero.experts.config import TD3Config
 
 
 @dataclass(frozen=True)
@@ -23,11 +26,22 @@ class GateConfig:
     neighbour_fraction: float = 0.7  # else (R - floor) must reach this x (best neighbour - floor)
     neighbours: int = 4  # how many nearest tasks (normalised context distance) an expert is compared with
     max_retries: int = 1  # retrained attempts of a failed expert (warm start from the best neighbour, new seed)
+    retry_steps: int | None = None  # env steps of a retry; None = the expert's train_steps
+
+    def retry_config(self, config: "TD3Config", warm: bool) -> "TD3Config":
+        """A retry's TD3Config: its own budget; a warm-started one acts with its (neighbour's) policy from the
+        first step instead of uniform-random actions."""
+        import dataclasses
+
+        return dataclasses.replace(config, train_steps=self.retry_steps or config.train_steps,
+                                   random_steps=0 if warm else config.random_steps)
 
     def validate(self) -> None:
         if not 0 < self.ceiling_fraction <= 1 or not 0 < self.neighbour_fraction <= 1:
             raise ValueError("gate: ceiling_fraction and neighbour_fraction must be in (0, 1] "
                              f"(got {self.ceiling_fraction}, {self.neighbour_fraction})")
+        if self.retry_steps is not None and self.retry_steps < 1:
+            raise ValueError(f"gate: retry_steps must be >= 1 or null (got {self.retry_steps})")
         if self.neighbours < 1 or self.max_retries < 0:
             raise ValueError(f"gate: neighbours must be >= 1 and max_retries >= 0 (got {self.neighbours}, "
                              f"{self.max_retries})")

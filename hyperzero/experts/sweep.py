@@ -133,10 +133,10 @@ def _train_tasks(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: 
     groups = pack_groups(pending, size)
     workers = min(workers, len(groups))
     run_cfg = dataclasses.replace(cfg, torch_threads=cfg.torch_threads or default_threads(workers))
-    info_dir = out_dir if stage == "experts" else out_dir / "gate-retries"
-    write_run_info(info_dir, run_cfg, seeds={"expert": cfg.seed}, stage=stage, family=family,
-                   executor=executor, ensemble_size=size, num_workers=workers, task_ids=all_task_ids,
-                   trained_now=[t.task_id for t in pending])
+    if stage == "experts":  # a retry's config is in its own summary.json (the retry-<k> folder)
+        write_run_info(out_dir, run_cfg, seeds={"expert": cfg.seed}, stage=stage, family=family,
+                       executor=executor, ensemble_size=size, num_workers=workers, task_ids=all_task_ids,
+                       trained_now=[t.task_id for t in pending])
     if progress:
         print(f"{stage}: training {len(pending)} task(s) as {len(groups)} ensemble(s) of <= {size} on "
               f"{workers} worker(s) x {run_cfg.torch_threads} thread(s), executor={executor}", file=sys.stderr)
@@ -173,8 +173,10 @@ def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: 
                   f"({', '.join(r.task_id for r in retry)}); retry {attempt}/{gate.max_retries} with a new seed, "
                   "warm-started from the best neighbouring expert", file=sys.stderr)
         pending = [r for r in retry if not is_finished(r.dir)]
-        _train_tasks(family, pending, cfg, out_dir, ensemble_size, num_workers, executor, ray_address, progress,
-                     all_task_ids=[r.task_id for r in retry], stage="gate-retry")
+        for warm in (True, False):  # warm-started and fresh retries differ in random_steps: separate ensembles
+            group = [r for r in pending if (r.warm_start is not None) == warm]
+            _train_tasks(family, group, gate.retry_config(cfg, warm), out_dir, ensemble_size, num_workers, executor,
+                         ray_address, progress, all_task_ids=[r.task_id for r in retry], stage="gate-retry")
         for r in retry:
             _record_retry(by_id[r.task_id], r, attempt)
         summaries = [read_json(t.dir / SUMMARY) for t in tasks]

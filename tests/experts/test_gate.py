@@ -42,7 +42,7 @@ def test_do_nothing_floor_on_cheetah_is_standing_still():
 
 def test_gate_retries_from_the_best_neighbour_and_flags_what_stays_bad(tmp_path):
     # an impossible bar (every expert must match its best neighbour exactly) forces retries and flags
-    gate = GateConfig(ceiling_fraction=1.0, neighbour_fraction=1.0, neighbours=2, max_retries=1)
+    gate = GateConfig(ceiling_fraction=1.0, neighbour_fraction=1.0, neighbours=2, max_retries=1, retry_steps=100)
     contexts = [{"speed": s} for s in (1.0, 2.0, 3.0)]
     cfg = tiny(train_steps=200)
     summaries = train_experts("cheetah-run", contexts, tmp_path, cfg, num_workers=1, progress=False, gate=gate)
@@ -54,6 +54,8 @@ def test_gate_retries_from_the_best_neighbour_and_flags_what_stays_bad(tmp_path)
         r = s["retries"][0]
         assert r["seed"] == 2 + 1000 and r["warm_start"].endswith("expert.pt")
         assert (tmp_path / s["task_id"] / r["dir"] / "expert.pt").exists()
+        retry_summary = read_json(tmp_path / s["task_id"] / r["dir"] / "summary.json")
+        assert retry_summary["train_steps"] == 100 and retry_summary["config"]["random_steps"] == 0
         # the task keeps its best attempt
         first = s.get("first_attempt", {}).get("eval_return_mean", s["eval_return_mean"])
         assert s["eval_return_mean"] == pytest.approx(max(first, r["eval_return_mean"]))
@@ -66,3 +68,25 @@ def test_gate_retries_from_the_best_neighbour_and_flags_what_stays_bad(tmp_path)
     assert [len(s.get("retries", [])) for s in again] == [len(s.get("retries", [])) for s in summaries]
     assert {s["task_id"]: s["flagged"] for s in again} == flags
     assert all(np.isfinite(s["floor_return"]) for s in again)
+
+
+def test_warm_start_begins_from_the_neighbours_networks(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from hyperzero.experts import load_expert, train_group
+    from hyperzero.experts.trainer import GroupTrainer
+
+    from .helpers import task
+
+    neighbour = task(tmp_path, 2, speed=2.0)
+    train_group("cheetah-run", [neighbour], tiny(train_steps=100), progress=False)
+    warm = dataclasses.replace(task(tmp_path, 1002, speed=3.0), warm_start=neighbour.dir / "expert.pt")
+    trainer = GroupTrainer("cheetah-run", [warm], tiny(), progress=False)
+    source = load_expert(neighbour.dir)
+    obs = torch.randn(1, 5, 17)
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.agent.actor(obs), source._actor(obs))
+        torch.testing.assert_close(trainer.agent.critic_target(obs, trainer.agent.actor(obs)),
+                                   source._critic(obs, source._actor(obs)))
