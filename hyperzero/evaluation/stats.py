@@ -8,7 +8,8 @@ than the floor, so no score exists) are left out of every aggregate and listed b
 
 Per method (rliable, Agarwal et al. 2021):
   * the **interquartile mean** (IQM: mean of the middle 50 %) of the scores of all pairs, and of the raw
-    returns, with **95 % stratified-bootstrap confidence intervals** (percentile method). The strata
+    returns, with **95 % stratified-bootstrap confidence intervals** (rliable's bootstrap, percentile
+    method; the IQM is rliable's definition, evaluated without scipy's per-call overhead). The strata
     are the split seeds and the resampled units their held-out tasks: every split keeps its weight and
     the interval reflects which tasks happened to be held out. When the splits hold different numbers
     of scored tasks (some were excluded), the strata would be ragged, which rliable does not support,
@@ -80,10 +81,16 @@ def pair_matrix(rows: Sequence, method: str, value: str, seeds: Sequence[int] | 
     return np.array([v for c in columns for v in c], dtype=np.float64)[:, None]
 
 
-def _iqm(x: np.ndarray) -> np.ndarray:
-    from rliable import metrics
+def interquartile_mean(x: np.ndarray) -> float:
+    """rliable's IQM (`rliable.metrics.aggregate_iqm`, scipy's 25 % trimmed mean over all entries), without
+    scipy's per-call argument handling, which dominated the bootstrap (~0.7 ms a call); tested equal."""
+    a = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    cut = int(0.25 * a.size)
+    return float(a[cut:a.size - cut].mean())
 
-    return np.array([metrics.aggregate_iqm(x)])
+
+def _iqm(x: np.ndarray) -> np.ndarray:
+    return np.array([interquartile_mean(x)])
 
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:

@@ -7,7 +7,8 @@ import pytest
 import scipy.stats
 
 from hyperzero.evaluation.metrics import ResultRow, per_task_curve, per_task_summary, read_results, summarize, write_results
-from hyperzero.evaluation.stats import aggregate, pair_matrix, probability_of_improvement, stats_to_markdown
+from hyperzero.evaluation.stats import (aggregate, interquartile_mean, pair_matrix, probability_of_improvement,
+                                       stats_to_markdown)
 
 
 def row(method, seed, task, speed, ret, expert, floor=100.0, excluded=""):
@@ -56,7 +57,7 @@ def test_iqm_and_intervals_come_from_rliable_over_all_seed_task_pairs():
     hz = stats["hyperzero"]
     scores = np.array([r.score for r in rows if r.method == "hyperzero"])
     assert hz.n_pairs == 15 and hz.n_seeds == 5 and hz.ci_strata == "split seeds"
-    assert hz.iqm_score == pytest.approx(scipy.stats.trim_mean(scores, 0.25))
+    assert hz.iqm_score == pytest.approx(scipy.stats.trim_mean(scores, 0.25))   # rliable's aggregate_iqm
     assert hz.mean_score == pytest.approx(scores.mean())
     assert hz.iqm_score_lo < hz.iqm_score < hz.iqm_score_hi and hz.iqm_score_hi - hz.iqm_score_lo < 0.3
     assert hz.iqm_return == pytest.approx(100 + 500 * hz.iqm_score)   # the return is an affine map of the score here
@@ -89,8 +90,13 @@ def test_probability_of_improvement_is_measured_against_the_strongest_baseline()
     assert "| hyperzero | 15 (5) |" in md and " vs mlp_policy |" in md
 
 
-def test_probability_of_improvement_equals_rliables():
+def test_fast_statistics_equal_rliables():
     from rliable import metrics
+
+    rng = np.random.default_rng(2)
+    for shape in ((3, 5), (1, 1), (7, 1), (4, 3)):
+        x = rng.normal(size=shape)
+        assert interquartile_mean(x) == pytest.approx(metrics.aggregate_iqm(x))
 
     rng = np.random.default_rng(3)
     for shape_x, shape_y in (((3, 5), (3, 5)), ((4, 2), (6, 2)), ((1, 1), (1, 1))):
