@@ -18,6 +18,11 @@ def test_meta_methods_fit_validate_and_adapt(method, tmp_path):
     fit(ds, tmp_path, cfg, progress=False)
     done = json.load(open(tmp_path / "done.json"))
     assert done["selected"] == "best" and np.isfinite(done["best_val"])
+    # the zero-shot row is selected on the zero-shot quantity, not on the post-adaptation loss it trains on
+    zero_shot = {"maml": "pre_adapt_mse", "pearl": "prior_z_action_loss"}[method]
+    assert done["selection_metric"] == "zero_shot_action_loss"
+    assert done["final_val"]["zero_shot_action_loss"] == done["final_val"][zero_shot]
+    assert done["final_val"]["zero_shot_action_loss"] != done["final_val"]["action_loss"]
     tm = load_fit(tmp_path)
     assert tm.is_meta
     t = ds.tasks[0]
