@@ -127,24 +127,16 @@ def _seeded(seed: int):
         np.random.set_state(state)
 
 
-def _paper_normalized(rows: Sequence, method: str) -> tuple[float, float]:
-    per_seed = defaultdict(list)
-    for r in rows:
-        if r.method == method and not r.excluded and math.isfinite(r.normalized):
-            per_seed[r.seed].append(r.normalized)
-    means = [float(np.mean(v)) for v in per_seed.values()]
-    if not means:
-        return float("nan"), float("nan")
-    return float(np.mean(means)), float(np.std(means, ddof=1)) if len(means) > 1 else 0.0
-
-
 def aggregate(rows: Sequence, reps: int = 2000, seed: int = 0, baseline: str | None = None) -> list[MethodStats]:
     """MethodStats per method (best IQM score first); see the module doc. `baseline` names Y in P(X > Y);
     None picks the baseline method (`is_baseline`) with the highest IQM score."""
     methods = list(dict.fromkeys(r.method for r in rows))
     if baseline is not None and baseline not in methods:
         raise ValueError(f"baseline {baseline!r} has no evaluated rows; choose one of {methods}")
+    from hyperzero.evaluation.metrics import summarize
+
     nan = float("nan")
+    paper = {p.method: p for p in summarize(rows)}   # the paper's metric, excluded rows left out
     stats: dict[str, MethodStats] = {}
     with _seeded(seed):
         for m in methods:
@@ -154,7 +146,7 @@ def aggregate(rows: Sequence, reps: int = 2000, seed: int = 0, baseline: str | N
             if n_pairs:
                 p, ci = _interval({"score": score, "return": ret}, _iqm, reps)
                 point_iqm, point_ret, ci_iqm, ci_ret = p["score"], p["return"], ci["score"], ci["return"]
-            norm_mean, norm_std = _paper_normalized(rows, m)
+            norm_mean, norm_std = (paper[m].normalized_mean, paper[m].normalized_std) if m in paper else (nan, nan)
             stats[m] = MethodStats(
                 method=m, n_seeds=len({r.seed for r in rows if r.method == m and not r.excluded}), n_pairs=n_pairs,
                 iqm_score=point_iqm, iqm_score_lo=ci_iqm[0], iqm_score_hi=ci_iqm[1],
