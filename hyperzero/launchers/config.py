@@ -150,6 +150,9 @@ def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
             value = load_yaml(raw)
         except yaml.YAMLError as e:
             raise ValueError(f"--set {item!r}: value is not valid YAML ({e})") from e
+        if parts[0] == "contexts" and len(parts) > 1 and isinstance(config.get("contexts"), dict):
+            # contexts holds exactly one of grid/sample/list: setting one kind replaces the preset's other kind
+            config["contexts"] = {k: v for k, v in config["contexts"].items() if k == parts[1]}
         node = config
         for p in parts[:-1]:
             if node.get(p) is None:

@@ -54,6 +54,9 @@ def test_lo_hi_step_and_exact_integers_through_set(capsys):
     assert config["experts"]["train_steps"] == 1000 and isinstance(config["experts"]["train_steps"], int)
     assert config["fit"]["steps"] == 2000 and isinstance(config["fit"]["steps"], int)
     assert config["fit"]["lr"] == 3e-4
+    # setting another kind of task list replaces the preset's (contexts holds exactly one kind)
+    assert resolve_config(TINY, ["contexts.list=[{speed: 3}, {speed: 2}]"])["contexts"] == {
+        "list": [{"speed": 3}, {"speed": 2}]}
     code, _ = cli(capsys, "run", "tiny", "--show", "--set", "contexts.grid.speed=-10:10:0.5")
     assert code == 0 and "'-10:10:0.5'" in cli.out
 
