@@ -167,8 +167,8 @@ def expert_problem(task_dir: Path) -> str | None:
     finished = _summary_finished(task_dir)
     if isinstance(finished, str):
         return finished
-    if finished:
-        bad = {p: r for p, r in damaged.items() if p.name not in RESUME_STATE}
+    if finished:  # only its own top-level files matter (not resume state, nor the gate's retry-<k>/ attempts)
+        bad = {p: r for p, r in damaged.items() if p.name not in RESUME_STATE and p.parent == task_dir}
         if bad:
             return "; ".join(f"{_rel(task_dir, p)}: {r}" for p, r in bad.items())
         if not (task_dir / "expert.pt").exists():
@@ -200,7 +200,7 @@ def check_expert(run_dir: Path, task_dir: Path) -> bool:
         return False
     if _summary_finished(task_dir) is not True:
         return False
-    for path, reason in damaged_files(task_dir):  # only resume state is left here (not needed any more)
+    for path, reason in damaged_files(task_dir):  # only resume state and old attempts are left (not needed)
         _move_aside(run_dir, path, f"{reason} (not needed: the expert is finished)")
     for name in EXPERT_TRUSTED:
         _adopt(task_dir / name)
