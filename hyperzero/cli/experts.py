@@ -64,21 +64,29 @@ def _config_from_args(args):
     return profile_config(args.profile, **{k: v for k, v in overrides.items() if v is not None})
 
 
-@locks_directory("out")
 def _train(args) -> int:
     from pathlib import Path
 
+    from hyperzero.envs import get_family
+    from hyperzero.experts.gate import GateConfig
+    from hyperzero.utils.lock import run_dir_lock
+
+    contexts = _contexts_from_args(args)  # every input is checked before the output directory is touched
+    space = get_family(args.family).context_space
+    contexts = [space.validate(c, allow_extrapolation=args.allow_extrapolation) for c in contexts]
+    config = _config_from_args(args)
+    config.resolved(args.family)
+    gate = None if args.no_gate else GateConfig(max_retries=args.gate_retries)
+    with run_dir_lock(args.out):  # one writer per directory
+        return _train_locked(args, Path(args.out), contexts, config, gate)
+
+
+def _train_locked(args, out, contexts, config, gate) -> int:
     from hyperzero.experts import train_experts
     from hyperzero.launchers.pipeline import check_expert
 
-    out = Path(args.out)
     for task_dir in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in ("corrupt", "stale")):
         check_expert(out, task_dir)  # damaged files are named and moved to OUT/corrupt/; those tasks are redone
-    from hyperzero.experts.gate import GateConfig
-
-    contexts = _contexts_from_args(args)
-    config = _config_from_args(args)
-    gate = None if args.no_gate else GateConfig(max_retries=args.gate_retries)
     summaries = train_experts(args.family, contexts, args.out, config, ensemble_size=args.ensemble_size,
                               num_workers=args.workers, executor=args.executor, ray_address=args.address,
                               progress=not args.no_progress, allow_extrapolation=args.allow_extrapolation, gate=gate)
