@@ -6,7 +6,6 @@ A module here joins the CLI by defining `register(subparsers)` (adds its parser(
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib
 import os
 import pkgutil
@@ -21,20 +20,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
             return text
         return super()._get_help_string(action)
-
-
-def locks_directory(attribute: str = "out"):
-    """Decorate a command so that it holds the lock of the directory in `args.<attribute>` while it runs
-    (hyperzero.utils.lock): a second command writing the same directory is refused, naming this one."""
-    def decorate(command):
-        @functools.wraps(command)
-        def locked(args):
-            from hyperzero.utils.lock import run_dir_lock
-
-            with run_dir_lock(getattr(args, attribute)):
-                return command(args)
-        return locked
-    return decorate
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hyperzero.cli import HelpFormatter, locks_directory
+from hyperzero.cli import HelpFormatter
 
 ORDER = 20
 PROFILES = ("authors", "fast")  # hyperzero.experts.profiles.PROFILES (not imported here: keeps --help fast)
@@ -104,11 +104,22 @@ def _train_locked(args, out, contexts, config, gate) -> int:
     return 0
 
 
-@locks_directory("out")
 def _collect(args) -> int:
-    from hyperzero.datasets.collect import collect_dataset  # the dataset stage; imported only when used
+    from pathlib import Path
 
+    from hyperzero.datasets.collect import collect_dataset  # the dataset stage; imported only when used
+    from hyperzero.utils.lock import run_dir_lock
+
+    if not Path(args.experts).is_dir():
+        raise ValueError(f"--experts {args.experts}: no such directory; pass the --out of `hyperzero experts train`")
+    if args.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1 (got {args.episodes})")
     names = args.context_names.split(",") if args.context_names else None
+    with run_dir_lock(args.out):  # one writer per directory
+        return _collect_locked(args, names, collect_dataset)
+
+
+def _collect_locked(args, names, collect_dataset) -> int:
     collect_dataset(args.experts, args.out, n_episodes=args.episodes, seed=args.seed, context_names=names,
                     exclude_flagged=args.exclude_flagged, progress=not args.no_progress)
     return 0

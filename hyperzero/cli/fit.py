@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from hyperzero.cli import HelpFormatter, locks_directory
+from hyperzero.cli import HelpFormatter
 
 ORDER = 40
 
@@ -113,12 +113,11 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-@locks_directory("out")
 def run(args) -> int:
     from hyperzero.datasets import load_dataset
-    from hyperzero.launchers.pipeline import check_fit, fit_inputs_problem, record_fit_inputs
     from hyperzero.models.config import ModelConfig
-    from hyperzero.training import FitConfig, fit
+    from hyperzero.training import FitConfig
+    from hyperzero.utils.lock import run_dir_lock
 
     methods, seeds = parse_methods(args.method), parse_seeds(args.seeds)
     model = dataclasses.replace(ModelConfig(), head_init=args.head_init, hidden_dim=args.hidden_dim,
@@ -135,6 +134,14 @@ def run(args) -> int:
     for c in configs:
         c.check()  # fail on bad options before any training
     ds = load_dataset(args.dataset)
+    with run_dir_lock(args.out):  # inputs are checked; now one writer per directory
+        return _fit_locked(args, ds, configs)
+
+
+def _fit_locked(args, ds, configs) -> int:
+    from hyperzero.launchers.pipeline import check_fit, fit_inputs_problem, record_fit_inputs
+    from hyperzero.training import fit
+
     tasks = {e["task_id"]: e["sha256"] for e in ds.manifest.get("tasks", [])}
     for c in configs:
         out = Path(args.out) / c.method / f"seed_{c.seed}"
