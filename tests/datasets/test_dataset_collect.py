@@ -8,6 +8,7 @@ import pytest
 from hyperzero.datasets import DATASET_SEED_RANGE, DatasetError, collect_dataset, load_dataset
 from hyperzero.datasets.collect import default_context_names, expert_episode_seeds
 from hyperzero.experts import TD3Config, load_expert, train_experts
+from hyperzero.utils.io import atomic_write_json
 
 FAMILY = "cheetah-run"
 SPEEDS = (-2.0, 1.0, 3.0)
@@ -24,7 +25,7 @@ def experts_dir(tmp_path_factory):
     summary_path = d / "speed=1_torso_length=0.5" / "summary.json"
     summary = json.loads(summary_path.read_text())
     summary["flagged"] = True
-    summary_path.write_text(json.dumps(summary))
+    atomic_write_json(summary_path, summary)  # through hyperzero's writer: a hand edit would fail its checksum
     (d / "speed=5_torso_length=0.5").mkdir()  # a task whose training never finished: no summary.json
     return d
 
@@ -137,7 +138,7 @@ def test_collect_errors(experts_dir, tmp_path):
     (broken / "speed=3_torso_length=0.5" / "summary.json").write_text("{")
     with pytest.raises(DatasetError, match=r"speed=3_torso_length=0.5/summary.json: not valid JSON"):
         collect_dataset(broken, tmp_path / "ds", progress=False)
-    (broken / "speed=3_torso_length=0.5" / "summary.json").write_text(json.dumps(
-        {"task_id": "speed=3_torso_length=0.5", "family": FAMILY, "context": {"speed": 4.0}, "finished": True}))
+    atomic_write_json(broken / "speed=3_torso_length=0.5" / "summary.json",
+                      {"task_id": "speed=3_torso_length=0.5", "family": FAMILY, "context": {"speed": 4.0}, "finished": True})
     with pytest.raises(DatasetError, match="does not match its context"):
         collect_dataset(broken, tmp_path / "ds", progress=False)

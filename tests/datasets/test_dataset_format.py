@@ -10,6 +10,7 @@ import pytest
 from hyperzero.datasets import (DatasetError, DatasetWriter, Episodes, discounted_return_to_go, load_dataset,
                                 record_episodes)
 from hyperzero.envs import make
+from hyperzero.utils.io import atomic_write_json
 
 FAMILY = "cheetah-run"
 CONTEXTS = [{"speed": 2.0, "torso_length": 0.4}, {"speed": -3.0, "torso_length": 0.6}]
@@ -261,20 +262,20 @@ def test_family_and_context_mismatch(copy):
         load_dataset(copy, verify_sha256=False)
     m = manifest_of(copy)
     m["tasks"][1]["context_vector"] = [-3.0]
-    (copy / "manifest.json").write_text(json.dumps(m))
+    atomic_write_json(copy / "manifest.json", m)  # a consistent checksum: the structure is what is tested
     with pytest.raises(DatasetError, match=r"manifest\.json: task 'speed=-3_torso_length=0.6' has a context_vector of dimension 1"):
         load_dataset(copy)
     m["tasks"][1]["context_vector"] = [-3.0, 0.5]
-    (copy / "manifest.json").write_text(json.dumps(m))
+    atomic_write_json(copy / "manifest.json", m)  # a consistent checksum: the structure is what is tested
     with pytest.raises(DatasetError, match="does not match its context"):
         load_dataset(copy)
     m["tasks"][1]["context_vector"] = [-3.0, 0.6]
     m["family"] = "finger-spin"
-    (copy / "manifest.json").write_text(json.dumps(m))
+    atomic_write_json(copy / "manifest.json", m)  # a consistent checksum: the structure is what is tested
     with pytest.raises(DatasetError, match="finger-spin.*obs_dim"):
         load_dataset(copy)
     m["family"] = "pogo-stick"
-    (copy / "manifest.json").write_text(json.dumps(m))
+    atomic_write_json(copy / "manifest.json", m)  # a consistent checksum: the structure is what is tested
     with pytest.raises(DatasetError, match="unknown family 'pogo-stick'"):
         load_dataset(copy)
 
@@ -321,14 +322,14 @@ def test_the_documented_sb3_example_runs(tmp_path, monkeypatch):
 def test_manifest_structure_errors(copy):
     m = manifest_of(copy)
     m["context_bounds"] = [[-10.0, 10.0]]  # one pair for two context names
-    (copy / "manifest.json").write_text(json.dumps(m))
+    atomic_write_json(copy / "manifest.json", m)  # a consistent checksum: the structure is what is tested
     with pytest.raises(DatasetError, match="context_bounds must be one"):
         load_dataset(copy)
     del m["context_bounds"], m["obs_dim"]
-    (copy / "manifest.json").write_text(json.dumps(m))
+    atomic_write_json(copy / "manifest.json", m)  # a consistent checksum: the structure is what is tested
     with pytest.raises(DatasetError, match=r"manifest\.json: manifest is missing \['obs_dim'\]"):
         load_dataset(copy)
     m["obs_dim"], m["format_version"] = 17, 2
-    (copy / "manifest.json").write_text(json.dumps(m))
+    atomic_write_json(copy / "manifest.json", m)  # a consistent checksum: the structure is what is tested
     with pytest.raises(DatasetError, match="format_version 2 is not supported"):
         load_dataset(copy)
