@@ -20,7 +20,7 @@ def experts_dir(tmp_path_factory):
     cfg = TD3Config(train_steps=200, seed_steps=100, random_steps=100, max_episode_steps=100, eval_every=0,
                     eval_episodes=1, checkpoint_every=0, hidden_sizes=(16,), batch_size=16, device="cpu",
                     torch_threads=1)
-    train_experts(FAMILY, [{"speed": v} for v in SPEEDS], d, cfg, num_workers=1, progress=False)
+    train_experts(FAMILY, [{"speed": v} for v in SPEEDS], d, cfg, num_workers=1, progress=False, gate=None)
     # the quality gate flagged one expert (as train_experts does with --quality-threshold)
     summary_path = d / "speed=1_torso_length=0.5" / "summary.json"
     summary = json.loads(summary_path.read_text())

@@ -15,9 +15,9 @@ FILES = {"expert.pt", "checkpoint.pt", "progress.csv", "tb", "summary.json"}
 def test_ray_sweep_makes_the_same_files_as_local(tmp_path):
     cfg = tiny(train_steps=200, eval_every=0)
     local = train_experts("cheetah-run", CONTEXTS, tmp_path / "local", cfg, ensemble_size=2, num_workers=1,
-                          progress=False)
+                          progress=False, gate=None)
     remote = train_experts("cheetah-run", CONTEXTS, tmp_path / "ray", cfg, ensemble_size=2, num_workers=2,
-                           executor="ray", progress=False)
+                           executor="ray", progress=False, gate=None)
     assert not ray.is_initialized()  # we started it, so we shut it down
     assert os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0"
     for a, b in zip(local, remote):

@@ -40,7 +40,7 @@ def _cli(out: Path) -> list[str]:
             "--contexts", "speed=2", "speed=-3", "--out", str(out), "--steps", "1500", "--max-episode-steps", "100",
             "--checkpoint-every", "100", "--eval-every", "500", "--eval-episodes", "1", "--hidden", "32,32",
             "--batch-size", "32", "--seed-steps", "100", "--random-steps", "50", "--workers", "1", "--threads", "1",
-            "--no-progress"]
+            "--no-progress", "--no-gate"]  # the gate's retries are tested in test_gate.py
 
 
 def test_sigkill_then_same_command_resumes_and_finishes(tmp_path):
