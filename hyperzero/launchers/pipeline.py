@@ -602,6 +602,12 @@ def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequ
             _say(f"removed {len(leftovers)} temporary file(s) left by an interrupted write "
                  f"({', '.join(_rel(run_dir, p) for p in leftovers[:3])}{' ...' if len(leftovers) > 3 else ''})")
         _check_and_write_config(run_dir, config, where, force)
+        info_path = run_dir / "run_info.json"  # the previous invocation's record: replaced, but not without a word
+        if info_path.exists():
+            try:
+                verify(info_path)
+            except CorruptFileError as e:
+                _move_aside(run_dir, info_path, f"{e.reason}; a new one is written")
         write_run_info(run_dir, config, seeds={"experts": config["experts"].get("seed"),
                                                "dataset": config["dataset"]["seed"], "fit": config["fit"]["seeds"]},
                        stage="pipeline", source=source, overrides=list(overrides), packing=packing_record(config),
