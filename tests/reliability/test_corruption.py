@@ -174,3 +174,12 @@ def test_a_file_written_before_checksums_is_adopted_after_it_loads(run_copy, cap
     shutil.copy(run_copy / "experts/speed=4_torso_length=0.5/expert.pt", expert)  # a different, valid file
     assert not check_expert(run_copy, run_copy / EXPERT)
     assert "expert.pt: content does not match" in capsys.readouterr().err
+
+
+def test_checksums_are_sha256sum_compatible(tiny_run):
+    import subprocess
+
+    task = tiny_run / EXPERT
+    check = subprocess.run(["sha256sum", "-c", "expert.pt.sha256", "summary.json.sha256"], cwd=task,
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and "expert.pt: OK" in check.stdout, check.stdout + check.stderr
