@@ -16,7 +16,6 @@ checksum so that from then on it is protected).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -211,8 +210,3 @@ def remove_temp_files(directory: str | os.PathLike) -> list[Path]:
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
-
-
-def json_checksum(obj) -> str:
-    """A stable checksum of JSON-able data (sorted keys)."""
-    return sha256_bytes(json.dumps(obj, sort_keys=True, default=str).encode())
