@@ -192,17 +192,25 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
         try:
             s = read_json(summary_path)
         except (OSError, json.JSONDecodeError):
-            expert_rows.append((summary_path.parent.name, "unreadable summary", "", "", ""))
+            expert_rows.append((summary_path.parent.name, "unreadable summary", "", "", "", "", ""))
             continue
+        task = s.get("task_id", summary_path.parent.name)
+        gate = s.get("gate") or {}
         if s.get("flagged"):
-            flagged.append(s.get("task_id", summary_path.parent.name))
-        expert_rows.append((s.get("task_id", summary_path.parent.name), s.get("train_steps", "n/a"),
+            flagged.append(f"{task} ({gate.get('reason', 'below the quality threshold')})")
+        attempts = "" if not s.get("retries") else (
+            f"retried; kept {s.get('promoted_from', 'the first attempt')}")
+        expert_rows.append((task, s.get("train_steps", "n/a"),
                             f"{_fmt(s.get('eval_return_mean'))} ± {_fmt(s.get('eval_return_std'))}",
-                            _fmt(expert_cache.get(s.get("task_id"))), "yes" if s.get("flagged") else ""))
+                            _fmt(s.get("floor_return")), _fmt(expert_cache.get(task)), attempts,
+                            "**yes**" if s.get("flagged") else "no" if gate else ""))
     if expert_rows:
-        doc.table(["task", "train steps", "return (expert's own eval)", "return on evaluation seeds (held-out only)",
-                   "flagged"], expert_rows)
-        doc.para(f"Flagged experts: {', '.join(flagged) if flagged else 'none'}.")
+        doc.para("Every expert is judged by the quality gate (docs/experts.md): at least 0.9 of the family's "
+                 "ceiling, or close to its best neighbouring task above the do-nothing floor. A flagged expert's "
+                 "task is left out of the dataset and of every score.")
+        doc.table(["task", "train steps", "return (expert's own eval)", "do-nothing floor",
+                   "return on evaluation seeds (held-out only)", "gate retry", "flagged"], expert_rows)
+        doc.para(f"Flagged experts: {'; '.join(flagged) if flagged else 'none'}.")
     else:
         doc.para("No expert summaries found.")
 

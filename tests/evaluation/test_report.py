@@ -32,10 +32,13 @@ def test_report_is_self_contained_and_lists_experts(tmp_path):
         (run / "experts" / task).mkdir(parents=True)
         (run / "experts" / task / "summary.json").write_text(json.dumps(
             {"task_id": task, "train_steps": 1234, "eval_return_mean": 480.0, "eval_return_std": 3.0,
-             "flagged": flagged, "finished": True}))
+             "flagged": flagged, "finished": True, "floor_return": 100.0,
+             "gate": {"passed": not flagged, "reason": "480 < 716 = floor 100 + 0.7 x (neighbour speed=3 980 - floor)"
+                      if flagged else "passed"}}))
     md, page = write_report(run, command=["hyperzero", "run", "demo"])
     text = md.read_text()
-    assert "train_steps=1234" in text and "Flagged experts: speed=4." in text
+    assert "train_steps=1234" in text
+    assert "Flagged experts: speed=4 (480 < 716 = floor 100 + 0.7 x (neighbour speed=3 980 - floor))." in text
     assert "hyperzero run demo" in text
     # aggregates with intervals: hyperzero's scores are 0.875 and 0.9 on the 2 x 2 scored pairs
     line = next(l for l in text.splitlines() if l.startswith("| hyperzero | 4 (2) |"))
