@@ -3,7 +3,7 @@
     python benchmarks/plot_expert_curves.py RUN_OR_EXPERTS_DIR [...] --out docs/figures/expert-curves.png
 
 Each argument is a directory holding `<task_id>/progress.csv` (an experts dir) or one task dir.
-Anchors from peers-and-anchors.md (SAC at 100k on the standard reward) are drawn for reference.
+A dotted line marks ~100, what a motionless cheetah or spinner earns (walker has no such floor).
 """
 from __future__ import annotations
 

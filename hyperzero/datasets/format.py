@@ -2,7 +2,7 @@
 
 A dataset directory holds `manifest.json` and one `tasks/<task_id>.npz` per task. Every fact about
 a task (its context, its expert, its seeds) is stored in the manifest and in the task file; nothing
-is ever parsed back from a path (the original regex-parsed directory names, original-code-notes §7.2).
+is ever parsed back from a path (the original code regex-parsed directory names; docs/original-code.md).
 Task files are plain `.npz` archives readable with `numpy.load(path, allow_pickle=False)`.
 """
 from __future__ import annotations
