@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -25,19 +24,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def _tasks(root: Path, speeds):
+    from hyperzero.experts.sweep import plan_tasks
+
+    return plan_tasks("cheetah-run", [{"speed": float(v)} for v in speeds], root, seed=2)
+
+
 def _ours(n: int, precision: str, steps: int, threads: int) -> float:
     import torch
 
     from hyperzero.experts import TD3Config
     from hyperzero.experts.trainer import GroupTrainer
-    from tests.experts.helpers import task
-
     torch.set_num_threads(threads)
     seed = 1000
     cfg = TD3Config(train_steps=seed + steps, seed_steps=seed, random_steps=seed, eval_every=0, eval_episodes=1,
                     checkpoint_every=0, precision=precision, torch_threads=threads, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        tasks = [task(Path(tmp), 2, speed=float(s)) for s in (10, -10, 5, -5, 3, -3, 8, -8)[:n]]
+        tasks = _tasks(Path(tmp), (10, -10, 5, -5, 3, -3, 8, -8)[:n])
         trainer = GroupTrainer("cheetah-run", tasks, cfg, progress=False)
         stamps = []
         update = trainer.agent.update
@@ -90,7 +93,6 @@ def _memory(n: int, rows: int) -> dict:
 
     from hyperzero.experts import TD3Config
     from hyperzero.experts.trainer import GroupTrainer
-    from tests.experts.helpers import task
 
     def rss_mb(field: str = "VmRSS") -> float:
         with open("/proc/self/status") as f:
@@ -99,7 +101,7 @@ def _memory(n: int, rows: int) -> dict:
     base = rss_mb()
     cfg = TD3Config(train_steps=rows, eval_every=0, checkpoint_every=0, device="cpu", torch_threads=1)
     with tempfile.TemporaryDirectory() as tmp:
-        tasks = [task(Path(tmp), 2, speed=float(s)) for s in np.linspace(1, 10, n)]
+        tasks = _tasks(Path(tmp), np.linspace(1, 10, n))
         trainer = GroupTrainer("cheetah-run", tasks, cfg, progress=False)
         built = rss_mb()
         rb = trainer.replay
@@ -128,16 +130,21 @@ def main() -> None:
         return
     import torch
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; "
-          f"command: {' '.join(sys.argv)}")
+    from hyperzero.utils.hardware import cpu_has_native_bf16, cpu_model
+
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, native bf16: {cpu_has_native_bf16()}; torch "
+          f"{torch.__version__}; load average before: {os.getloadavg()}; command: {' '.join(sys.argv)}")
     if "speed" in args.what:
         print("\n| config | torch threads | agent env-steps/s |\n|---|---|---|")
         rows = [("ours N=1 fp32", lambda: _ours(1, "fp32", args.steps, args.threads)),
-                ("ours N=8 fp32", lambda: _ours(8, "fp32", max(args.steps // 4, 200), args.threads)),
-                ("ours N=8 bf16", lambda: _ours(8, "bf16", max(args.steps // 4, 200), args.threads)),
-                ("SB3 TD3 (same nets/batch/delay)", lambda: _sb3(args.steps, args.threads))]
+                ("SB3 TD3 (same nets/batch/delay)", lambda: _sb3(args.steps, args.threads)),
+                ("ours N=4 fp32", lambda: _ours(4, "fp32", max(args.steps // 2, 200), args.threads)),
+                ("ours N=8 fp32", lambda: _ours(8, "fp32", max(args.steps // 4, 200), args.threads))]
+        if cpu_has_native_bf16():  # elsewhere bf16 is emulated (~17x slower) and the trainer refuses it
+            rows.append(("ours N=8 bf16", lambda: _ours(8, "bf16", max(args.steps // 4, 200), args.threads)))
         for name, fn in rows:
             print(f"| {name} | {args.threads} | {fn():.0f} |", flush=True)
+    print(f"load average after: {os.getloadavg()}")
     if "memory" in args.what:
         print(f"\n| N | replay rows/member | replay arrays MB | RSS after build MB | peak RSS MB |\n|---|---|---|---|---|")
         for n in (1, 8):

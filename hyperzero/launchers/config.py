@@ -107,7 +107,7 @@ def load_config_source(source: str) -> tuple[dict, str]:
         if not path.is_file():
             raise ValueError(f"config file {source} does not exist; pass a preset name ({', '.join(list_presets())}) "
                              f"or an existing YAML file")
-        where = str(path.resolve())
+        where = str(path)  # as given: an absolute path would record the build machine in config.yaml
         text = path.read_text()
     else:
         presets = list_presets()
