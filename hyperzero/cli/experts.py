@@ -160,7 +160,7 @@ def register(subparsers) -> None:
                    help="skip the quality gate (no retries; only --quality-threshold flags experts)")
     t.add_argument("--gate-retries", type=int, default=1,
                    help="retrain an expert that scores far below its neighbours this many times (new seed, "
-                        "warm start from the best neighbour)")
+                        "warm start from the nearest expert that passed)")
     t.add_argument("--ensemble-size", type=int, help="tasks per stacked ensemble (default: spread over workers, <= 8)")
     t.add_argument("--workers", type=int, help="parallel processes / Ray tasks (default: one per core)")
     t.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")

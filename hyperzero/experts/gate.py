@@ -25,7 +25,7 @@ class GateConfig:
     ceiling_fraction: float = 0.9  # a return >= this x the family's ceiling passes outright
     neighbour_fraction: float = 0.7  # else (R - floor) must reach this x (best neighbour - floor)
     neighbours: int = 4  # how many nearest tasks (normalised context distance) an expert is compared with
-    max_retries: int = 1  # retrained attempts of a failed expert (warm start from the best neighbour, new seed)
+    max_retries: int = 1  # retrained attempts of a failed expert (warm start from the nearest passing expert, new seed)
     retry_steps: int | None = None  # env steps of a retry; None = the expert's train_steps
 
     def retry_config(self, config: "TD3Config", warm: bool) -> "TD3Config":
@@ -84,14 +84,35 @@ def do_nothing_return(family: str, context: Mapping[str, float], seeds: Sequence
     return float(np.mean(total))
 
 
+def _points(family: str, summaries: Sequence[Mapping]) -> np.ndarray:
+    """The tasks' varied context features, normalised to [-1, 1] by the family's bounds: [n_tasks, n_features]."""
+    from hyperzero.envs import get_family
+
+    space = get_family(family).context_space
+    names = [n for n in space.names if len({s["context"].get(n) for s in summaries}) > 1] or space.names[:1]
+    return np.stack([space.normalize(space.to_vector(s["context"], names), names) for s in summaries])
+
+
+def warm_start_source(family: str, summaries: Sequence[Mapping], verdicts: Sequence[Verdict], i: int) -> str | None:
+    """The task a retry of task i starts from: the nearest task that passed the gate (ties: the higher return).
+
+    Not simply the best neighbour: on cheetah the best of the 4 nearest speeds of -3 can be +1, a forward gait
+    that is a worse start for running backwards than -2's."""
+    points = _points(family, summaries)
+    dist = np.linalg.norm(points - points[i], axis=1)
+    passing = [j for j, v in enumerate(verdicts) if v.passed and j != i]
+    if not passing:
+        return None
+    best = min(passing, key=lambda j: (dist[j], -float(summaries[j]["eval_return_mean"])))
+    return summaries[best]["task_id"]
+
+
 def judge(family: str, summaries: Sequence[Mapping], gate: GateConfig) -> list[Verdict]:
     """One verdict per summary (summaries need task_id, context, eval_return_mean, floor_return)."""
     from hyperzero.envs import get_family
 
     fam = get_family(family)
-    space = fam.context_space
-    names = [n for n in space.names if len({s["context"].get(n) for s in summaries}) > 1] or space.names[:1]
-    points = np.stack([space.normalize(space.to_vector(s["context"], names), names) for s in summaries])
+    points = _points(family, summaries)
     returns = np.array([float(s["eval_return_mean"]) for s in summaries])
     short = summaries[0].get("config", {}).get("max_episode_steps") if summaries else None
     ceiling = fam.max_reward * (short or fam.episode_steps)

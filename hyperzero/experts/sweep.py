@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from hyperzero.experts.config import TD3Config
-from hyperzero.experts.gate import GateConfig, judge
+from hyperzero.experts.gate import GateConfig, judge, warm_start_source
 from hyperzero.experts.trainer import (EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step, default_threads,
                                        is_finished, train_group)
 from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
@@ -154,16 +154,17 @@ RETRY_SEED_STRIDE = 1000  # retry k of an expert with seed s uses seed s + k * 1
 
 def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: TD3Config, gate: GateConfig,
                 out_dir: Path, ensemble_size, num_workers, executor, ray_address, progress) -> list[dict]:
-    """Judge, retry failures (warm start from the best neighbour, new seed), keep each task's best attempt."""
+    """Judge, retry failures (warm start from the nearest passing expert, new seed), keep each task's best attempt."""
     by_id = {t.task_id: t for t in tasks}
     for attempt in range(1, gate.max_retries + 1):
         verdicts = judge(family, summaries, gate)
         retry = []
-        for s, v in zip(summaries, verdicts):
+        for i, (s, v) in enumerate(zip(summaries, verdicts)):
             if v.passed or len(s.get("retries", [])) >= attempt:
                 continue
             t = by_id[s["task_id"]]
-            warm = out_dir / v.reference_task / EXPERT if v.reference_task else None
+            source = warm_start_source(family, summaries, verdicts, i)
+            warm = out_dir / source / EXPERT if source else None
             retry.append(TaskSpec(t.task_id, t.context, t.seed + attempt * RETRY_SEED_STRIDE,
                                   t.dir / f"retry-{attempt}", warm_start=warm))
         if not retry:
@@ -171,7 +172,7 @@ def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: 
         if progress:
             print(f"experts: quality gate: {len(retry)} expert(s) below what their task can score "
                   f"({', '.join(r.task_id for r in retry)}); retry {attempt}/{gate.max_retries} with a new seed, "
-                  "warm-started from the best neighbouring expert", file=sys.stderr)
+                  "warm-started from the nearest expert that passed", file=sys.stderr)
         pending = [r for r in retry if not is_finished(r.dir)]
         for warm in (True, False):  # warm-started and fresh retries differ in random_steps: separate ensembles
             group = [r for r in pending if (r.warm_start is not None) == warm]

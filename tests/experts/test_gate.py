@@ -28,6 +28,18 @@ def test_quickstart_failure_is_caught():
     assert "neighbour" in verdicts["speed=3"].reason
 
 
+def test_retry_starts_from_the_nearest_expert_that_passed():
+    from hyperzero.experts.gate import warm_start_source
+
+    s = _summaries({-4: 700, -3: 660, -2: 979, -1: 990, 1: 996, 2: 763, 3: 661, 4: 605})
+    verdicts = judge("cheetah-run", s, GateConfig())
+    ids = [x["task_id"].split("_")[0] for x in s]
+    source = {ids[i]: warm_start_source("cheetah-run", s, verdicts, i) for i, v in enumerate(verdicts) if not v.passed}
+    # backward speeds start from a backward gait (-2), never from the best but opposite +1
+    assert source["speed=-3"].startswith("speed=-2_") and source["speed=-4"].startswith("speed=-2_")
+    assert source["speed=4"].startswith("speed=2_")
+
+
 def test_a_hard_task_passes_when_its_neighbours_score_alike():
     # far below the ceiling, but so is every neighbour: the task itself is hard, not the expert bad
     s = _summaries({6: 420, 7: 440, 8: 400, 9: 380, 10: 350})
