@@ -9,7 +9,8 @@ from .helpers import tiny
 
 ray = pytest.importorskip("ray")
 CONTEXTS = [{"speed": 2.0}, {"speed": -3.0}, {"speed": 5.0}]
-FILES = {"expert.pt", "checkpoint.pt", "progress.csv", "tb", "summary.json"}
+FILES = {"expert.pt", "checkpoint.pt", "progress.csv", "tb", "summary.json",
+         "expert.pt.sha256", "checkpoint.pt.sha256", "summary.json.sha256"}  # checksums of what a rerun trusts
 
 
 def test_ray_sweep_makes_the_same_files_as_local(tmp_path):
