@@ -74,7 +74,7 @@ def test_sigkill_then_same_command_resumes_and_finishes(tmp_path):
     # a third run retrains nothing (finished experts are never retrained)
     mtime = (dirs[0] / "expert.pt").stat().st_mtime_ns
     summaries = train_experts("cheetah-run", [{"speed": 2.0}], out, tiny(train_steps=1500, max_episode_steps=100),
-                              progress=False)
+                              progress=False, gate=None)
     assert summaries[0]["train_steps"] == 1500 and (dirs[0] / "expert.pt").stat().st_mtime_ns == mtime
 
 
