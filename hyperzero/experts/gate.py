@@ -64,24 +64,11 @@ class Verdict:
 def do_nothing_return(family: str, context: Mapping[str, float], seeds: Sequence[int],
                       max_episode_steps: int | None = None) -> float:
     """Mean return of zero actions on the given episode seeds: the floor every expert must clear."""
-    from hyperzero.envs import make
+    from hyperzero.envs import get_family
+    from hyperzero.envs.rollout import rollout_returns, zero_action_policy
 
-    env = make(family, context=dict(context))
-    total = []
-    try:
-        for seed in seeds:
-            env.reset(seed=int(seed))
-            ret, steps, done = 0.0, 0, False
-            zero = np.zeros(env.action_space.shape, np.float32)
-            while not done:
-                _, r, term, trunc, _ = env.step(zero)
-                ret += r
-                steps += 1
-                done = term or trunc or (max_episode_steps is not None and steps >= max_episode_steps)
-            total.append(ret)
-    finally:
-        env.close()
-    return float(np.mean(total))
+    act = zero_action_policy(get_family(family).act_dim)
+    return float(np.mean(rollout_returns(family, dict(context), act, seeds, max_steps=max_episode_steps)))
 
 
 def _points(family: str, summaries: Sequence[Mapping]) -> np.ndarray:
