@@ -1,6 +1,6 @@
-"""Rollouts for evaluation: the lockstep episode runner lives in `hyperzero.training.rollout` (a fit
-selects checkpoints by return on its validation tasks with it) and is re-exported here; rendering
-one episode for videos is evaluation's own."""
+"""Rollouts for evaluation: the lockstep episode runner (`hyperzero.envs.rollout`, shared with the experts'
+gate and a fit's checkpoint selection) and the torch-policy wrapper (`hyperzero.training.rollout`) are
+re-exported here; rendering one episode for videos is evaluation's own."""
 from __future__ import annotations
 
 from typing import Mapping
