@@ -4,7 +4,8 @@
         --out $HOME/hz-runs/solver/fast
 
 Each variant trains one ensemble (one member per speed) of cheetah-run experts with the same seed, evaluates
-every --eval-every steps, and appends rows to <out>/curve.csv: variant, step, wall seconds, speed, return.
+every --eval-every steps, and appends rows to <out>/final.csv: variant, seed, speed, steps, return, wall seconds (curves in
+<out>/<task>/progress.csv). The quality gate is off: this compares solvers, not retries.
 Resumable: rerunning the same command continues from the checkpoints. Variants are TD3Config overrides.
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ VARIANTS: dict[str, dict] = {
     "v1+nstep3+ln": dict(hidden_sizes=(128, 128), actor_lr=3e-4, critic_lr=3e-4, std_decay_steps=30_000,
                          n_step=3, critic_layer_norm=True),
     "fast-lr1e-3": {**PROFILES["fast"], "actor_lr": 1e-3, "critic_lr": 1e-3},
+    # fast, plus every member learning from the others' transitions relabelled with its own reward
+    "fast+shared": {**PROFILES["fast"], "share_experience": True},
 }
 
 
@@ -53,7 +56,7 @@ def main() -> None:
     out = Path(args.out)
     t0 = time.time()
     summaries = train_experts(args.family, [{"speed": s} for s in args.tasks], out, cfg, ensemble_size=len(args.tasks),
-                              num_workers=1, progress=False)
+                              num_workers=1, progress=False, gate=None)
     wall = time.time() - t0
     with open(out / "final.csv", "a", newline="") as f:
         w = csv.writer(f)

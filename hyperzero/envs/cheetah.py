@@ -6,11 +6,12 @@ torso takes a larger share of the mass and the legs get lighter (inertias change
 """
 from __future__ import annotations
 
+import numpy as np
 from dm_control.suite import cheetah
 
 from hyperzero.envs.context import ContextFeature
 from hyperzero.envs.family import Family, find, fmt, friction_feature, gravity_feature
-from hyperzero.envs.rewards import directional_speed
+from hyperzero.envs.rewards import directional_speed, directional_speed_array
 
 RUN_SPEED = 10.0           # dm_control's cheetah-run target (m/s)
 TORSO_HALF_LENGTH = 0.5    # dm_control's torso capsule half-length (m)
@@ -43,6 +44,15 @@ class ContextualCheetah(cheetah.Cheetah):
 
     def get_reward(self, physics):
         return directional_speed(physics.speed(), self._target_speed, self._value_at_margin)
+
+    # The reward as a function of physics readings, so transitions can be relabelled for another target.
+    READINGS = ("speed",)
+
+    def reward_readings(self, physics) -> tuple[float, ...]:
+        return (float(physics.speed()),)
+
+    def reward_from_readings(self, readings: np.ndarray) -> np.ndarray:
+        return directional_speed_array(readings[..., 0], self._target_speed, self._value_at_margin)
 
 
 def _make_task(context, value_at_margin, random):

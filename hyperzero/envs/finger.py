@@ -14,7 +14,7 @@ from dm_control.suite import finger
 
 from hyperzero.envs.context import ContextFeature
 from hyperzero.envs.family import Family, find, fmt, friction_feature
-from hyperzero.envs.rewards import directional_speed
+from hyperzero.envs.rewards import directional_speed, directional_speed_array
 
 SPIN_VELOCITY = 15.0       # dm_control's spin target (rad/s)
 DISTAL_LENGTH = 0.16       # dm_control's distal phalanx length (m)
@@ -78,6 +78,15 @@ class ContextualSpin(finger.Spin):
 
     def get_reward(self, physics):
         return directional_speed(hinge_velocity(physics), self._target_speed, self._value_at_margin)
+
+    # The reward as a function of physics readings, so transitions can be relabelled for another target.
+    READINGS = ("hinge_velocity",)
+
+    def reward_readings(self, physics) -> tuple[float, ...]:
+        return (hinge_velocity(physics),)
+
+    def reward_from_readings(self, readings: np.ndarray) -> np.ndarray:
+        return directional_speed_array(readings[..., 0], self._target_speed, self._value_at_margin)
 
 
 def _make_task(context, value_at_margin, random):

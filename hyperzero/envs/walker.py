@@ -5,12 +5,13 @@ legs attach inside a longer capsule. There is no settotalmass: mass scales with 
 """
 from __future__ import annotations
 
+import numpy as np
 from dm_control.suite import walker
 from dm_control.utils import rewards
 
 from hyperzero.envs.context import ContextFeature
 from hyperzero.envs.family import Family, find, fmt, friction_feature, gravity_feature
-from hyperzero.envs.rewards import directional_speed
+from hyperzero.envs.rewards import directional_speed, directional_speed_array
 
 WALK_SPEED = 1.0           # dm_control's walk speed (m/s)
 STAND_HEIGHT = 1.2         # dm_control's standing torso height (m)
@@ -41,12 +42,23 @@ class ContextualWalker(walker.PlanarWalker):
         super().__init__(move_speed=speed, random=random)
 
     def get_reward(self, physics):
+        stand_reward, velocity = self.reward_readings(physics)
+        move_reward = directional_speed(velocity, self._target_speed, self._value_at_margin)
+        return float(stand_reward * (5 * move_reward + 1) / 6)
+
+    # The reward as a function of physics readings, so transitions can be relabelled for another target:
+    # the stand term does not depend on the target speed.
+    READINGS = ("stand_reward", "horizontal_velocity")
+
+    def reward_readings(self, physics) -> tuple[float, ...]:
         standing = rewards.tolerance(physics.torso_height(), bounds=(STAND_HEIGHT, float("inf")),
                                      margin=STAND_HEIGHT / 2)
         upright = (1 + physics.torso_upright()) / 2
-        stand_reward = (3 * standing + upright) / 4
-        move_reward = directional_speed(physics.horizontal_velocity(), self._target_speed, self._value_at_margin)
-        return float(stand_reward * (5 * move_reward + 1) / 6)
+        return (float((3 * standing + upright) / 4), float(physics.horizontal_velocity()))
+
+    def reward_from_readings(self, readings: np.ndarray) -> np.ndarray:
+        move = directional_speed_array(readings[..., 1], self._target_speed, self._value_at_margin)
+        return readings[..., 0] * (5 * move + 1) / 6
 
 
 def _make_task(context, value_at_margin, random):

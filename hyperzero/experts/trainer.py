@@ -109,9 +109,11 @@ class GroupTrainer:
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         self.agent = EnsembleTD3(self.fam.obs_dim, self.fam.act_dim, cfg, [t.seed for t in tasks], self.device)
-        self.replay = StackedReplay(self.n, min(cfg.replay_capacity, cfg.train_steps), self.fam.obs_dim,
-                                    self.fam.act_dim)
         self.envs = [_make_env(family, t.context, cfg.max_episode_steps) for t in tasks]
+        self.reward_tasks = [env.unwrapped.dm_env.task for env in self.envs]
+        self.pools = experience_pools(self.fam, [t.context for t in tasks]) if cfg.share_experience else None
+        self.replay = StackedReplay(self.n, min(cfg.replay_capacity, cfg.train_steps), self.fam.obs_dim,
+                                    self.fam.act_dim, n_readings=len(self.reward_tasks[0].READINGS) if self.pools else 0)
         self.eval_envs = None
         self.step = 0
         self.episodes = np.zeros(self.n, np.int64)  # train episodes started, per member
@@ -148,7 +150,8 @@ class GroupTrainer:
             if s.get("format") != FORMAT_VERSION:
                 raise ValueError(f"{t.dir / CHECKPOINT}: unknown checkpoint format {s.get('format')}; delete it to retrain")
             old = s["config"]
-            for key in ("hidden_sizes", "batch_size", "gamma", "precision", "n_step", "critic_layer_norm"):
+            for key in ("hidden_sizes", "batch_size", "gamma", "precision", "n_step", "critic_layer_norm",
+                        "share_experience"):
                 if old.get(key, TD3Config.__dataclass_fields__[key].default) != self.cfg.to_dict()[key]:
                     raise ValueError(f"{t.dir / CHECKPOINT} was trained with {key}={old[key]} but this run asks for "
                                      f"{self.cfg.to_dict()[key]}; rerun with the same setting or delete the checkpoint")
@@ -221,17 +224,22 @@ class GroupTrainer:
             next_obs = np.empty_like(obs)
             reward = np.zeros(self.n, np.float32)
             not_done = np.ones(self.n, np.float32)
+            readings = np.zeros((self.n, self.replay.readings.shape[-1]), np.float32)
             for i, env in enumerate(self.envs):
                 next_obs[i], reward[i], term, trunc, _ = env.step(env_action[i])
                 if term or (trunc and not cfg.bootstrap_on_truncation):
                     not_done[i] = 0.0
                 need_reset[i] = term or trunc
-            self.replay.add(obs, stored, reward, not_done, next_obs, episode_end=need_reset)
+                if self.pools:
+                    readings[i] = self.reward_tasks[i].reward_readings(env.unwrapped.physics)
+            self.replay.add(obs, stored, reward, not_done, next_obs, episode_end=need_reset, readings=readings)
             ep_return += reward
             obs = next_obs
             self.step += 1
             if self.step >= cfg.seed_steps and self.step % cfg.critic_update_every == 0:
-                batch = self.replay.sample(cfg.batch_size, [r.replay for r in self.agent.rngs], cfg.gamma, cfg.n_step)
+                batch = self.replay.sample(cfg.batch_size, [r.replay for r in self.agent.rngs], cfg.gamma, cfg.n_step,
+                                           pools=self.pools,
+                                           relabel=[t.reward_from_readings for t in self.reward_tasks] if self.pools else None)
                 metrics = self.agent.update(batch, self.step, update_actor=self.step % cfg.actor_update_every == 0)
                 for k, v in metrics.items():
                     ep_metrics.setdefault(k, []).append(v)
@@ -298,6 +306,14 @@ class GroupTrainer:
         }
         atomic_write_json(t.dir / SUMMARY, summary)  # written last: its presence means the expert is complete
         return summary
+
+
+def experience_pools(fam, contexts: Sequence[dict]) -> list[list[int]]:
+    """For shared experience: pools[i] lists the members whose dynamics equal member i's (every context feature
+    except the reward ones), so only transitions of the same MDP dynamics are relabelled and shared."""
+    reward_features = set(fam.context_space.names_of_kind("reward"))
+    keys = [tuple(sorted((k, v) for k, v in ctx.items() if k not in reward_features)) for ctx in contexts]
+    return [[j for j, other in enumerate(keys) if other == key] for key in keys]
 
 
 def train_group(family: str, tasks: Sequence[TaskSpec], config: TD3Config, progress: bool = True,
