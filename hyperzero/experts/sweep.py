@@ -13,6 +13,7 @@ from hyperzero.experts.gate import GateConfig, judge, warm_start_source
 from hyperzero.experts.trainer import (EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step, default_threads,
                                        is_finished, train_group)
 from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
+from hyperzero.utils.ray_local import start_ray
 from hyperzero.utils.runinfo import write_run_info
 
 EXECUTORS = ("local", "ray")
@@ -76,12 +77,6 @@ def _group_entry(family: str, tasks: list[TaskSpec], config_dict: dict, progress
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     return train_group(family, tasks, config, progress=progress, position=position)
-
-
-def _repo_root() -> str:
-    import hyperzero
-
-    return str(Path(hyperzero.__file__).resolve().parent.parent)
 
 
 def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir: str | Path,
@@ -231,46 +226,6 @@ def _run_processes(family: str, groups, cfg: TD3Config, workers: int, progress: 
 
 
 # ----------------------------------------------------------------------------- Ray
-LOOPBACK_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # makes Ray use 127.0.0.1 as the node IP: every socket on loopback
-    "RAY_USAGE_STATS_ENABLED": "0",  # no telemetry
-    "RAY_AUTH_MODE": "disabled",  # token auth breaks the `ray status` CLI and buys nothing on loopback
-}
-
-
-def worker_env_vars() -> dict[str, str]:
-    """Env vars every Ray worker needs (a raylet does not pass the driver's environment on)."""
-    env = {k: os.environ[k] for k in ("MUJOCO_GL", "PYOPENGL_PLATFORM") if k in os.environ}
-    root = _repo_root()
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Connect to `address`, or start a local loopback-only instance. Returns True if we started Ray here."""
-    if not address:
-        for k, v in LOOPBACK_ENV.items():
-            os.environ[k] = v  # before `import ray`: ray_constants reads them at import; child processes inherit them
-    import ray
-    from ray._private import ray_constants
-
-    if ray.is_initialized():
-        return False
-    runtime_env = {"env_vars": worker_env_vars()}
-    if address:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
-        return True
-    # Ray may have been imported before the env var was set (e.g. by the caller): its constant is read at import.
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
-    node_ip = ray.util.get_node_ip_address()
-    if node_ip != "127.0.0.1":
-        ray.shutdown()
-        raise RuntimeError(f"local Ray bound to {node_ip}, not 127.0.0.1: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 did not "
-                           "take effect (was Ray imported and started before?)")
-    return True
-
-
 def _run_ray(family: str, groups, cfg: TD3Config, address: str | None, progress: bool) -> None:
     import ray
 

@@ -455,18 +455,26 @@ def run_fits_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
 
 
 def _run_fits_ray(run_dir: Path, todo: list[tuple[str, int]], fit_section: dict, runtime: Runtime) -> None:
+    """One Ray task per (method, split seed) fit, one CPU each. `run_dir` must be on storage every node sees
+    (as for the expert stage); a fit that dies is redone by rerunning the same command."""
     import ray
     from tqdm.auto import tqdm
 
-    if not ray.is_initialized():
-        ray.init(address=runtime.address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(fit_one)
-    pending = [remote.remote(str(run_dir), m, s, fit_section, runtime.device, False) for m, s in todo]
-    with tqdm(total=len(pending), desc="fits (ray)", unit="fit", disable=not runtime.progress) as bar:
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            ray.get(done)
-            bar.update(len(done))
+    from hyperzero.utils.ray_local import start_ray
+
+    section = {**fit_section, "num_threads": fit_section.get("num_threads") or 1}  # one thread per 1-CPU task
+    started = start_ray(runtime.address)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(fit_one)
+        pending = [remote.remote(str(run_dir), m, s, section, runtime.device, False) for m, s in todo]
+        with tqdm(total=len(pending), desc="fits (ray)", unit="fit", disable=not runtime.progress) as bar:
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                ray.get(done)  # re-raises a fit's exception here
+                bar.update(len(done))
+    finally:
+        if started:
+            ray.shutdown()
 
 
 # ------------------------------------------------------------------------------------------ evaluation / report
