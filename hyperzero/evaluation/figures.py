@@ -7,6 +7,10 @@
 * `heatmaps`: Fig. 5 for reward×dynamics sweeps. One panel per method over (feature 1, feature 2)
   plus one panel of the difference to the expert. Cells where no seed held the task out stay blank
   (no smoothing: the paper smoothed its surfaces "for visual clarity", which hides where data is).
+* `surfaces`: the same grid as 3-D surfaces, one panel per method, on shared colour and z scales.
+  Facets join only neighbouring measured grid points (never across a cell that was not held out),
+  every measured point is marked, the expert's return sits above or below it, and grid points never
+  held out are crosses on the floor.
 * `ablation`: Fig. 7, HyperZero vs without TD vs without Q (curves for 1-D sweeps, bars otherwise).
 * `summary_intervals`: per method, the IQM of the floor-corrected score and the probability of
   improvement over the strongest baseline, each with its 95 % stratified-bootstrap interval.
@@ -25,6 +29,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 
 from hyperzero.evaluation.metrics import ResultRow, per_task_curve  # noqa: E402
@@ -147,6 +152,82 @@ def heatmaps(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str |
     return save_figure(fig, out_stem)
 
 
+def _grid_triangles(measured: np.ndarray) -> list[tuple[tuple[int, int], ...]]:
+    """Triangles over (row, column) grid indices joining measured points of one grid cell only: a cell with
+    all four corners gives two triangles, one with three gives one; gaps are never bridged."""
+    triangles = []
+    for i in range(measured.shape[0] - 1):
+        for j in range(measured.shape[1] - 1):
+            corners = [(i, j), (i, j + 1), (i + 1, j + 1), (i + 1, j)]
+            present = [c for c in corners if measured[c]]
+            if len(present) == 4:
+                triangles += [(corners[0], corners[1], corners[2]), (corners[0], corners[2], corners[3])]
+            elif len(present) == 3:
+                triangles.append(tuple(present))
+    return triangles
+
+
+def surfaces(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str | Path,
+             methods: Sequence[str] | None = None) -> list[Path]:
+    """Per method: held-out return as an unsmoothed 3-D surface over the 2-D grid, the expert's return on the
+    same tasks, and the grid points never held out; colour and z scales are shared so panels compare."""
+    if len(features) != 2:
+        raise ValueError(f"surfaces need exactly two context features, got {list(features)}")
+    methods = list(methods) if methods is not None else method_order(rows)
+    xs, ys = _grid_values(rows, features)
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    # The heat maps' colour scale, widened only if a return is negative, so both figures read alike.
+    finite = [v for r in rows for v in (r.expert_return, r.return_mean) if np.isfinite(v)]
+    z_high, z_low = max(finite + [1.0]), min(finite + [0.0])
+    norm = matplotlib.colors.Normalize(vmin=z_low, vmax=z_high)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.8 * len(methods) + 1.0, 4.2), squeeze=False,
+                             subplot_kw=dict(projection="3d"))
+    for col, method in enumerate(methods):
+        ax = axes[0, col]
+        ret = np.full((len(ys), len(xs)), np.nan)
+        expert = np.full((len(ys), len(xs)), np.nan)
+        for p in per_task_curve(rows, method):
+            i = int(np.searchsorted(ys, p.context[features[1]]))
+            j = int(np.searchsorted(xs, p.context[features[0]]))
+            ret[i, j] = p.mean
+            expert[i, j] = p.expert_return
+        measured = np.isfinite(ret)
+        triangles = _grid_triangles(measured)
+        if triangles:
+            raveled = [[i * len(xs) + j for i, j in triangle] for triangle in triangles]
+            ax.plot_trisurf(grid_x.ravel(), grid_y.ravel(), raveled,
+                            np.nan_to_num(ret).ravel(), cmap="viridis", norm=norm, alpha=0.8,
+                            edgecolor="none", linewidth=0)
+        ax.scatter(grid_x[measured], grid_y[measured], ret[measured], c=ret[measured], cmap="viridis", norm=norm,
+                   edgecolors="black", linewidths=0.4, s=18, depthshade=False)
+        has_expert = measured & np.isfinite(expert)
+        for x, y, z_method, z_expert in zip(grid_x[has_expert], grid_y[has_expert], ret[has_expert],
+                                            expert[has_expert]):
+            ax.plot([x, x], [y, y], [z_method, z_expert], color="black", linewidth=0.5, alpha=0.5)
+        ax.scatter(grid_x[has_expert], grid_y[has_expert], expert[has_expert], facecolors="none",
+                   edgecolors="black", marker="o", s=18, depthshade=False)
+        if (~measured).any():
+            ax.scatter(grid_x[~measured], grid_y[~measured], np.full(int((~measured).sum()), z_low), color="grey",
+                       marker="x", s=18, depthshade=False)
+        ax.set_zlim(z_low, z_high)
+        ax.set_title(method, fontsize=9)
+        ax.set_xlabel(_axis_label(features[0]), fontsize=7)
+        ax.set_ylabel(_axis_label(features[1]), fontsize=7)
+        ax.set_zlabel("return", fontsize=7)
+        ax.tick_params(labelsize=6)
+    # One legend for the figure: a panel may lack some of the marks (e.g. no cell left unheld).
+    legend_marks = [Line2D([], [], linestyle="none", marker="o", markerfacecolor="tab:green", markeredgecolor="black",
+                           label="method, held out (mean over seeds)"),
+                    Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", markeredgecolor="black",
+                           label="expert (TD3)"),
+                    Line2D([], [], linestyle="none", marker="x", color="grey", label="never held out")]
+    fig.legend(handles=legend_marks, fontsize=7, loc="lower center", ncol=3, frameon=False)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes[0]), fraction=0.02,
+                 pad=0.04, label="held-out return")
+    fig.suptitle("Held-out return over the context grid, unsmoothed (lines: gap to the expert)", fontsize=10)
+    return save_figure(fig, out_stem)
+
+
 def summary_intervals(stats: Sequence, out_stem: str | Path, methods: Sequence[str] | None = None,
                       title: str = "") -> list[Path]:
     """IQM of the floor-corrected score and P(better than the strongest baseline), with 95 % intervals."""
@@ -257,6 +338,7 @@ def make_all_figures(rows: Sequence[ResultRow], context_names: Sequence[str], ou
         written += return_vs_context(zero_shot, context_names[0], out_dir / f"return_vs_{context_names[0]}")
     elif len(context_names) == 2:
         written += heatmaps(zero_shot, context_names, out_dir / "heatmaps")
+        written += surfaces(zero_shot, context_names, out_dir / "surfaces")
     if stats is None:
         from hyperzero.evaluation.stats import aggregate
 
