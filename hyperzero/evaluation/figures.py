@@ -223,7 +223,7 @@ def surfaces(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str |
                     Line2D([], [], linestyle="none", marker="x", color="grey", label="never held out")]
     fig.legend(handles=legend_marks, fontsize=7, loc="lower center", ncol=3, frameon=False)
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=list(axes[0]), fraction=0.02,
-                 pad=0.04, label="held-out return")
+                 pad=0.06, label="held-out return")
     fig.suptitle("Held-out return over the context grid, unsmoothed (lines: gap to the expert)", fontsize=10)
     return save_figure(fig, out_stem)
 

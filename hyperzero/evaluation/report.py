@@ -29,6 +29,9 @@ FIGURE_CAPTIONS = {
     "return_vs_finger_length": "Zero-shot return vs finger length on held-out tasks (paper Fig. 4).",
     "heatmaps": "Held-out return over the (reward, dynamics) grid per method, and the difference to the expert "
                 "(paper Fig. 5, without smoothing).",
+    "surfaces": "The same grid as unsmoothed 3-D surfaces, one panel per method on shared colour and z scales: facets "
+                "join neighbouring held-out points only, hollow circles are the expert's return on the same tasks, "
+                "grey crosses mark grid points never held out.",
     "summary_intervals": "Left: interquartile mean of the floor-corrected score (R - R_floor) / (R_expert - R_floor) "
                          "over all (split seed, held-out task) pairs; right: probability of beating the strongest "
                          "baseline. Bars: 95 % stratified-bootstrap intervals (rliable).",

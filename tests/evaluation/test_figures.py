@@ -2,7 +2,7 @@
 import numpy as np
 from matplotlib.image import imread
 
-from hyperzero.evaluation.figures import learning_curves, make_all_figures, method_curves
+from hyperzero.evaluation.figures import _grid_triangles, learning_curves, make_all_figures, method_curves
 from hyperzero.evaluation.metrics import ResultRow
 from hyperzero.evaluation.stats import aggregate
 
@@ -27,21 +27,49 @@ def test_one_dimensional_sweep_figures(tmp_path):
     assert image.shape[0] > 200 and image.shape[1] > 300
     assert np.asarray(image).std() > 0.01  # something was drawn
     assert (tmp_path / "ablation.pdf").read_bytes()[:4] == b"%PDF"
+    assert not (tmp_path / "surfaces.png").exists()  # 3-D surfaces only for two varied features
+
+
+def rows_2d():
+    """A 3 x 2 (speed, torso length) grid: each task held out in alternate seeds, (5, 0.5) in none."""
+    rows = []
+    for seed in (0, 1):
+        for i, speed in enumerate((1.0, 3.0, 5.0)):
+            for j, length in enumerate((0.3, 0.5)):
+                if (i + j + seed) % 2 == 0 and (speed, length) != (5.0, 0.5):
+                    for m, s in (("hyperzero", 0.9), ("mlp_policy", 0.5)):
+                        rows.append(ResultRow(m, seed, f"s{speed}_l{length}", {"speed": speed, "torso_length": length},
+                                              2, s * 500 + 10 * i, 3.0, 500.0))
+    return rows
 
 
 def test_two_dimensional_sweep_draws_heatmaps(tmp_path):
-    rows = []
-    for seed in (0, 1):
-        for speed in (1.0, 3.0, 5.0):
-            for length in (0.3, 0.5):
-                if (speed + length * 10 + seed) % 2 < 1:  # held out in some seeds only
-                    for m, s in (("hyperzero", 0.9), ("mlp_policy", 0.5)):
-                        rows.append(ResultRow(m, seed, f"s{speed}_l{length}", {"speed": speed, "torso_length": length},
-                                              2, s * 500, 3.0, 500.0))
-    written = make_all_figures(rows, ["speed", "torso_length"], tmp_path)
+    written = make_all_figures(rows_2d(), ["speed", "torso_length"], tmp_path)
     assert (tmp_path / "heatmaps.png").exists() and (tmp_path / "heatmaps.pdf").exists()
     assert not (tmp_path / "ablation.png").exists()  # no ablation methods fitted
     assert any(p.name == "summary_intervals.png" for p in written)
+
+
+def test_two_dimensional_sweep_draws_surfaces(tmp_path):
+    written = make_all_figures(rows_2d(), ["speed", "torso_length"], tmp_path)
+    names = [p.name for p in written]
+    assert names.index("surfaces.png") == names.index("heatmaps.pdf") + 1  # right after the heat maps
+    assert (tmp_path / "surfaces.pdf").read_bytes()[:4] == b"%PDF"
+    image = imread(tmp_path / "surfaces.png")
+    assert image.shape[0] > 200 and image.shape[1] > 300
+    assert np.asarray(image).std() > 0.01  # something was drawn
+
+
+def test_surface_facets_join_neighbouring_measured_points_only():
+    measured = np.array([[True, True, True],
+                         [True, True, False],
+                         [True, False, True]])
+    triangles = _grid_triangles(measured)
+    # cell (0,0) is complete: two triangles; cell (0,1) has three corners: one; the lower cells have two: none.
+    assert len(triangles) == 3
+    assert all(measured[c] for t in triangles for c in t)
+    assert all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) == 1 for t in triangles for a in t for b in t if a != b)
+    assert _grid_triangles(np.ones((1, 4), dtype=bool)) == []  # one value of a feature: nothing to span
 
 
 def test_learning_curves_from_the_fits_progress(tmp_path):
