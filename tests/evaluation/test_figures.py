@@ -63,10 +63,11 @@ def test_two_dimensional_sweep_draws_surfaces(tmp_path):
 def test_surface_facets_join_neighbouring_measured_points_only():
     measured = np.array([[True, True, True],
                          [True, True, False],
-                         [True, False, True]])
+                         [False, False, True]])
     triangles = _grid_triangles(measured)
     # cell (0,0) is complete: two triangles; cell (0,1) has three corners: one; the lower cells have two: none.
     assert len(triangles) == 3
+    assert not any((2, 2) in t for t in triangles)  # an isolated point is not joined across the gap
     assert all(measured[c] for t in triangles for c in t)
     assert all(max(abs(a[0] - b[0]), abs(a[1] - b[1])) == 1 for t in triangles for a in t for b in t if a != b)
     assert _grid_triangles(np.ones((1, 4), dtype=bool)) == []  # one value of a feature: nothing to span
