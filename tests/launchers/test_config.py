@@ -8,6 +8,7 @@ from hyperzero.launchers.pipeline import prepare_run_dir
 
 PAPER = [f"{fam}-{kind}" for fam in ("cheetah-run", "walker-walk", "finger-spin")
          for kind in ("reward", "dynamics", "both")]
+SMALL = [f"{name}-small" for name in PAPER]
 
 
 def test_paper_presets_quickstart_and_tiny_are_listed():
@@ -15,7 +16,7 @@ def test_paper_presets_quickstart_and_tiny_are_listed():
     assert set(PAPER) | {"quickstart", "tiny"} <= names
 
 
-@pytest.mark.parametrize("name", PAPER + ["quickstart", "tiny"])
+@pytest.mark.parametrize("name", PAPER + SMALL + ["quickstart", "tiny"])
 def test_every_preset_resolves(name):
     raw, _ = load_config_source(name)
     config = resolve_config(raw)
@@ -24,6 +25,24 @@ def test_every_preset_resolves(name):
     if name in PAPER:
         assert config["experts"]["train_steps"] == 1_000_000
         assert config["evaluate"]["episodes"] == 10
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_reduced_presets_hold_out_three_tasks_and_run_every_method_the_setting_needs(name):
+    from hyperzero.datasets.splits import test_count
+
+    config = resolve_config(load_config_source(name)[0])
+    contexts = resolve_contexts(config["family"], config["contexts"])
+    assert len(contexts) >= 8 and test_count(len(contexts)) >= 3
+    methods = set(config["fit"]["methods"])
+    assert {"hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa_td",
+            "context_blind"} <= methods
+    if name.endswith("reward-small"):
+        assert {"maml", "pearl"} <= methods
+    kind = name.split("-")[2]
+    varied = {k for k in contexts[0] if len({c[k] for c in contexts}) > 1}
+    reward, = [f for f in ("speed",) if f in contexts[0]]
+    assert (reward in varied) == (kind in ("reward", "both")) and (len(varied) == 2) == (kind == "both")
 
 
 def test_paper_sweeps_match_the_authors_where_known():
