@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 from hyperzero.experts.config import TD3Config
 from hyperzero.experts.gate import GateConfig, judge, warm_start_source
 from hyperzero.experts.trainer import (EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step, default_threads,
-                                       is_finished, train_group)
+                                       dynamics_key, is_finished, train_group)
 from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
 from hyperzero.utils.ray_local import start_ray
 from hyperzero.utils.runinfo import write_run_info
@@ -38,8 +38,15 @@ def plan_tasks(family: str, contexts: Sequence[Mapping[str, float]], out_dir: Pa
     return tasks
 
 
-def pack_groups(tasks: Sequence[TaskSpec], ensemble_size: int) -> list[list[TaskSpec]]:
-    """Chunks of at most `ensemble_size` tasks, never mixing tasks whose checkpoints are at different steps."""
+def pack_groups(tasks: Sequence[TaskSpec], ensemble_size: int, dynamics_key=None) -> list[list[TaskSpec]]:
+    """Chunks of at most `ensemble_size` tasks, never mixing tasks whose checkpoints are at different steps.
+
+    With `dynamics_key` (a function of a task's context; used with shared experience), tasks with equal
+    dynamics are made adjacent first (a stable sort keeps the given order among them), so that a grid of
+    speed x length packs the speeds of one length together and they can share their experience.
+    """
+    if dynamics_key is not None:
+        tasks = sorted(tasks, key=lambda t: dynamics_key(t.context))
     by_step: dict[int, list[TaskSpec]] = {}
     for t in tasks:
         by_step.setdefault(checkpoint_step(t.dir), []).append(t)
@@ -125,7 +132,7 @@ def _train_tasks(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: 
     cores = os.cpu_count() or 1
     workers = num_workers or min(cores, len(pending))
     size = ensemble_size or min(MAX_ENSEMBLE, ceil_div(len(pending), workers))
-    groups = pack_groups(pending, size)
+    groups = pack_groups(pending, size, dynamics_key(family) if cfg.share_experience else None)
     workers = min(workers, len(groups))
     run_cfg = dataclasses.replace(cfg, torch_threads=cfg.torch_threads or default_threads(workers))
     if stage == "experts":  # a retry's config is in its own summary.json (the retry-<k> folder)

@@ -111,7 +111,7 @@ class GroupTrainer:
         self.agent = EnsembleTD3(self.fam.obs_dim, self.fam.act_dim, cfg, [t.seed for t in tasks], self.device)
         self.envs = [_make_env(family, t.context, cfg.max_episode_steps) for t in tasks]
         self.reward_tasks = [env.unwrapped.dm_env.task for env in self.envs]
-        self.pools = experience_pools(self.fam, [t.context for t in tasks]) if cfg.share_experience else None
+        self.pools = experience_pools(family, [t.context for t in tasks]) if cfg.share_experience else None
         self.replay = StackedReplay(self.n, min(cfg.replay_capacity, cfg.train_steps), self.fam.obs_dim,
                                     self.fam.act_dim, n_readings=len(self.reward_tasks[0].READINGS) if self.pools else 0)
         self.eval_envs = None
@@ -308,12 +308,20 @@ class GroupTrainer:
         return summary
 
 
-def experience_pools(fam, contexts: Sequence[dict]) -> list[list[int]]:
-    """For shared experience: pools[i] lists the members whose dynamics equal member i's (every context feature
-    except the reward ones), so only transitions of the same MDP dynamics are relabelled and shared."""
-    reward_features = set(fam.context_space.names_of_kind("reward"))
-    keys = [tuple(sorted((k, v) for k, v in ctx.items() if k not in reward_features)) for ctx in contexts]
-    return [[j for j, other in enumerate(keys) if other == key] for key in keys]
+def dynamics_key(family: str):
+    """context -> a sortable key equal exactly for contexts with the same dynamics (every feature but the reward's)."""
+    from hyperzero.envs import get_family
+
+    reward_features = set(get_family(family).context_space.names_of_kind("reward"))
+    return lambda ctx: tuple(sorted((k, v) for k, v in ctx.items() if k not in reward_features))
+
+
+def experience_pools(family: str, contexts: Sequence[dict]) -> list[list[int]]:
+    """For shared experience: pools[i] lists the members whose dynamics equal member i's, so only transitions of
+    the same MDP dynamics are relabelled and shared."""
+    key = dynamics_key(family)
+    keys = [key(ctx) for ctx in contexts]
+    return [[j for j, other in enumerate(keys) if other == mine] for mine in keys]
 
 
 def train_group(family: str, tasks: Sequence[TaskSpec], config: TD3Config, progress: bool = True,

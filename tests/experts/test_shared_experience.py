@@ -4,7 +4,7 @@ import pytest
 
 from hyperzero.envs import get_family, make
 from hyperzero.experts.replay import StackedReplay
-from hyperzero.experts.trainer import GroupTrainer, experience_pools
+from hyperzero.experts.trainer import GroupTrainer, dynamics_key, experience_pools
 
 from .helpers import task, tiny
 
@@ -44,11 +44,21 @@ def test_readings_relabel_a_transition_for_another_target():
 
 
 def test_pools_join_only_members_with_equal_dynamics():
-    fam = get_family("cheetah-run")
-    space = fam.context_space
+    space = get_family("cheetah-run").context_space
     contexts = [space.validate(c) for c in ({"speed": 1.0}, {"speed": -3.0}, {"speed": 1.0, "torso_length": 0.4},
                                             {"speed": 5.0, "torso_length": 0.4}, {"speed": 2.0, "torso_length": 0.6})]
-    assert experience_pools(fam, contexts) == [[0, 1], [0, 1], [2, 3], [2, 3], [4]]
+    assert experience_pools("cheetah-run", contexts) == [[0, 1], [0, 1], [2, 3], [2, 3], [4]]
+
+
+def test_a_speed_by_length_grid_is_packed_length_by_length(tmp_path):
+    from hyperzero.experts.sweep import pack_groups, plan_tasks
+
+    grid = [{"speed": s, "torso_length": length} for s in (1.0, 2.0, 3.0) for length in (0.4, 0.6)]  # speed-major
+    tasks = plan_tasks("cheetah-run", grid, tmp_path, seed=0)
+    groups = pack_groups(tasks, 3, dynamics_key("cheetah-run"))
+    assert [[t.context["torso_length"] for t in g] for g in groups] == [[0.4] * 3, [0.6] * 3]
+    assert [[t.context["speed"] for t in g] for g in groups] == [[1.0, 2.0, 3.0]] * 2
+    assert [len(g) for g in pack_groups(tasks, 3)] == [3, 3]  # without the key: the grid's order
 
 
 class FixedIndices:
