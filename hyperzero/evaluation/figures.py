@@ -118,6 +118,19 @@ def _cell_edges(values: np.ndarray) -> np.ndarray:
     return np.concatenate([[values[0] - (mid[0] - values[0])], mid, [values[-1] + (values[-1] - mid[-1])]])
 
 
+def _on_grid(rows: Sequence[ResultRow], method: str, features: Sequence[str], xs: np.ndarray,
+             ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A method's mean held-out return and the expert's return per grid cell [len(ys), len(xs)] (NaN: never held out)."""
+    ret = np.full((len(ys), len(xs)), np.nan)
+    expert = np.full((len(ys), len(xs)), np.nan)
+    for p in per_task_curve(rows, method):
+        i = int(np.searchsorted(ys, p.context[features[1]]))
+        j = int(np.searchsorted(xs, p.context[features[0]]))
+        ret[i, j] = p.mean
+        expert[i, j] = p.expert_return
+    return ret, expert
+
+
 def heatmaps(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str | Path,
              methods: Sequence[str] | None = None) -> list[Path]:
     """Per method: held-out return over the 2-D grid, and (second row) method minus expert."""
@@ -129,13 +142,8 @@ def heatmaps(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str |
     fig, axes = plt.subplots(2, len(methods), figsize=(3.3 * len(methods) + 0.5, 6), squeeze=False)
     vmax = max([r.expert_return for r in rows] + [r.return_mean for r in rows] + [1.0])
     for col, method in enumerate(methods):
-        ret = np.full((len(ys), len(xs)), np.nan)
-        diff = np.full((len(ys), len(xs)), np.nan)
-        for p in per_task_curve(rows, method):
-            i = int(np.searchsorted(ys, p.context[features[1]]))
-            j = int(np.searchsorted(xs, p.context[features[0]]))
-            ret[i, j] = p.mean
-            diff[i, j] = p.mean - p.expert_return
+        ret, expert = _on_grid(rows, method, features, xs, ys)
+        diff = ret - expert
         m1 = axes[0, col].pcolormesh(xe, ye, np.ma.masked_invalid(ret), cmap="viridis", vmin=0, vmax=vmax)
         lim = max(1.0, float(np.nanmax(np.abs(diff))) if np.isfinite(diff).any() else 1.0)
         m2 = axes[1, col].pcolormesh(xe, ye, np.ma.masked_invalid(diff), cmap="RdBu", vmin=-lim, vmax=lim)
@@ -184,13 +192,7 @@ def surfaces(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str |
                              subplot_kw=dict(projection="3d"))
     for col, method in enumerate(methods):
         ax = axes[0, col]
-        ret = np.full((len(ys), len(xs)), np.nan)
-        expert = np.full((len(ys), len(xs)), np.nan)
-        for p in per_task_curve(rows, method):
-            i = int(np.searchsorted(ys, p.context[features[1]]))
-            j = int(np.searchsorted(xs, p.context[features[0]]))
-            ret[i, j] = p.mean
-            expert[i, j] = p.expert_return
+        ret, expert = _on_grid(rows, method, features, xs, ys)
         measured = np.isfinite(ret)
         triangles = _grid_triangles(measured)
         if triangles:
