@@ -437,6 +437,7 @@ def run_fits_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     tasks = {e["task_id"]: e["sha256"] for e in manifest["tasks"]}
     inputs = (tasks, manifest["family"], manifest["context_names"])
     jobs = [(m, int(s)) for m in fit_section["methods"] for s in fit_section["seeds"]]
+    check_enough_tasks(run_dir, fit_section, manifest)
     todo = [(m, s) for m, s in jobs if not check_fit(run_dir, run_dir / "fits" / m / f"seed_{s}", *inputs)]
     if not todo:
         _say(f"fits: all {len(jobs)} fits complete and valid; skipped")
@@ -452,6 +453,37 @@ def run_fits_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     bad = [f"{m}/seed_{s}" for m, s in jobs if fit_problem(run_dir / "fits" / m / f"seed_{s}", *inputs) is not None]
     if bad:
         raise RuntimeError(f"fits {bad} did not complete; rerun the same command to resume")
+
+
+def check_enough_tasks(run_dir: Path, fit_section: dict, manifest: dict) -> None:
+    """Refuse, before any fit starts, a dataset too small for the split protocol (e.g. after the quality gate
+    left tasks out), naming the cause and the fixes instead of failing inside the first fit."""
+    from hyperzero.datasets.splits import make_split
+
+    task_ids = [e["task_id"] for e in manifest["tasks"]]
+    needs = [what for what, used in (("lr_sweep", bool(fit_section.get("lr_sweep"))),
+                                     (f"selection={fit_section.get('selection')}",
+                                      fit_section.get("selection") in ("return", "val_loss"))) if used]
+    if not needs:  # selection=auto falls back to the last checkpoint without validation tasks
+        return
+    cfg = fit_config(fit_section, fit_section["methods"][0], int(fit_section["seeds"][0]))
+    short = []
+    for seed in fit_section["seeds"]:
+        split = make_split(task_ids, int(seed), cfg.protocol, cfg.val_fraction, cfg.test_fraction, cfg.min_test_tasks)
+        if not split.val:
+            short.append((int(seed), split))
+    if not short:
+        return
+    seed, split = short[0]
+    excluded = [e["task_id"] if isinstance(e, dict) else str(e) for e in manifest.get("excluded_tasks", [])]
+    why = (f"; the quality gate left out {len(excluded)} task(s) ({', '.join(excluded)}; {run_dir / 'experts' / 'gate.json'} "
+           "says why)" if excluded else "")
+    raise ValueError(
+        f"the dataset has {len(task_ids)} usable task(s){why}: split seed {seed} gets {len(split.train)} train, "
+        f"{len(split.val)} validation and {len(split.test)} test task(s), but {' and '.join(needs)} need(s) validation "
+        "tasks. Fix: give the "
+        "experts more steps (experts.train_steps, experts.gate.retry_steps) or more tasks, or keep flagged experts "
+        "with dataset.exclude_flagged=false (they are then never scored), then rerun")
 
 
 def _run_fits_ray(run_dir: Path, todo: list[tuple[str, int]], fit_section: dict, runtime: Runtime) -> None:
