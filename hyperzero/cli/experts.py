@@ -61,6 +61,8 @@ def _config_from_args(args):
     }
     if args.hidden:
         overrides["hidden_sizes"] = tuple(int(h) for h in args.hidden.split(","))
+    if args.share_experience:
+        overrides["share_experience"] = True
     return profile_config(args.profile, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -153,6 +155,9 @@ def register(subparsers) -> None:
     t.add_argument("--profile", choices=tuple(PROFILES), default="authors",
                    help="solver settings to start from: authors (the paper's TD3) or fast (n-step 3, LayerNorm "
                         "critics, lr 3e-4, 128-128; the presets' choice, see docs/experts.md); other flags override")
+    t.add_argument("--share-experience", action="store_true",
+                   help="tasks of one ensemble with equal dynamics also learn from each other's transitions, "
+                        "relabelled with their own reward (off by default: not reliably better, docs/experts.md)")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                    help="auto (default: bf16 only where the CPU/GPU runs it natively, else fp32), fp32, or bf16 "
                         "(refused on a CPU without AMX/AVX512-BF16, where it is ~17x slower)")

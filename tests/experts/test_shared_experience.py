@@ -96,3 +96,19 @@ def test_shared_run_trains_and_resumes(tmp_path):
     np.testing.assert_array_equal(more.replay.readings[:, :200], trainer.replay.readings[:, :200])
     with pytest.raises(ValueError, match="share_experience"):
         GroupTrainer("cheetah-run", tasks, tiny(share_experience=False, train_steps=300, eval_every=0), progress=False)
+
+
+def test_cli_flag_turns_it_on_and_records_it(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "experts"
+    cmd = [sys.executable, "-m", "hyperzero", "experts", "train", "--family", "cheetah-run", "--contexts", "speed=2",
+           "speed=4", "--out", str(out), "--steps", "200", "--max-episode-steps", "100", "--checkpoint-every", "100",
+           "--eval-episodes", "1", "--hidden", "32,32", "--batch-size", "32", "--seed-steps", "100", "--random-steps",
+           "50", "--workers", "1", "--threads", "1", "--no-progress", "--no-gate", "--share-experience"]
+    subprocess.run(cmd, check=True, env={**os.environ, "MUJOCO_GL": "egl"}, capture_output=True, timeout=300)
+    for task in ("speed=2_torso_length=0.5", "speed=4_torso_length=0.5"):
+        assert json.loads((out / task / "summary.json").read_text())["config"]["share_experience"] is True
