@@ -81,13 +81,22 @@ def _points(family: str, summaries: Sequence[Mapping]) -> np.ndarray:
 
 
 def warm_start_source(family: str, summaries: Sequence[Mapping], verdicts: Sequence[Verdict], i: int) -> str | None:
-    """The task a retry of task i starts from: the nearest task that passed the gate (ties: the higher return).
+    """The task a retry of task i starts from: the nearest task that passed the gate (ties: the higher return),
+    among those whose signed features (a target speed's direction) have task i's signs; None: retrain from scratch.
 
     Not simply the best neighbour: on cheetah the best of the 4 nearest speeds of -3 can be +1, a forward gait
-    that is a worse start for running backwards than -2's."""
+    that is a worse start for running backwards than -2's; and when no forward task passed, a backward gait is
+    no start for +1 at all."""
+    from hyperzero.envs import get_family
+
     points = _points(family, summaries)
     dist = np.linalg.norm(points - points[i], axis=1)
-    passing = [j for j, v in enumerate(verdicts) if v.passed and j != i]
+    signed = [f.name for f in get_family(family).features if f.nonzero]
+
+    def same_direction(j: int) -> bool:
+        return all(np.sign(summaries[j]["context"][n]) == np.sign(summaries[i]["context"][n]) for n in signed)
+
+    passing = [j for j, v in enumerate(verdicts) if v.passed and j != i and same_direction(j)]
     if not passing:
         return None
     best = min(passing, key=lambda j: (dist[j], -float(summaries[j]["eval_return_mean"])))

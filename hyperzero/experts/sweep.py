@@ -174,7 +174,7 @@ def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: 
         if progress:
             print(f"experts: quality gate: {len(retry)} expert(s) below what their task can score "
                   f"({', '.join(r.task_id for r in retry)}); retry {attempt}/{gate.max_retries} with a new seed, "
-                  "warm-started from the nearest expert that passed", file=sys.stderr)
+                  "warm-started from the nearest expert of the same direction that passed, if any", file=sys.stderr)
         pending = [r for r in retry if not is_finished(r.dir)]
         for warm in (True, False):  # warm-started and fresh retries differ in random_steps: separate ensembles
             group = [r for r in pending if (r.warm_start is not None) == warm]

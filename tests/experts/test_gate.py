@@ -40,6 +40,19 @@ def test_retry_starts_from_the_nearest_expert_that_passed():
     assert source["speed=4"].startswith("speed=2_")
 
 
+def test_no_warm_start_from_the_opposite_direction():
+    from hyperzero.experts.gate import warm_start_source
+
+    # every forward expert failed (the quickstart with shared experience, seed 2): +1's nearest passing task is
+    # -1, a backward gait; the retry starts from scratch with a new seed instead
+    s = _summaries({-4: 895, -3: 939, -2: 976, -1: 992, 1: 561, 2: 733, 3: 737, 4: 297})
+    verdicts = judge("cheetah-run", s, GateConfig(neighbour_fraction=0.85))
+    ids = [x["task_id"].split("_")[0] for x in s]
+    failed = [i for i, v in enumerate(verdicts) if not v.passed]
+    assert [ids[i] for i in failed] == ["speed=1", "speed=2", "speed=3", "speed=4"]
+    assert all(warm_start_source("cheetah-run", s, verdicts, i) is None for i in failed)
+
+
 def test_a_hard_task_passes_when_its_neighbours_score_alike():
     # far below the ceiling, but so is every neighbour: the task itself is hard, not the expert bad
     s = _summaries({6: 420, 7: 440, 8: 400, 9: 380, 10: 350})
