@@ -112,6 +112,7 @@ class GroupTrainer:
         self.envs = [_make_env(family, t.context, cfg.max_episode_steps) for t in tasks]
         self.reward_tasks = [env.unwrapped.dm_env.task for env in self.envs]
         self.pools = experience_pools(family, [t.context for t in tasks]) if cfg.share_experience else None
+        self.relabel = [t.reward_from_readings for t in self.reward_tasks] if self.pools else None
         self.replay = StackedReplay(self.n, min(cfg.replay_capacity, cfg.train_steps), self.fam.obs_dim,
                                     self.fam.act_dim, n_readings=len(self.reward_tasks[0].READINGS) if self.pools else 0)
         self.eval_envs = None
@@ -224,7 +225,7 @@ class GroupTrainer:
             next_obs = np.empty_like(obs)
             reward = np.zeros(self.n, np.float32)
             not_done = np.ones(self.n, np.float32)
-            readings = np.zeros((self.n, self.replay.readings.shape[-1]), np.float32)
+            readings = np.zeros((self.n, self.replay.readings.shape[-1]), np.float32) if self.pools else None
             for i, env in enumerate(self.envs):
                 next_obs[i], reward[i], term, trunc, _ = env.step(env_action[i])
                 if term or (trunc and not cfg.bootstrap_on_truncation):
@@ -238,8 +239,7 @@ class GroupTrainer:
             self.step += 1
             if self.step >= cfg.seed_steps and self.step % cfg.critic_update_every == 0:
                 batch = self.replay.sample(cfg.batch_size, [r.replay for r in self.agent.rngs], cfg.gamma, cfg.n_step,
-                                           pools=self.pools,
-                                           relabel=[t.reward_from_readings for t in self.reward_tasks] if self.pools else None)
+                                           pools=self.pools, relabel=self.relabel)
                 metrics = self.agent.update(batch, self.step, update_actor=self.step % cfg.actor_update_every == 0)
                 for k, v in metrics.items():
                     ep_metrics.setdefault(k, []).append(v)
