@@ -1,15 +1,18 @@
-"""Where should a failed expert's retry start? Both kinds of gate retry on the same failed first attempts.
+"""Where should a failed expert's retry start? Two kinds of gate retry on the same failed first attempts.
 
-Takes a finished, gated experts folder whose retries started from a neighbour (`retry_from: neighbour`, the
-presets' setting) and, for every task the gate retried, runs the other kind of retry (`retry_from: self`: the
-failed expert's own final checkpoint, replay included, trained the same number of steps more) into --out,
-as one ensemble. Prints one markdown row per task: first attempt, neighbour retry, self retry.
+The gate retries a failed expert with a new seed, warm-started from the nearest passing expert of the same
+direction, with a fresh replay and optimiser ("neighbour", what hyperzero.experts.gate does). The obvious
+alternative is to keep training the failed expert itself ("self": its final checkpoint, weights, optimiser
+state and replay included, trained the same number of steps more). This script takes a finished, gated
+experts folder and, for every task the gate retried, runs the "self" retry into --out as one ensemble,
+then prints one markdown row per task: first attempt, neighbour retry (read from the run), self retry.
 
     .venv/bin/python benchmarks/gate_retry_compare.py $HOME/hz-runs/nine/cheetah-run-reward-small/experts \
         --out $HOME/hz-runs/retry-self/cheetah-run-reward-small
 
-Resumable (rerun the same command). Both retries train `gate.retry_steps` steps; the self retry is evaluated
-on the first attempt's evaluation episodes (same seed), the neighbour retry on those of its new seed.
+Resumable (rerun the same command). Both retries train `gate.retry_steps` steps; the self retry continues
+the first attempt's seed and is evaluated on its evaluation episodes, the neighbour retry on those of its
+new seed. Results: docs/benchmarks-experts.md (h).
 """
 from __future__ import annotations
 
@@ -59,8 +62,8 @@ def main() -> None:
     t0 = time.perf_counter()
     results = {r["task_id"]: r for r in train_group(family, tasks, config, progress=False)}
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; load average after: {os.getloadavg()}; "
-          f"{len(tasks)} self retries of {retry_steps} steps as one ensemble in {time.perf_counter() - t0:.0f} s "
-          f"(0 s when resumed finished)\n")
+          f"{len(tasks)} self retries of {retry_steps} steps as one ensemble; this call took "
+          f"{time.perf_counter() - t0:.0f} s (seconds when a rerun finds them finished)\n")
     print("| task | first attempt | retry from neighbour | retry from self | flagged after neighbour retry |")
     print("|---|---|---|---|---|")
     for task_id, first, neighbour, flagged in rows:

@@ -8,7 +8,6 @@ from hyperzero.cli import HelpFormatter
 
 ORDER = 20
 PROFILES = ("authors", "fast")  # hyperzero.experts.profiles.PROFILES (not imported here: keeps --help fast)
-RETRY_FROM = ("neighbour", "self")  # hyperzero.experts.gate.RETRY_FROM (a test keeps the two equal)
 
 
 def _contexts_from_args(args) -> list[dict]:
@@ -79,7 +78,7 @@ def _train(args) -> int:
     contexts = [space.validate(c, allow_extrapolation=args.allow_extrapolation) for c in contexts]
     config = _config_from_args(args)
     config.resolved(args.family)
-    gate = None if args.no_gate else GateConfig(max_retries=args.gate_retries, retry_from=args.gate_retry_from)
+    gate = None if args.no_gate else GateConfig(max_retries=args.gate_retries)
     with run_dir_lock(args.out):  # one writer per directory
         return _train_locked(args, Path(args.out), contexts, config, gate)
 
@@ -167,10 +166,6 @@ def register(subparsers) -> None:
     t.add_argument("--gate-retries", type=int, default=1,
                    help="retrain an expert that scores far below its neighbours this many times (new seed, "
                         "warm start from the nearest expert that passed)")
-    t.add_argument("--gate-retry-from", choices=RETRY_FROM, default="neighbour",
-                   help="where a retry starts: neighbour (default: the nearest expert of the same direction that "
-                        "passed, fresh replay; from scratch if none) or self (the failed expert's own last "
-                        "checkpoint, replay included, trained further)")
     t.add_argument("--ensemble-size", type=int, help="tasks per stacked ensemble (default: spread over workers, <= 8)")
     t.add_argument("--workers", type=int, help="parallel processes / Ray tasks (default: one per core)")
     t.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")

@@ -19,27 +19,21 @@ if TYPE_CHECKING:
     from hyperzero.experts.config import TD3Config
 
 
-RETRY_FROM = ("neighbour", "self")
-
-
 @dataclass(frozen=True)
 class GateConfig:
     enabled: bool = True  # false: no verdicts, no retries (only TD3Config.quality_threshold flags)
     ceiling_fraction: float = 0.9  # a return >= this x the family's ceiling passes outright
     neighbour_fraction: float = 0.7  # else (R - floor) must reach this x (best neighbour - floor)
     neighbours: int = 4  # how many nearest tasks (normalised context distance) an expert is compared with
-    max_retries: int = 1  # retrained attempts of a failed expert (new seed; where it starts: retry_from)
+    max_retries: int = 1  # retrained attempts of a failed expert (warm start from the nearest passing expert, new seed)
     retry_steps: int | None = None  # env steps of a retry; None = the expert's train_steps
-    retry_from: str = "neighbour"  # neighbour: the nearest passing expert of the same direction (scratch if none);
-    #   self: the failed expert's own last checkpoint (weights, optimiser, replay), trained retry_steps more
 
-    def retry_config(self, config: "TD3Config", warm: bool, continued_from_step: int = 0) -> "TD3Config":
-        """A retry's TD3Config: its own budget of retry_steps; a warm-started one acts with its (neighbour's)
-        policy from the first step instead of uniform-random actions; a continued one (retry_from: self) runs
-        from its checkpoint's step to that step + retry_steps."""
+    def retry_config(self, config: "TD3Config", warm: bool) -> "TD3Config":
+        """A retry's TD3Config: its own budget; a warm-started one acts with its (neighbour's) policy from the
+        first step instead of uniform-random actions."""
         import dataclasses
 
-        return dataclasses.replace(config, train_steps=continued_from_step + (self.retry_steps or config.train_steps),
+        return dataclasses.replace(config, train_steps=self.retry_steps or config.train_steps,
                                    random_steps=0 if warm else config.random_steps)
 
     def validate(self) -> None:
@@ -48,8 +42,6 @@ class GateConfig:
                              f"(got {self.ceiling_fraction}, {self.neighbour_fraction})")
         if self.retry_steps is not None and self.retry_steps < 1:
             raise ValueError(f"gate: retry_steps must be >= 1 or null (got {self.retry_steps})")
-        if self.retry_from not in RETRY_FROM:
-            raise ValueError(f"gate: retry_from must be one of {RETRY_FROM} (got {self.retry_from!r})")
         if self.neighbours < 1 or self.max_retries < 0:
             raise ValueError(f"gate: neighbours must be >= 1 and max_retries >= 0 (got {self.neighbours}, "
                              f"{self.max_retries})")

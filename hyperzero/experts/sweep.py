@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 from hyperzero.experts.config import TD3Config
 from hyperzero.experts.gate import GateConfig, judge, warm_start_source
-from hyperzero.experts.trainer import (CHECKPOINT, EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step, default_threads,
+from hyperzero.experts.trainer import (EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step, default_threads,
                                        dynamics_key, is_finished, train_group)
 from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
 from hyperzero.utils.ray_local import start_ray
@@ -160,43 +160,28 @@ def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: 
     by_id = {t.task_id: t for t in tasks}
     for attempt in range(1, gate.max_retries + 1):
         verdicts = judge(family, summaries, gate)
-        retry, continued = [], {}  # continued: task_id -> (attempt folder continued, its step) for retry_from=self
+        retry = []
         for i, (s, v) in enumerate(zip(summaries, verdicts)):
             if v.passed or len(s.get("retries", [])) >= attempt:
                 continue
             t = by_id[s["task_id"]]
-            spec = TaskSpec(t.task_id, t.context, t.seed + attempt * RETRY_SEED_STRIDE, t.dir / f"retry-{attempt}")
-            best = t.dir / s.get("promoted_from", "")  # the attempt this task keeps so far
-            if gate.retry_from == "self" and (best / CHECKPOINT).exists():
-                # the same run, trained longer: its seed, RNG streams and episode counters carry on
-                kept = read_json(best / SUMMARY)
-                spec.seed = int(kept["seed"])
-                continued[t.task_id] = (best, int(kept["train_steps"]))
-                if not (spec.dir / CHECKPOINT).exists():  # else: an interrupted retry resumes from its own
-                    atomic_copy(best / CHECKPOINT, spec.dir / CHECKPOINT)
-            else:
-                source = warm_start_source(family, summaries, verdicts, i)
-                spec.warm_start = out_dir / source / EXPERT if source else None
-            retry.append(spec)
+            source = warm_start_source(family, summaries, verdicts, i)
+            warm = out_dir / source / EXPERT if source else None
+            retry.append(TaskSpec(t.task_id, t.context, t.seed + attempt * RETRY_SEED_STRIDE,
+                                  t.dir / f"retry-{attempt}", warm_start=warm))
         if not retry:
             break
         if progress:
-            how = ("continuing its own training" if gate.retry_from == "self" else
-                   "warm-started from the nearest expert of the same direction that passed, if any")
             print(f"experts: quality gate: {len(retry)} expert(s) below what their task can score "
                   f"({', '.join(r.task_id for r in retry)}); retry {attempt}/{gate.max_retries} with a new seed, "
-                  f"{how}", file=sys.stderr)
+                  "warm-started from the nearest expert of the same direction that passed, if any", file=sys.stderr)
         pending = [r for r in retry if not is_finished(r.dir)]
-        # warm-started, fresh and continued retries (by the step they continue from) differ in their config:
-        # separate ensembles
-        kinds = {(r.warm_start is not None, continued.get(r.task_id, (None, 0))[1]) for r in pending}
-        for warm, start in sorted(kinds):
-            group = [r for r in pending
-                     if (r.warm_start is not None, continued.get(r.task_id, (None, 0))[1]) == (warm, start)]
-            _train_tasks(family, group, gate.retry_config(cfg, warm, start), out_dir, ensemble_size, num_workers,
-                         executor, ray_address, progress, all_task_ids=[r.task_id for r in retry], stage="gate-retry")
+        for warm in (True, False):  # warm-started and fresh retries differ in random_steps: separate ensembles
+            group = [r for r in pending if (r.warm_start is not None) == warm]
+            _train_tasks(family, group, gate.retry_config(cfg, warm), out_dir, ensemble_size, num_workers, executor,
+                         ray_address, progress, all_task_ids=[r.task_id for r in retry], stage="gate-retry")
         for r in retry:
-            _record_retry(by_id[r.task_id], r, attempt, continued.get(r.task_id, (None, 0))[0])
+            _record_retry(by_id[r.task_id], r, attempt)
         summaries = [read_json(t.dir / SUMMARY) for t in tasks]
     verdicts = judge(family, summaries, gate)
     for t, s, v in zip(tasks, summaries, verdicts):
@@ -214,7 +199,7 @@ def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: 
     return summaries
 
 
-def _record_retry(task: TaskSpec, retry: TaskSpec, attempt: int, continued_from: Path | None = None) -> None:
+def _record_retry(task: TaskSpec, retry: TaskSpec, attempt: int) -> None:
     """Note retry `attempt` in the task's summary.json; promote its expert when it scores higher."""
     summary = read_json(task.dir / SUMMARY)
     retries = summary.setdefault("retries", [])
@@ -223,8 +208,7 @@ def _record_retry(task: TaskSpec, retry: TaskSpec, attempt: int, continued_from:
     result = read_json(retry.dir / SUMMARY)
     retries.append({"attempt": attempt, "dir": retry.dir.name, "seed": retry.seed,
                     "warm_start": str(retry.warm_start) if retry.warm_start else None,
-                    "continued_from": str(continued_from) if continued_from else None,
-                    "train_steps": result["train_steps"], "eval_return_mean": result["eval_return_mean"]})
+                    "eval_return_mean": result["eval_return_mean"]})
     if result["eval_return_mean"] > summary["eval_return_mean"]:
         first = {k: summary[k] for k in ("seed", "eval_return_mean", "eval_return_std", "eval_returns", "floor_return")
                  if k in summary}

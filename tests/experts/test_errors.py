@@ -105,10 +105,3 @@ def test_cli_profiles_are_the_library_profiles():
     assert profile_config("authors").actor_lr == 1e-4  # the paper's TD3 stays selectable
     with pytest.raises(ValueError, match="unknown expert profile 'quick'; choose one of: authors, fast"):
         profile_config("quick")
-
-
-def test_cli_retry_choices_are_the_gates():
-    from hyperzero.cli.experts import RETRY_FROM as CLI_RETRY_FROM
-    from hyperzero.experts.gate import RETRY_FROM
-
-    assert CLI_RETRY_FROM == RETRY_FROM

@@ -115,31 +115,3 @@ def test_warm_start_begins_from_the_neighbours_networks(tmp_path):
         torch.testing.assert_close(trainer.agent.actor(obs), source._actor(obs))
         torch.testing.assert_close(trainer.agent.critic_target(obs, trainer.agent.actor(obs)),
                                    source._critic(obs, source._actor(obs)))
-
-
-def test_retry_from_self_continues_the_failed_experts_own_training(tmp_path):
-    import torch
-
-    # retry_from=self: the retry resumes the failed expert's last checkpoint (weights, optimiser, replay) and
-    # trains retry_steps more, instead of starting over from a neighbour with an empty replay
-    gate = GateConfig(ceiling_fraction=1.0, neighbour_fraction=1.0, neighbours=2, max_retries=1, retry_steps=100,
-                      retry_from="self")
-    contexts = [{"speed": s} for s in (1.0, 2.0, 3.0)]
-    summaries = train_experts("cheetah-run", contexts, tmp_path, tiny(train_steps=200), num_workers=1,
-                              progress=False, gate=gate)
-    retried = [s for s in summaries if s.get("retries")]
-    assert retried, "experts below their best neighbour were not retried"
-    for s in retried:
-        r = s["retries"][0]
-        assert r["warm_start"] is None and r["continued_from"] == str(tmp_path / s["task_id"])
-        assert r["train_steps"] == 300  # 200 of the first attempt, then 100 more
-        ckpt = torch.load(tmp_path / s["task_id"] / r["dir"] / "checkpoint.pt", weights_only=True)
-        assert ckpt["step"] == 300 and ckpt["replay"]["size"] == 300  # the first attempt's rows were kept
-    again = train_experts("cheetah-run", contexts, tmp_path, tiny(train_steps=200), num_workers=1, progress=False,
-                          gate=gate)
-    assert [len(s.get("retries", [])) for s in again] == [len(s.get("retries", [])) for s in summaries]
-
-
-def test_unknown_retry_from_is_refused():
-    with pytest.raises(ValueError, match="retry_from"):
-        GateConfig(retry_from="scratch").validate()
