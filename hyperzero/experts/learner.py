@@ -77,11 +77,12 @@ class EnsembleTD3:
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray, std: float | None = None) -> np.ndarray:
+    def act(self, obs: np.ndarray, std: float | None = None, fp32: bool = False) -> np.ndarray:
         """obs [N, B, S] -> actions [N, B, A] in [-1, 1] plus member-RNG Gaussian noise when std is given
-        (then unclipped: the caller decides what reaches the env and what is stored)."""
+        (then unclipped: the caller decides what reaches the env and what is stored). `fp32` acts without
+        autocast, as the saved expert does (evaluation must score the policy that is saved)."""
         x = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        with self.autocast():
+        with contextlib.nullcontext() if fp32 else self.autocast():
             a = self.actor(x).float().cpu().numpy()
         if std is not None and std > 0:
             noise = np.stack([rng.explore.normal(0.0, std, size=a.shape[1:]) for rng in self.rngs])

@@ -174,7 +174,8 @@ class GroupTrainer:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, episodes: int | None = None) -> list[dict]:
-        """Deterministic episodes on separate env instances, reset with the eval seed stream."""
+        """Deterministic episodes on separate env instances, reset with the eval seed stream, acting in fp32
+        whatever the training precision: the gate judges, and the dataset uses, the saved fp32 expert."""
         episodes = episodes or self.cfg.eval_episodes
         if self.eval_envs is None:
             self.eval_envs = [_make_env(self.family, t.context, self.cfg.max_episode_steps) for t in self.tasks]
@@ -184,7 +185,7 @@ class GroupTrainer:
                             for env, t in zip(self.eval_envs, self.tasks)])
             done = np.zeros(self.n, bool)
             while not done.all():
-                act = self.agent.act(obs[:, None])[:, 0]
+                act = self.agent.act(obs[:, None], fp32=True)[:, 0]  # the saved expert.pt acts in fp32
                 for i, env in enumerate(self.eval_envs):
                     if done[i]:
                         continue
