@@ -193,7 +193,7 @@ class GroupTrainer:
                     returns[i, k] += r
                     done[i] = term or trunc
         return [{"step": self.step, "return_mean": float(returns[i].mean()), "return_std": float(returns[i].std()),
-                 "returns": returns[i].tolist()} for i in range(self.n)]
+                 "returns": returns[i].tolist(), "acted": "fp32"} for i in range(self.n)]
 
     # ------------------------------------------------------------------ training
     def _reset_member(self, i: int) -> np.ndarray:
@@ -272,8 +272,10 @@ class GroupTrainer:
             if periodic or self.step == cfg.train_steps:  # the last one lets a kill while writing skip retraining
                 self.save_checkpoint()
         bar.close()
-        if any(e is None or e["step"] != self.step for e in self.last_eval):
-            self.last_eval = self.evaluate()  # resumed from the final checkpoint without its evaluation
+        if any(e is None or e["step"] != self.step or e.get("acted") != "fp32" for e in self.last_eval):
+            # resumed from the final checkpoint without its evaluation, or with one that acted under autocast
+            # (checkpoints written before evaluation acted in fp32): evaluate the policy that is saved
+            self.last_eval = self.evaluate()
         final = self.last_eval
         summaries = []
         for i, t in enumerate(self.tasks):

@@ -123,3 +123,21 @@ def test_killing_the_sweep_stops_its_worker_processes(tmp_path):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_a_final_evaluation_made_under_autocast_is_redone_in_fp32(tmp_path):
+    # Checkpoints of earlier versions stored a final evaluation acted under bf16 autocast, which the saved fp32
+    # expert does not reproduce (cheetah +2: 877 under autocast, 701 as saved). Resuming such a finished run
+    # evaluates again, acting as the saved expert acts.
+    from hyperzero.utils.io import atomic_torch_save, load_torch
+
+    t = task(tmp_path, 2, speed=2.0)
+    first = train_group("cheetah-run", [t], tiny(eval_every=0), progress=False)[0]
+    ckpt = load_torch(t.dir / "checkpoint.pt", weights_only=True)
+    assert ckpt["last_eval"]["acted"] == "fp32"
+    old = {k: v for k, v in ckpt["last_eval"].items() if k != "acted"}
+    ckpt["last_eval"] = {**old, "return_mean": 12345.0, "returns": [12345.0]}
+    atomic_torch_save(ckpt, t.dir / "checkpoint.pt")
+    (t.dir / "summary.json").unlink()
+    again = train_group("cheetah-run", [t], tiny(eval_every=0), progress=False)[0]
+    assert again["eval_return_mean"] == pytest.approx(first["eval_return_mean"])
