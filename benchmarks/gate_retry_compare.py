@@ -4,7 +4,7 @@ The gate retries a failed expert with a new seed, warm-started from the nearest 
 direction, with a fresh replay and optimiser ("neighbour", what hyperzero.experts.gate does). The obvious
 alternative is to keep training the failed expert itself ("self": its final checkpoint, weights, optimiser
 state and replay included, trained the same number of steps more). This script takes a finished, gated
-experts folder and, for every task the gate retried, runs the "self" retry into --out as one ensemble,
+experts folder and, for every task the gate retried, runs the "self" retry into --out (stacked ensembles),
 then prints one markdown row per task: first attempt, neighbour retry (read from the run), self retry.
 
     .venv/bin/python benchmarks/gate_retry_compare.py $HOME/hz-runs/nine/cheetah-run-reward-small/experts \
@@ -35,7 +35,7 @@ def main() -> None:
     args = p.parse_args()
 
     from hyperzero.experts.config import TD3Config
-    from hyperzero.experts.trainer import CHECKPOINT, SUMMARY, TaskSpec, train_group
+    from hyperzero.experts.trainer import CHECKPOINT, SUMMARY, TaskSpec, checkpoint_step, train_group
     from hyperzero.utils.hardware import cpu_model
     from hyperzero.utils.io import atomic_copy, read_json
 
@@ -60,9 +60,12 @@ def main() -> None:
     config = dataclasses.replace(base, train_steps=base.train_steps + (retry_steps or base.train_steps),
                                  torch_threads=args.threads)
     t0 = time.perf_counter()
-    results = {r["task_id"]: r for r in train_group(family, tasks, config, progress=False)}
+    results = {}
+    for step in sorted({checkpoint_step(t.dir) for t in tasks}):  # an ensemble resumes from one step
+        group = [t for t in tasks if checkpoint_step(t.dir) == step]
+        results.update({r["task_id"]: r for r in train_group(family, group, config, progress=False)})
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; load average after: {os.getloadavg()}; "
-          f"{len(tasks)} self retries of {retry_steps} steps as one ensemble; this call took "
+          f"{len(tasks)} self retries of {retry_steps} steps as stacked ensembles; this call took "
           f"{time.perf_counter() - t0:.0f} s (seconds when a rerun finds them finished)\n")
     print("| task | first attempt | retry from neighbour | retry from self | flagged after neighbour retry |")
     print("|---|---|---|---|---|")
