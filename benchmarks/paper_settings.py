@@ -102,6 +102,12 @@ def _expert_mean(setting: str) -> float | None:
     return sum(float(r["expert_return"]) for r in rows) / len(rows) if rows else None
 
 
+def _wall_seconds(invocations: list[dict]) -> float:
+    """Wall time over every invocation of a resumed run: its total, or for one that was killed (no total), the
+    stages it finished (work a killed stage had done is not recorded)."""
+    return sum(t["seconds"].get("total", sum(t["seconds"].values())) for t in invocations)
+
+
 def table() -> str:
     methods = ["hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa_td", "maml",
                "pearl", "context_blind"]
@@ -125,8 +131,7 @@ def table() -> str:
                              f"{float(r['iqm_score']):.2f} [{float(r['iqm_score_lo']):.2f}, {float(r['iqm_score_hi']):.2f}]"
                              f"<br>R {float(r['iqm_return']):.0f}")
             expert = _expert_mean(setting)
-            times = json.loads((RESULTS / setting / "stage_times.json").read_text())
-            hours = sum(t["seconds"].get("total", 0.0) for t in times) / 3600
+            hours = _wall_seconds(json.loads((RESULTS / setting / "stage_times.json").read_text())) / 3600
             lines.append(f"| [{setting}]({setting}/report.md) | " + " | ".join(cells)
                          + f" | {'' if expert is None else f'{expert:.0f}'} | {anchors} | {hours:.1f} |")
     return "\n".join(lines)
