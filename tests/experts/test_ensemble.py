@@ -84,6 +84,15 @@ def test_bf16_keeps_critic_head_and_losses_fp32():
     assert all(p.dtype == torch.float32 for p in agent.critic.parameters())  # master weights stay fp32
 
 
+def test_a_bf16_agent_acts_for_evaluation_as_the_saved_fp32_expert():
+    # evaluation (and the gate) must score the policy that is saved: fp32, whatever the training precision
+    bf16 = EnsembleTD3(4, 2, TD3Config(batch_size=16, hidden_sizes=(64, 64), precision="bf16"), [0, 1])
+    fp32 = EnsembleTD3(4, 2, TD3Config(batch_size=16, hidden_sizes=(64, 64), precision="fp32"), [0, 1])
+    obs = np.random.default_rng(0).normal(size=(2, 32, 4)).astype(np.float32) * 3
+    np.testing.assert_array_equal(bf16.act(obs, fp32=True), fp32.act(obs))  # same init, same arithmetic
+    assert np.abs(bf16.act(obs) - fp32.act(obs)).max() > 1e-4  # autocast rounds the hidden layers
+
+
 def test_q1_is_the_first_twin_head():
     agent = EnsembleTD3(4, 2, TD3Config(batch_size=8, hidden_sizes=(16, 16)), [0, 1, 2])
     obs, act = torch.randn(3, 5, 4), torch.rand(3, 5, 2) * 2 - 1
