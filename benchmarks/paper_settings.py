@@ -1,7 +1,7 @@
 """The paper's nine settings at reduced scale: run them, publish each result, and tabulate all of them.
 
     # run (resumable: rerun the same command after a crash or a new session; finished settings are skipped)
-    nohup .venv/bin/python benchmarks/paper_settings.py run --root $HOME/hz-runs/nine > nine.log 2>&1 &
+    nohup .venv/bin/python benchmarks/paper_settings.py run --root $HOME/hz-runs/nine --executor ray > nine.log 2>&1 &
     # copy one finished run's small results into docs/results/<setting>/ (run does this itself)
     .venv/bin/python benchmarks/paper_settings.py publish cheetah-run-reward-small --root $HOME/hz-runs/nine
     # the nine-row markdown table of docs/results/README.md, from what is published
@@ -46,7 +46,7 @@ PUBLISHED = {"config.yaml": "config.yaml", "report.md": "report.md", "stage_time
 VIDEOS_KEPT = 2
 
 
-def run(settings: list[str], root: Path) -> None:
+def run(settings: list[str], root: Path, executor: str = "local") -> None:
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "PYTHONUNBUFFERED": "1"}
     for setting in settings:
@@ -54,10 +54,11 @@ def run(settings: list[str], root: Path) -> None:
         if (RESULTS / setting / "summary.csv").exists() and (out / "eval" / "done.json").exists():
             print(f"{setting}: published; skipped", flush=True)
             continue
-        print(f"{setting}: hyperzero run {setting} --out {out}", flush=True)
+        print(f"{setting}: hyperzero run {setting} --out {out} --executor {executor}", flush=True)
         with open(root / f"{setting}.log", "a") as log:
             code = subprocess.call([sys.executable, "-m", "hyperzero", "run", setting, "--out", str(out),
-                                    "--no-progress"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                                    "--executor", executor, "--no-progress"],
+                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         if code != 0:
             sys.exit(f"{setting}: hyperzero run exited with {code}; see {root / (setting + '.log')}; "
                      "rerun this command to resume")
@@ -144,13 +145,16 @@ def main() -> None:
     r.add_argument("--root", type=Path, default=Path.home() / "hz-runs" / "nine", help="folder of the run dirs")
     r.add_argument("--settings", nargs="+", default=ORDER, choices=ORDER, metavar="SETTING",
                    help=f"which settings, in this order (default: all nine: {' '.join(ORDER)})")
+    r.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="hyperzero run's executor: local runs the fits one at a time; ray runs one one-thread fit "
+                        "per core (about 2x faster fits on 2 cores: docs/results/README.md, budget check)")
     p = sub.add_parser("publish", help="copy a finished run's small results into docs/results/<setting>/")
     p.add_argument("setting", choices=ORDER)
     p.add_argument("--root", type=Path, default=Path.home() / "hz-runs" / "nine")
     sub.add_parser("table", help="print the nine-row markdown table from docs/results/*-small/")
     args = ap.parse_args()
     if args.command == "run":
-        run(args.settings, args.root)
+        run(args.settings, args.root, args.executor)
     elif args.command == "publish":
         publish(args.setting, args.root / args.setting)
     else:
