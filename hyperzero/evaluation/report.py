@@ -151,6 +151,20 @@ def fits_table(fits: dict[str, list[dict]]) -> list[list[str]]:
     return rows
 
 
+def portable_command(argv: Sequence[str]) -> list[str]:
+    """The command that made a run, as another user can type it: `hyperzero ...` instead of the path to the entry
+    point, and the run directory as `runs/<its name>` instead of this machine's path."""
+    args = [str(a) for a in argv]
+    if args and Path(args[0]).name in ("hyperzero", "__main__.py"):
+        args[0] = "hyperzero"
+    for i, a in enumerate(args):
+        if a.startswith("--out="):
+            args[i] = f"--out=runs/{Path(a[len('--out='):]).name}"
+        elif i and args[i - 1] == "--out":
+            args[i] = f"runs/{Path(a).name}"
+    return args
+
+
 def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     config = _load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
@@ -301,8 +315,7 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
 
     # --- reproduction ---
     doc.heading("Reproduce")
-    cmd = command or run_info.get("command") or sys.argv
-    doc.code(" ".join(str(c) for c in cmd))
+    doc.code(" ".join(portable_command(command or run_info.get("command") or sys.argv)))
     vers = run_info.get("versions") or versions()
     doc.table(["package", "version"], sorted(vers.items()))
 

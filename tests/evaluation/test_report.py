@@ -62,3 +62,13 @@ def test_evaluate_cli_rejects_bad_input(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert main(["evaluate", str(tmp_path / "run"), "--episodes", "0"]) == 2
     assert "episodes must be >= 1" in capsys.readouterr().err
+
+
+def test_reproduce_command_names_no_path_of_this_machine():
+    from hyperzero.evaluation.report import portable_command
+
+    argv = ["/work/main/hyperzero/__main__.py", "run", "cheetah-run-reward-small", "--out",
+            "/root/hz-runs/nine/cheetah-run-reward-small", "--no-progress"]
+    assert portable_command(argv) == ["hyperzero", "run", "cheetah-run-reward-small", "--out",
+                                      "runs/cheetah-run-reward-small", "--no-progress"]
+    assert portable_command(["hyperzero", "run", "quickstart", "--out=/tmp/x/qs"])[-1] == "--out=runs/qs"
