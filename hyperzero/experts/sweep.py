@@ -10,11 +10,12 @@ from typing import Mapping, Sequence
 
 from hyperzero.experts.config import TD3Config
 from hyperzero.experts.gate import GateConfig, judge, warm_start_source
-from hyperzero.experts.trainer import (EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step, default_threads,
+from hyperzero.experts.trainer import (EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step,
                                        dynamics_key, is_finished, train_group)
 from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
 from hyperzero.utils.ray_local import start_ray
 from hyperzero.utils.runinfo import write_run_info
+from hyperzero.utils.workers import default_threads, exit_with_parent
 
 EXECUTORS = ("local", "ray")
 MAX_ENSEMBLE = 8  # bf16 throughput saturates around N=8-16 (docs/benchmarks-experts.md); fp32 gains nothing beyond
@@ -57,29 +58,13 @@ def pack_groups(tasks: Sequence[TaskSpec], ensemble_size: int, dynamics_key=None
     return groups
 
 
-def _exit_with_parent(parent_pid: int, poll_seconds: float = 2.0) -> None:
-    """A local worker stops when the sweep process dies (e.g. SIGKILL): no orphans keep training.
-
-    Its last checkpoint stays valid, so rerunning the sweep resumes from it.
-    """
-    import threading
-    import time
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(poll_seconds)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
-
-
 def _group_entry(family: str, tasks: list[TaskSpec], config_dict: dict, progress: bool, position: int,
                  parent_pid: int | None = None) -> list[dict]:
     """Worker entry point (a fresh process or a Ray worker)."""
     import torch
 
     if parent_pid is not None:
-        _exit_with_parent(parent_pid)
+        exit_with_parent(parent_pid)
     config = TD3Config.from_dict(config_dict)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)

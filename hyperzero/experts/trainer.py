@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -331,10 +330,6 @@ def train_group(family: str, tasks: Sequence[TaskSpec], config: TD3Config, progr
                 position: int = 0) -> list[dict]:
     """Train (or resume) one ensemble; returns the members' summaries."""
     return GroupTrainer(family, tasks, config, progress=progress, position=position).train()
-
-
-def default_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -13,7 +13,7 @@ contexts; missing keys take the defaults below, and the resolved config is writt
       # list: [{speed: 2.0}, {speed: -4.0}]
     experts: {...}                  # hyperzero.experts.TD3Config fields, plus ensemble_size and num_workers
     dataset: {n_episodes, seed, exclude_flagged}
-    fit: {methods: [...], seeds: [...], ...}   # plus hyperzero.training.FitConfig fields (not method/seed)
+    fit: {methods: [...], seeds: [...], num_workers, ...}  # plus hyperzero.training.FitConfig fields (not method/seed)
     evaluate: {...}                 # hyperzero.evaluation.EvalConfig fields (not methods)
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def load_yaml(text: str):
 PRESETS_PACKAGE = "hyperzero.launchers.presets"
 SECTIONS = ("name", "description", "family", "contexts", "experts", "dataset", "fit", "evaluate")
 # Changing these in an existing run only adds work or redoes evaluation; everything else needs --force.
-COMPATIBLE_KEYS = ("name", "description", "evaluate", "fit.methods", "fit.seeds")
+COMPATIBLE_KEYS = ("name", "description", "evaluate", "fit.methods", "fit.seeds", "fit.num_workers")
 # Stage outputs that a change of each section invalidates (in pipeline order).
 INVALIDATES = {
     "family": ("experts", "dataset", "fits", "eval"),
@@ -85,7 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "experts": {"profile": "authors", "gate": {}, "ensemble_size": 4, "num_workers": None},
     "dataset": {"n_episodes": 10, "seed": 0, "exclude_flagged": True},
     "fit": {"methods": ["hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa",
-                        "mlp_uvfa_td", "maml", "pearl"], "seeds": [0, 1, 2, 3, 4]},
+                        "mlp_uvfa_td", "maml", "pearl"], "seeds": [0, 1, 2, 3, 4], "num_workers": None},
     "evaluate": {},
 }
 
@@ -209,6 +209,11 @@ class FitSweep:
 
     methods: list[str] = dataclasses.field(default_factory=list)  # method names (hyperzero.models.registry.METHODS)
     seeds: list[int] = dataclasses.field(default_factory=list)    # split seeds; each is one train/val/test split
+    num_workers: Optional[int] = None  # local executor: fits at once, one process each with cores/N threads; None =
+                                       # one per core, 1 = one after another (speed only; Ray runs one per CPU)
+
+
+FIT_SWEEP_KEYS = tuple(f.name for f in dataclasses.fields(FitSweep))
 
 
 def _section(config: dict, name: str) -> dict:
@@ -346,6 +351,8 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
                          f"e.g. [0, 1, 2, 3, 4]")
     if len(set(fit["seeds"])) != len(fit["seeds"]) or any(s < 0 for s in fit["seeds"]):
         raise ValueError(f"fit.seeds={fit['seeds']}: split seeds must be distinct and >= 0")
+    if fit.get("num_workers") is not None and fit["num_workers"] < 1:
+        raise ValueError(f"fit.num_workers={fit['num_workers']}: must be >= 1 (or null for one per core)")
     _check_fit_section(fit)
 
     evaluate = _section(config, "evaluate")
@@ -366,7 +373,7 @@ def _check_fit_section(fit: Mapping) -> None:
     bad = [m for m in fit["methods"] if m not in METHODS]
     if bad:
         raise ValueError(f"fit.methods: unknown methods {bad}; choose from {', '.join(METHODS)}")
-    _check_fields("fit", fit, FitConfig, extra=("methods", "seeds"), excluded=("method", "seed"))
+    _check_fields("fit", fit, FitConfig, extra=FIT_SWEEP_KEYS, excluded=("method", "seed"))
     if "model" in fit:
         from hyperzero.models.config import ModelConfig
 
@@ -381,7 +388,7 @@ def _check_fit_section(fit: Mapping) -> None:
 def fit_config(fit_section: Mapping, method: str, seed: int, device: str | None = None):
     from hyperzero.training import FitConfig
 
-    values = {k: v for k, v in fit_section.items() if k not in ("methods", "seeds")}
+    values = {k: v for k, v in fit_section.items() if k not in FIT_SWEEP_KEYS}
     if device:
         values["device"] = device
     return FitConfig.from_dict({**values, "method": method, "seed": int(seed)})

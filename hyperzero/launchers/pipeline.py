@@ -13,11 +13,12 @@ kill continues where it stopped. One command at a time writes a run directory (`
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from hyperzero.launchers.config import (config_differences, dump_yaml, expert_settings, fit_config, incompatible,
                                         invalidated_stages, load_config_source, resolve_config, resolve_contexts)
@@ -428,8 +429,6 @@ def fit_one(run_dir: str, method: str, seed: int, fit_section: dict, device: str
 
 
 def run_fits_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
-    from tqdm.auto import tqdm
-
     from hyperzero.datasets.format import read_manifest
 
     fit_section = config["fit"]
@@ -446,10 +445,7 @@ def run_fits_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     if runtime.executor == "ray":
         _run_fits_ray(run_dir, todo, fit_section, runtime)
     else:
-        bar = tqdm(todo, desc="fits", unit="fit", disable=not runtime.progress)
-        for method, seed in bar:
-            bar.set_postfix_str(f"{method} seed {seed}")
-            fit_one(str(run_dir), method, seed, fit_section, runtime.device, runtime.progress)
+        _run_fits_local(run_dir, todo, fit_section, runtime)
     bad = [f"{m}/seed_{s}" for m, s in jobs if fit_problem(run_dir / "fits" / m / f"seed_{s}", *inputs) is not None]
     if bad:
         raise RuntimeError(f"fits {bad} did not complete; rerun the same command to resume")
@@ -484,6 +480,58 @@ def check_enough_tasks(run_dir: Path, fit_section: dict, manifest: dict) -> None
         "tasks. Fix: give the "
         "experts more steps (experts.train_steps, experts.gate.retry_steps) or more tasks, or keep flagged experts "
         "with dataset.exclude_flagged=false (they are then never scored), then rerun")
+
+
+def local_fit_workers(fit_section: Mapping, n_fits: int) -> int:
+    """Processes the local executor fits with: fit.num_workers, or one per core; never more than the fits."""
+    return max(1, min(fit_section.get("num_workers") or os.cpu_count() or 1, n_fits))
+
+
+def _fit_entry(run_dir: str, method: str, seed: int, fit_section: dict, device: str | None, parent_pid: int) -> str:
+    """Worker entry point of a local fit process."""
+    from hyperzero.utils.workers import exit_with_parent
+
+    exit_with_parent(parent_pid)
+    return fit_one(run_dir, method, seed, fit_section, device, progress=False)
+
+
+def _run_fits_local(run_dir: Path, todo: list[tuple[str, int]], fit_section: dict, runtime: Runtime) -> None:
+    """Fits on this machine. By default one process per core, each with its share of the cores' threads: a fit's
+    small batches keep one core busy better than two (on 2 cores two one-thread fits at a time finish the stage
+    about twice as fast as one two-thread fit after another; docs/pipeline.md). `fit.num_workers: 1` fits one at a
+    time in this process, with fit.num_threads threads (0 = torch's default)."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    from hyperzero.utils.workers import default_threads
+
+    workers = local_fit_workers(fit_section, len(todo))
+    if workers == 1:
+        bar = tqdm(todo, desc="fits", unit="fit", disable=not runtime.progress)
+        for method, seed in bar:
+            bar.set_postfix_str(f"{method} seed {seed}")
+            fit_one(str(run_dir), method, seed, fit_section, runtime.device, runtime.progress)
+        return
+    section = {**fit_section, "num_threads": fit_section.get("num_threads") or default_threads(workers)}
+    _say(f"fits: {workers} processes x {section['num_threads']} thread(s)")
+    # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool, \
+            tqdm(total=len(todo), desc="fits", unit="fit", disable=not runtime.progress) as bar:
+        futures = {pool.submit(_fit_entry, str(run_dir), m, s, section, runtime.device, os.getpid()): (m, s)
+                   for m, s in todo}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    for other in pending:  # fits already running finish (or checkpoint); queued ones do not start
+                        other.cancel()
+                    raise future.exception()
+                method, seed = futures[future]
+                bar.update(1)
+                bar.set_postfix_str(f"{method} seed {seed} done")
 
 
 def _run_fits_ray(run_dir: Path, todo: list[tuple[str, int]], fit_section: dict, runtime: Runtime) -> None:
@@ -604,16 +652,20 @@ def packing_record(config: dict) -> dict[str, Any]:
     import torch
 
     from hyperzero.utils.hardware import cpu_model
+    from hyperzero.utils.workers import default_threads
 
-    experts = config["experts"]
+    experts, fit = config["experts"], config["fit"]
     cores = os.cpu_count() or 1
     workers = experts.get("num_workers") or cores
+    fit_workers = local_fit_workers(fit, len(fit["methods"]) * len(fit["seeds"]))
     return {
         "experts_ensemble_size": experts.get("ensemble_size"),
         "experts_num_workers": experts.get("num_workers"),
         "experts_num_workers_default": workers,
         "experts_torch_threads": experts.get("torch_threads") or max(1, cores // workers),
-        "fit_num_threads": config["fit"].get("num_threads") or torch.get_num_threads(),
+        "fit_num_workers_local": fit_workers,
+        "fit_num_threads": fit.get("num_threads") or (default_threads(fit_workers) if fit_workers > 1
+                                                      else torch.get_num_threads()),
         "cpu_count": cores,
         "cpu_model": cpu_model(),
         "torch": torch.__version__,
