@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("--show", action="store_true", help="print the resolved config and exit (nothing is run)")
     p.add_argument("--out", default=None, help="run directory (default: runs/<name>)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local processes, or Ray tasks for experts and fits")
+                   help="local: processes on this machine, one per core by default (experts.num_workers, "
+                        "fit.num_workers); ray: Ray tasks for experts and fits")
     p.add_argument("--address", default=None, help="Ray cluster address for --executor ray (default: start a local Ray)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda, for experts and fits (default: the config's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
