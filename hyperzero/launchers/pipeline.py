@@ -673,6 +673,21 @@ def packing_record(config: dict) -> dict[str, Any]:
     }
 
 
+def check_local_devices(config: dict, runtime: Runtime) -> None:
+    """Refuse a device this machine lacks (e.g. --device cuda without CUDA) before anything is written. Not for
+    --executor ray: there the workers' devices count, not the driver's."""
+    from hyperzero.utils.torch_utils import resolve_device
+
+    for section in ("experts", "fit"):
+        device = runtime.device or config[section].get("device") or "auto"
+        try:
+            resolve_device(device)
+        except ValueError:
+            where, fix = ((f"--device {device}", "--device cpu (or auto)") if runtime.device else
+                          (f"{section}.device={device}", f"--set {section}.device=auto (or cpu)"))
+            raise ValueError(f"{where} was asked for, but CUDA is not available on this machine; use {fix}") from None
+
+
 def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequence[str] = (), force: bool = False,
                  runtime: Runtime | None = None, stop_after: str | None = None) -> Path:
     """Run (or resume) every stage of `source` (a preset name or YAML file) in `out_dir`. Returns the run dir.
@@ -687,6 +702,8 @@ def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequ
         raise ValueError(f"stop_after must be one of {STAGES} (got {stop_after!r})")
     raw, where = load_config_source(source)
     config = resolve_config(raw, overrides)
+    if runtime.executor == "local":
+        check_local_devices(config, runtime)
     run_dir = ensure_directory(run_dir_for(config, source, out_dir), "run directory (--out)")
     with run_dir_lock(run_dir):
         leftovers = remove_temp_files(run_dir)

@@ -1,0 +1,41 @@
+"""`hyperzero run --device`: the whole pipeline on CUDA where there is a GPU; refused up front where there is not."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hyperzero.utils.io import read_json
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
+
+
+def run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hyperzero", "run", "tiny", "--no-progress", "--out", str(out),
+                           "--set", "evaluate.videos=false", *extra],
+                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.parametrize("ask, named, fix", [(["--device", "cuda"], "--device cuda", "--device cpu"),
+                                             (["--set", "fit.device=cuda"], "fit.device=cuda",
+                                              "--set fit.device=auto")])
+def test_a_device_this_machine_lacks_is_refused_before_the_run_directory_exists(tmp_path, ask, named, fix):
+    out = tmp_path / "run"
+    proc = run(out, *ask)
+    assert proc.returncode == 2
+    assert f"{named} was asked for, but CUDA is not available" in proc.stderr and fix in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_whole_pipeline_runs_on_cuda(tmp_path):
+    out = tmp_path / "run"
+    proc = run(out, "--device", "cuda")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for fit in out.glob("fits/*/seed_*"):
+        assert read_json(fit / "run_info.json")["effective"]["device"].startswith("cuda")
+    assert (out / "eval" / "results.csv").exists() and (out / "report.md").exists()
