@@ -647,8 +647,6 @@ STAGE_FUNCTIONS: dict[str, Callable[[Path, dict, Runtime], None]] = {
 
 def packing_record(config: dict) -> dict[str, Any]:
     """What can change the numbers besides the config: how experts are packed and threaded, and the CPU."""
-    import os
-
     import torch
 
     from hyperzero.utils.hardware import cpu_model
@@ -662,7 +660,7 @@ def packing_record(config: dict) -> dict[str, Any]:
         "experts_ensemble_size": experts.get("ensemble_size"),
         "experts_num_workers": experts.get("num_workers"),
         "experts_num_workers_default": workers,
-        "experts_torch_threads": experts.get("torch_threads") or max(1, cores // workers),
+        "experts_torch_threads": experts.get("torch_threads") or default_threads(workers),
         "fit_num_workers_local": fit_workers,
         "fit_num_threads": fit.get("num_threads") or (default_threads(fit_workers) if fit_workers > 1
                                                       else torch.get_num_threads()),
