@@ -31,6 +31,7 @@ VARIANTS: dict[str, dict] = {
     "v1+nstep3+ln": dict(hidden_sizes=(128, 128), actor_lr=3e-4, critic_lr=3e-4, std_decay_steps=30_000,
                          n_step=3, critic_layer_norm=True),
     "fast-lr1e-3": {**PROFILES["fast"], "actor_lr": 1e-3, "critic_lr": 1e-3},
+    "fast-256": {**PROFILES["fast"], "hidden_sizes": (256, 256)},  # walker: more capacity for a 24-dim state
     # fast, plus every member learning from the others' transitions relabelled with its own reward
     "fast+shared": {**PROFILES["fast"], "share_experience": True},
 }
