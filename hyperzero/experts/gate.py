@@ -2,7 +2,7 @@
 
 An expert passes when its deterministic evaluation return reaches `ceiling_fraction` of the family's ceiling
 (every step at the maximum reward), or when, floor-corrected, it reaches `neighbour_fraction` of the best of
-its `neighbours` nearest tasks (in normalised context space) that vouch for it, i.e. that passed or reached
+its `neighbours` nearest tasks (in normalised context space) that vouch for it, i.e. that reached
 `vouch_fraction` of the ceiling: a task a close neighbour solves is one this expert should solve too, and
 neighbours that all failed to learn vouch for nothing. The floor is a do-nothing policy (zero actions) on
 the same evaluation episodes.
@@ -27,7 +27,7 @@ class GateConfig:
     enabled: bool = True  # false: no verdicts, no retries (only TD3Config.quality_threshold flags)
     ceiling_fraction: float = 0.9  # a return >= this x the family's ceiling passes outright
     neighbour_fraction: float = 0.7  # else (R - floor) must reach this x (best vouching neighbour - floor)
-    vouch_fraction: float = 0.5  # a neighbour vouches (sets that bar) if it passed or reached this x the ceiling
+    vouch_fraction: float = 0.5  # only neighbours that reached this x the ceiling set that bar
     neighbours: int = 4  # how many nearest tasks (normalised context distance) an expert is compared with
     max_retries: int = 1  # retrained attempts of a failed expert (warm start from the nearest passing expert, new seed)
     retry_steps: int | None = None  # env steps of a retry; None = the expert's train_steps
@@ -110,56 +110,41 @@ def warm_start_source(family: str, summaries: Sequence[Mapping], verdicts: Seque
 def judge(family: str, summaries: Sequence[Mapping], gate: GateConfig) -> list[Verdict]:
     """One verdict per summary (summaries need task_id, context, eval_return_mean, floor_return).
 
-    Tasks at `ceiling_fraction` of the ceiling pass outright. Any other task passes only relative to a
-    neighbour that vouches for it: among its `neighbours` nearest tasks, the best one that passed or reached
-    `vouch_fraction` of the ceiling sets the bar. Passes spread until nothing changes (the result does not
-    depend on the tasks' order). Neighbours that are all weak vouch for nothing: when every expert of a region
-    failed alike (walker experts that never learned to walk, 40-420 of 1000) they all fail, instead of passing
-    for scoring like each other."""
+    Tasks at `ceiling_fraction` of the ceiling pass outright. Any other task is compared with the best of its
+    `neighbours` nearest tasks that vouch for it, i.e. that reached `vouch_fraction` of the ceiling: an expert
+    that learned its own task shows what a nearby one can score; one that did not shows nothing. So when every
+    expert of a region failed alike (walker experts that never learned to walk, 40-420 of 1000) they all fail,
+    instead of passing for scoring like each other."""
     from hyperzero.envs import get_family
 
     fam = get_family(family)
     points = _points(family, summaries)
     returns = np.array([float(s["eval_return_mean"]) for s in summaries])
-    floors = [float(s.get("floor_return", 0.0)) for s in summaries]
     short = summaries[0].get("config", {}).get("max_episode_steps") if summaries else None
     ceiling = fam.max_reward * (short or fam.episode_steps)
-    near = []
-    for i in range(len(summaries)):
+    verdicts = []
+    for i, s in enumerate(summaries):
+        floor = float(s.get("floor_return", 0.0))
+        r = returns[i]
+        if r >= gate.ceiling_fraction * ceiling:
+            verdicts.append(Verdict(s["task_id"], True, f"{r:.0f} >= {gate.ceiling_fraction:g} x ceiling {ceiling:.0f}",
+                                    float(r), floor, None, None))
+            continue
         dist = np.linalg.norm(points - points[i], axis=1)
         dist[i] = np.inf
-        near.append([j for j in np.argsort(dist, kind="stable")[: gate.neighbours] if np.isfinite(dist[j])])
-
-    def outright(i: int) -> bool:
-        return returns[i] >= gate.ceiling_fraction * ceiling
-
-    def relative(i: int, passed: set[int]) -> Verdict:
-        r, floor = returns[i], floors[i]
-        vouching = [j for j in near[i] if j in passed or returns[j] >= gate.vouch_fraction * ceiling]
+        near = [j for j in np.argsort(dist, kind="stable")[: gate.neighbours] if np.isfinite(dist[j])]
+        vouching = [j for j in near if returns[j] >= gate.vouch_fraction * ceiling]
         if not vouching:
-            what = (f"none of its {len(near[i])} nearest tasks passed or reached {gate.vouch_fraction:g} x ceiling, "
-                    "so no neighbour vouches for a lower bar" if near[i] else "no neighbouring task to compare with")
-            return Verdict(summaries[i]["task_id"], False, f"{r:.0f} < {gate.ceiling_fraction:g} x ceiling "
-                           f"{ceiling:.0f} and {what}", float(r), floor, None, None)
+            what = (f"none of its {len(near)} nearest tasks reached {gate.vouch_fraction:g} x ceiling, so no "
+                    "neighbour vouches for a lower bar" if near else "no neighbouring task to compare with")
+            verdicts.append(Verdict(s["task_id"], False, f"{r:.0f} < {gate.ceiling_fraction:g} x ceiling "
+                                    f"{ceiling:.0f} and {what}", float(r), floor, None, None))
+            continue
         best = max(vouching, key=lambda j: returns[j])
         ref = returns[best]
         need = floor + gate.neighbour_fraction * (ref - floor)
         ok = r >= need
         why = (f"{r:.0f} {'>=' if ok else '<'} {need:.0f} = floor {floor:.0f} + {gate.neighbour_fraction:g} x "
                f"(neighbour {summaries[best]['task_id']} {ref:.0f} - floor)")
-        return Verdict(summaries[i]["task_id"], bool(ok), why, float(r), floor, float(ref), summaries[best]["task_id"])
-
-    passed = {i for i in range(len(summaries)) if outright(i)}
-    while True:
-        spread = {i for i in range(len(summaries)) if i not in passed and relative(i, passed).passed}
-        if not spread:
-            break
-        passed |= spread
-    verdicts = []
-    for i, s in enumerate(summaries):
-        if outright(i):
-            verdicts.append(Verdict(s["task_id"], True, f"{returns[i]:.0f} >= {gate.ceiling_fraction:g} x ceiling "
-                                    f"{ceiling:.0f}", float(returns[i]), floors[i], None, None))
-        else:
-            verdicts.append(relative(i, passed))
+        verdicts.append(Verdict(s["task_id"], bool(ok), why, float(r), floor, float(ref), summaries[best]["task_id"]))
     return verdicts
