@@ -154,8 +154,8 @@ def main() -> None:
     r.add_argument("--settings", nargs="+", default=ORDER, choices=ORDER, metavar="SETTING",
                    help=f"which settings, in this order (default: all nine: {' '.join(ORDER)})")
     r.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="hyperzero run's executor: local runs the fits one at a time; ray runs one one-thread fit "
-                        "per core (about 2x faster fits on 2 cores: docs/results/README.md, budget check)")
+                   help="hyperzero run's executor: local processes (one fit per core, docs/pipeline.md) or Ray "
+                        "tasks (one one-thread fit per CPU, also across a cluster)")
     p = sub.add_parser("publish", help="copy a finished run's small results into docs/results/<setting>/")
     p.add_argument("setting", choices=ORDER)
     p.add_argument("--root", type=Path, default=Path.home() / "hz-runs" / "nine")

@@ -108,13 +108,9 @@ def warm_start_source(family: str, summaries: Sequence[Mapping], verdicts: Seque
 
 
 def judge(family: str, summaries: Sequence[Mapping], gate: GateConfig) -> list[Verdict]:
-    """One verdict per summary (summaries need task_id, context, eval_return_mean, floor_return).
-
-    Tasks at `ceiling_fraction` of the ceiling pass outright. Any other task is compared with the best of its
-    `neighbours` nearest tasks that vouch for it, i.e. that reached `vouch_fraction` of the ceiling: an expert
-    that learned its own task shows what a nearby one can score; one that did not shows nothing. So when every
-    expert of a region failed alike (walker experts that never learned to walk, 40-420 of 1000) they all fail,
-    instead of passing for scoring like each other."""
+    """One verdict per summary (summaries need task_id, context, eval_return_mean, floor_return); the rule is in
+    the module docstring. Only neighbours that learned their own task vouch: one that did not shows nothing about
+    what a nearby task can score, so a region where every expert failed alike fails as a whole."""
     from hyperzero.envs import get_family
 
     fam = get_family(family)
