@@ -230,9 +230,10 @@ def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, sel
         raise ValueError(f"lr_sweep chooses the learning rate on validation tasks, but split seed {cfg.seed} has none; "
                          f"raise val_fraction or add tasks, or drop lr_sweep and set lr")
     sweep_steps = cfg.lr_sweep_steps or cfg.steps
-    write_run_info(out, resolved, seeds={"split": cfg.seed}, split=asdict(split), method=cfg.method,
-                   dataset=str(getattr(ds, "directory", "")), family=ds.family,
-                   lr_sweep={"learning_rates": list(cfg.lr_sweep), "steps": sweep_steps, "selection": selection})
+    sweep_info = dict(seeds={"split": cfg.seed}, split=asdict(split), method=cfg.method,
+                      dataset=str(getattr(ds, "directory", "")), family=ds.family,
+                      lr_sweep={"learning_rates": list(cfg.lr_sweep), "steps": sweep_steps, "selection": selection})
+    write_run_info(out, resolved, **sweep_info)
     candidates = []
     for lr in cfg.lr_sweep:
         sub = out / "lr_sweep" / f"lr_{lr:g}"
@@ -256,6 +257,8 @@ def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, sel
               "sweep_steps": sweep_steps, "refitted": sweep_steps != cfg.steps, "candidates": candidates,
               "published_from": winner.relative_to(out).as_posix()}
     atomic_write_json(out / LR_SWEEP, record)
+    # the published model's device and threads, here as well as in its sub-fit, where a reader would miss them
+    write_run_info(out, resolved, **sweep_info, effective=read_json(winner / "run_info.json").get("effective"))
     for name in (MODEL, "progress.csv"):
         if (winner / name).exists():
             atomic_write_bytes(out / name, read_verified_bytes(winner / name))

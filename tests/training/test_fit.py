@@ -187,6 +187,9 @@ def test_lr_sweep_keeps_the_learning_rate_best_on_validation_tasks(ds, tmp_path)
     assert load_fit(tmp_path / "full").config.lr == 3e-3
     info = json.load(open(tmp_path / "full" / "run_info.json"))
     assert info["config"]["lr_sweep"] == [1e-6, 3e-3] and info["lr_sweep"]["steps"] == 40
+    # the device and threads the published model was fitted with are in the fit folder's own record
+    winner_info = json.load(open(tmp_path / "full" / "lr_sweep" / "lr_0.003" / "run_info.json"))
+    assert info["effective"] == winner_info["effective"] and info["effective"]["device"] == "cpu"
     # a shorter sweep refits the chosen lr for the full budget
     fit(ds, tmp_path / "short", dataclasses.replace(cfg, lr_sweep_steps=20), progress=False)
     record = json.load(open(tmp_path / "short" / "lr_sweep.json"))
