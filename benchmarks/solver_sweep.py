@@ -34,6 +34,8 @@ VARIANTS: dict[str, dict] = {
     "fast-256": {**PROFILES["fast"], "hidden_sizes": (256, 256)},  # walker: more capacity for a 24-dim state
     # fast, plus every member learning from the others' transitions relabelled with its own reward
     "fast+shared": {**PROFILES["fast"], "share_experience": True},
+    "fast+obsnorm": {**PROFILES["fast"], "obs_norm": True},  # running observation normalisation (SimBa's RSNorm)
+    "fast-256+obsnorm": {**PROFILES["fast"], "hidden_sizes": (256, 256), "obs_norm": True},
 }
 
 

@@ -63,6 +63,8 @@ def _config_from_args(args):
         overrides["hidden_sizes"] = tuple(int(h) for h in args.hidden.split(","))
     if args.share_experience:
         overrides["share_experience"] = True
+    if args.obs_norm:
+        overrides["obs_norm"] = True
     return profile_config(args.profile, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -158,6 +160,9 @@ def register(subparsers) -> None:
     t.add_argument("--share-experience", action="store_true",
                    help="tasks of one ensemble with equal dynamics also learn from each other's transitions, "
                         "relabelled with their own reward (off by default: not reliably better, docs/experts.md)")
+    t.add_argument("--obs-norm", action="store_true",
+                   help="normalise each expert's observations by running mean and std (SimBa's RSNorm), saved with "
+                        "the expert (off by default; measured in docs/benchmarks-experts.md)")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16"),
                    help="auto (default: bf16 only where the CPU/GPU runs it natively, else fp32), fp32, or bf16 "
                         "(refused on a CPU without AMX/AVX512-BF16, where it is ~17x slower)")

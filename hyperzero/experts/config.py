@@ -30,6 +30,8 @@ class TD3Config:
     gamma: float = 0.99  # discount
     n_step: int = 1  # n-step TD targets (authors: 1); assembled at sampling time, cut at episode ends
     critic_layer_norm: bool = False  # LayerNorm on the critics' hidden layers (authors: none)
+    obs_norm: bool = False  # running mean/std normalisation of each member's observations, saved with the expert
+    #   (SimBa's RSNorm; authors: none)
     share_experience: bool = False  # members with equal dynamics also learn from each other's transitions,
     #   relabelled with their own reward (authors: none; see docs/experts.md, 'shared experience')
     batch_size: int | None = None  # minibatch per member; None = family default (256; 512 for walker-walk)

@@ -57,8 +57,9 @@ class EnsembleTD3:
         self.device = torch.device(device)
         self.rngs = [MemberRNG(s, self.device) for s in self.seeds]
         h = config.hidden_sizes
-        self.actor = EnsembleActor(self.n, obs_dim, act_dim, h)
-        self.critic = EnsembleTwinCritic(self.n, obs_dim, act_dim, h, layer_norm=config.critic_layer_norm)
+        self.actor = EnsembleActor(self.n, obs_dim, act_dim, h, obs_norm=config.obs_norm)
+        self.critic = EnsembleTwinCritic(self.n, obs_dim, act_dim, h, layer_norm=config.critic_layer_norm,
+                                         obs_norm=config.obs_norm)
         for i, rng in enumerate(self.rngs):  # fixed draw order per member: actor then critic
             self.actor.reset_member(i, rng.init)
             self.critic.reset_member(i, rng.init)
@@ -88,6 +89,19 @@ class EnsembleTD3:
             noise = np.stack([rng.explore.normal(0.0, std, size=a.shape[1:]) for rng in self.rngs])
             a = a + noise.astype(np.float32)
         return a
+
+    @torch.no_grad()
+    def observe(self, obs: np.ndarray) -> None:
+        """Fold observations [N, B, S] into the running statistics (`obs_norm`); every network, targets included,
+        normalises with the same statistics, so the critic's target uses what the critic uses."""
+        if self.actor.obs_norm is None:
+            return
+        norm = self.actor.obs_norm
+        norm.observe(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
+        for mod in (self.critic, self.actor_target, self.critic_target):
+            rows = 2 if isinstance(mod, EnsembleTwinCritic) else 1  # critics keep one row per head
+            for name in ("mean", "var", "count"):
+                getattr(mod.obs_norm, name).copy_(getattr(norm, name).repeat_interleave(rows, dim=0))
 
     def random_actions(self, batch: int = 1) -> np.ndarray:
         return np.stack([rng.explore.uniform(-1.0, 1.0, size=(batch, self.act_dim)) for rng in self.rngs]

@@ -49,6 +49,35 @@ class StackedLayerNorm(nn.Module):
         return torch.nn.functional.layer_norm(x, x.shape[-1:]) * self.weight[members] + self.bias[members]
 
 
+class StackedObsNorm(nn.Module):
+    """Running mean/variance normalisation of each member's observations (SimBa's RSNorm): x [N, B, S] -> z-scores,
+    clipped to +-`clip`. The statistics are buffers, saved with the network and changed only by `observe`.
+
+    Starts as the identity (mean 0, variance 1, a tiny prior count, as SB3's VecNormalize), so a network built
+    with it and never shown an observation acts as one built without it.
+    """
+
+    def __init__(self, n: int, dim: int, clip: float = 10.0):
+        super().__init__()
+        self.clip = clip
+        self.register_buffer("mean", torch.zeros(n, 1, dim))
+        self.register_buffer("var", torch.ones(n, 1, dim))
+        self.register_buffer("count", torch.full((n, 1, 1), 1e-4))
+
+    @torch.no_grad()
+    def observe(self, x: torch.Tensor) -> None:
+        """Fold one batch x [N, B, S] into the running statistics (Chan et al.'s parallel update, per member)."""
+        batch_mean, batch_var, b = x.mean(dim=1, keepdim=True), x.var(dim=1, unbiased=False, keepdim=True), x.shape[1]
+        delta, total = batch_mean - self.mean, self.count + b
+        self.mean += delta * b / total
+        self.var.copy_((self.var * self.count + batch_var * b + delta ** 2 * self.count * b / total) / total)
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        z = (x - self.mean[members]) * torch.rsqrt(self.var[members] + 1e-8)
+        return z.clamp(-self.clip, self.clip)
+
+
 class StackedMLP(nn.Module):
     """ReLU MLP over N stacked members. `fp32_output` runs the last layer outside autocast.
 
@@ -87,17 +116,22 @@ class StackedMLP(nn.Module):
 
 
 class EnsembleActor(nn.Module):
-    """Deterministic policy a = tanh(MLP(s)) for N members: [N, B, S] -> [N, B, A]."""
+    """Deterministic policy a = tanh(MLP(s)) for N members: [N, B, S] -> [N, B, A].
 
-    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int]):
+    `obs_norm` normalises s by the member's running statistics first (`StackedObsNorm`)."""
+
+    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int], obs_norm: bool = False):
         super().__init__()
         self.n = n
+        self.obs_norm = StackedObsNorm(n, obs_dim) if obs_norm else None
         self.net = StackedMLP(n, obs_dim, hidden, act_dim)
 
     def reset_member(self, i: int, generator: torch.Generator) -> None:
         self.net.reset_member(i, generator)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs)
         return torch.tanh(self.net(obs).float())
 
 
@@ -107,21 +141,29 @@ class EnsembleTwinCritic(nn.Module):
     forward: obs [N, B, S], act [N, B, A] -> q [N, 2, B] (fp32).
     """
 
-    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int], layer_norm: bool = False):
+    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int], layer_norm: bool = False,
+                 obs_norm: bool = False):
         super().__init__()
         self.n = n
+        # one row of statistics per head (2N), like every other tensor of the critic, so member i's rows are 2i, 2i+1
+        self.obs_norm = StackedObsNorm(2 * n, obs_dim) if obs_norm else None
         self.net = StackedMLP(2 * n, obs_dim + act_dim, hidden, 1, fp32_output=True, layer_norm=layer_norm)
 
     def reset_member(self, i: int, generator: torch.Generator) -> None:
         self.net.reset_member(2 * i, generator)
         self.net.reset_member(2 * i + 1, generator)
 
+    def _inputs(self, obs: torch.Tensor, act: torch.Tensor, members: slice) -> torch.Tensor:
+        if self.obs_norm is not None:
+            obs = self.obs_norm(obs, members)
+        return torch.cat([obs, act], dim=-1)
+
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, act], dim=-1)  # [N, B, S+A]
-        x = x.repeat_interleave(2, dim=0)  # [2N, B, S+A]
+        x = self._inputs(obs.repeat_interleave(2, dim=0), act.repeat_interleave(2, dim=0), slice(None))  # [2N, B, S+A]
         q = self.net(x).squeeze(-1)  # [2N, B]
         return q.view(self.n, 2, -1)
 
     def q1(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """Q1 only (the actor loss and the dataset's q*): [N, B]."""
-        return self.net(torch.cat([obs, act], dim=-1), members=slice(0, None, 2)).squeeze(-1)
+        heads = slice(0, None, 2)
+        return self.net(self._inputs(obs, act, heads), members=heads).squeeze(-1)

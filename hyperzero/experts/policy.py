@@ -27,10 +27,11 @@ class ExpertPolicy:
         self.seed: int = int(payload["seed"])
         self.summary = summary or {}
         self.device = torch.device(device)
-        hidden = payload["hidden_sizes"]
-        self._actor = EnsembleActor(1, self.obs_dim, self.act_dim, hidden)
+        hidden, config = payload["hidden_sizes"], payload.get("config", {})
+        obs_norm = bool(config.get("obs_norm", False))  # its statistics are in the saved state dicts
+        self._actor = EnsembleActor(1, self.obs_dim, self.act_dim, hidden, obs_norm=obs_norm)
         self._critic = EnsembleTwinCritic(1, self.obs_dim, self.act_dim, hidden,
-                                          layer_norm=bool(payload.get("config", {}).get("critic_layer_norm", False)))
+                                          layer_norm=bool(config.get("critic_layer_norm", False)), obs_norm=obs_norm)
         self._actor.load_state_dict(payload["actor"])
         self._critic.load_state_dict(payload["critic"])
         self._actor.to(self.device).eval().requires_grad_(False)

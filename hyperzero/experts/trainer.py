@@ -133,6 +133,9 @@ class GroupTrainer:
             if list(payload["hidden_sizes"]) != list(self.cfg.hidden_sizes):
                 raise ValueError(f"warm start {t.warm_start} has hidden sizes {payload['hidden_sizes']}, this run "
                                  f"{list(self.cfg.hidden_sizes)}")
+            if payload["config"].get("obs_norm", False) != self.cfg.obs_norm:
+                raise ValueError(f"warm start {t.warm_start} was trained with obs_norm="
+                                 f"{payload['config'].get('obs_norm', False)}, this run asks for {self.cfg.obs_norm}")
             self.agent.load_member_networks(i, payload)
 
     def _resume(self) -> None:
@@ -151,7 +154,7 @@ class GroupTrainer:
                 raise ValueError(f"{t.dir / CHECKPOINT}: unknown checkpoint format {s.get('format')}; delete it to retrain")
             old = s["config"]
             for key in ("hidden_sizes", "batch_size", "gamma", "precision", "n_step", "critic_layer_norm",
-                        "share_experience"):
+                        "obs_norm", "share_experience"):
                 if old.get(key, TD3Config.__dataclass_fields__[key].default) != self.cfg.to_dict()[key]:
                     raise ValueError(f"{t.dir / CHECKPOINT} was trained with {key}={old[key]} but this run asks for "
                                      f"{self.cfg.to_dict()[key]}; rerun with the same setting or delete the checkpoint")
@@ -216,6 +219,7 @@ class GroupTrainer:
                 obs[i] = self._reset_member(i)
                 ep_return[i] = 0.0
             need_reset[:] = False
+            self.agent.observe(obs[:, None])  # no-op without obs_norm
             if self.step < cfg.random_steps:
                 action = self.agent.random_actions()[:, 0]
             else:

@@ -18,18 +18,23 @@ from .helpers import task, tiny
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_resumed_run_matches_uninterrupted_run(tmp_path):
-    cfg = tiny(train_steps=400, replay_capacity=1000)
+@pytest.mark.parametrize("obs_norm", [False, True])
+def test_resumed_run_matches_uninterrupted_run(tmp_path, obs_norm):
+    cfg = tiny(train_steps=400, replay_capacity=1000, obs_norm=obs_norm)
     straight = task(tmp_path / "straight", 4, speed=3.0)
     split = task(tmp_path / "split", 4, speed=3.0)
     s1 = train_group("cheetah-run", [straight], cfg, progress=False)[0]
-    train_group("cheetah-run", [split], tiny(train_steps=200, replay_capacity=1000), progress=False)  # "killed" at 200
+    train_group("cheetah-run", [split], tiny(train_steps=200, replay_capacity=1000, obs_norm=obs_norm),
+                progress=False)  # "killed" at 200
     assert checkpoint_step(split.dir) == 200
     s2 = train_group("cheetah-run", [split], cfg, progress=False)[0]  # resumes from the step-200 checkpoint
     a = torch.load(straight.dir / "expert.pt", weights_only=True)
     b = torch.load(split.dir / "expert.pt", weights_only=True)
-    for k in a["actor"]:
+    for k in a["actor"]:  # with obs_norm, the saved statistics too
         torch.testing.assert_close(a["actor"][k], b["actor"][k], rtol=1e-5, atol=1e-6)
+    assert ("obs_norm.mean" in a["actor"]) == obs_norm
+    if obs_norm:  # every observation acted on, across the resume, is counted once
+        assert b["actor"]["obs_norm.count"].item() == pytest.approx(400, abs=1e-2)
     assert s1["eval_return_mean"] == pytest.approx(s2["eval_return_mean"], abs=1e-3)
     steps = [int(float(r["step"])) for r in csv.DictReader(open(split.dir / "progress.csv"))]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 400
