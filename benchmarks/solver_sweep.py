@@ -35,7 +35,6 @@ VARIANTS: dict[str, dict] = {
     # fast, plus every member learning from the others' transitions relabelled with its own reward
     "fast+shared": {**PROFILES["fast"], "share_experience": True},
     "fast+obsnorm": {**PROFILES["fast"], "obs_norm": True},  # running observation normalisation (SimBa's RSNorm)
-    "fast-256+obsnorm": {**PROFILES["fast"], "hidden_sizes": (256, 256), "obs_norm": True},
 }
 
 

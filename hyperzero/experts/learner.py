@@ -67,6 +67,8 @@ class EnsembleTD3:
         self.critic.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        if config.obs_norm:  # targets normalise with the online statistics themselves, not a copy to keep in step
+            self.actor_target.obs_norm, self.critic_target.obs_norm = self.actor.obs_norm, self.critic.obs_norm
         self.actor_opt = _adam(self.actor.parameters(), config.actor_lr, config.adam_eps, self.device)
         self.critic_opt = _adam(self.critic.parameters(), config.critic_lr, config.adam_eps, self.device)
         self.updates = 0  # critic updates so far
@@ -98,10 +100,8 @@ class EnsembleTD3:
             return
         norm = self.actor.obs_norm
         norm.observe(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
-        for mod in (self.critic, self.actor_target, self.critic_target):
-            rows = 2 if isinstance(mod, EnsembleTwinCritic) else 1  # critics keep one row per head
-            for name in ("mean", "var", "count"):
-                getattr(mod.obs_norm, name).copy_(getattr(norm, name).repeat_interleave(rows, dim=0))
+        for name in ("mean", "var", "count"):  # the critic keeps one row per head: member i at rows 2i, 2i+1
+            getattr(self.critic.obs_norm, name).copy_(getattr(norm, name).repeat_interleave(2, dim=0))
 
     def random_actions(self, batch: int = 1) -> np.ndarray:
         return np.stack([rng.explore.uniform(-1.0, 1.0, size=(batch, self.act_dim)) for rng in self.rngs]
