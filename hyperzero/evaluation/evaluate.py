@@ -309,7 +309,7 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
         from hyperzero.evaluation.figures import make_all_figures
 
         written += make_all_figures(rows, dataset.context_names, eval_dir / "figures", stats=summary,
-                                    run_dir=run_dir)
+                                    run_dir=run_dir, family=dataset.family)
     if config.videos:
         written += render_videos(run_dir, dataset, fits, config, load_fit, progress)
     atomic_write_json(eval_dir / "done.json", {"key": {**settings, "fits": {f"{f.method}/seed_{f.seed}": f.fingerprint

@@ -66,12 +66,21 @@ def save_figure(fig, path_stem: str | Path) -> list[Path]:
     return paths
 
 
-def _axis_label(name: str) -> str:
-    return {"speed": "desired speed (m/s; sign = direction)", "torso_length": "torso length",
-            "finger_length": "finger length"}.get(name, name)
+def _axis_label(name: str, family: str | None = None) -> str:
+    """A context feature's axis label, with the unit its family declares (finger spin is rad/s, not m/s)."""
+    words = {"speed": "desired speed", "torso_length": "torso length"}.get(name, name.replace("_", " "))
+    feature = None
+    if family is not None:
+        from hyperzero.envs import get_family
+
+        feature = next((f for f in get_family(family).features if f.name == name), None)
+    if feature is None:
+        return f"{words} (sign = direction)" if name == "speed" else words
+    return f"{words} ({feature.unit}; sign = direction)" if feature.nonzero else f"{words} ({feature.unit})"
 
 
-def _plot_curves(ax, rows: Sequence[ResultRow], methods: Sequence[str], feature: str) -> None:
+def _plot_curves(ax, rows: Sequence[ResultRow], methods: Sequence[str], feature: str,
+                 family: str | None = None) -> None:
     expert_points: dict[str, tuple[float, float]] = {}
     floor_points: dict[str, tuple[float, float]] = {}
     for method in methods:
@@ -90,16 +99,16 @@ def _plot_curves(ax, rows: Sequence[ResultRow], methods: Sequence[str], feature:
         ref = sorted(v for v in points_.values() if np.isfinite(v[1]))
         if ref:
             ax.plot([e[0] for e in ref], [e[1] for e in ref], **style)
-    ax.set_xlabel(_axis_label(feature))
+    ax.set_xlabel(_axis_label(feature, family))
     ax.set_ylabel("episode return (held-out tasks)")
     ax.grid(alpha=0.3)
 
 
 def return_vs_context(rows: Sequence[ResultRow], feature: str, out_stem: str | Path, title: str = "",
-                      methods: Sequence[str] | None = None) -> list[Path]:
+                      methods: Sequence[str] | None = None, family: str | None = None) -> list[Path]:
     methods = list(methods) if methods is not None else method_order(rows)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    _plot_curves(ax, rows, methods, feature)
+    _plot_curves(ax, rows, methods, feature, family)
     ax.set_title(title or f"Zero-shot return vs {feature} (mean ± std over seeds holding the task out)")
     ax.legend(fontsize=7, loc="best")
     return save_figure(fig, out_stem)
@@ -132,7 +141,7 @@ def _on_grid(rows: Sequence[ResultRow], method: str, features: Sequence[str], xs
 
 
 def heatmaps(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str | Path,
-             methods: Sequence[str] | None = None) -> list[Path]:
+             methods: Sequence[str] | None = None, family: str | None = None) -> list[Path]:
     """Per method: held-out return over the 2-D grid, and (second row) method minus expert."""
     if len(features) != 2:
         raise ValueError(f"heatmaps need exactly two context features, got {list(features)}")
@@ -153,8 +162,8 @@ def heatmaps(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str |
         fig.colorbar(m2, ax=axes[1, col], fraction=0.046)
         for row in (0, 1):
             axes[row, col].set_facecolor("#dddddd")  # blank = never held out
-            axes[row, col].set_xlabel(_axis_label(features[0]), fontsize=8)
-            axes[row, col].set_ylabel(_axis_label(features[1]), fontsize=8)
+            axes[row, col].set_xlabel(_axis_label(features[0], family), fontsize=8)
+            axes[row, col].set_ylabel(_axis_label(features[1], family), fontsize=8)
     fig.suptitle("Held-out return over the context grid (grey: task never held out)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, out_stem)
@@ -176,7 +185,7 @@ def _grid_triangles(measured: np.ndarray) -> list[tuple[tuple[int, int], ...]]:
 
 
 def surfaces(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str | Path,
-             methods: Sequence[str] | None = None) -> list[Path]:
+             methods: Sequence[str] | None = None, family: str | None = None) -> list[Path]:
     """Per method: held-out return as an unsmoothed 3-D surface over the 2-D grid, the expert's return on the
     same tasks, and the grid points never held out; colour and z scales are shared so panels compare."""
     if len(features) != 2:
@@ -213,8 +222,8 @@ def surfaces(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str |
                        marker="x", s=18, depthshade=False)
         ax.set_zlim(z_low, z_high)
         ax.set_title(method, fontsize=9)
-        ax.set_xlabel(_axis_label(features[0]), fontsize=7)
-        ax.set_ylabel(_axis_label(features[1]), fontsize=7)
+        ax.set_xlabel(_axis_label(features[0], family), fontsize=7)
+        ax.set_ylabel(_axis_label(features[1], family), fontsize=7)
         ax.set_zlabel("return", fontsize=7)
         ax.tick_params(labelsize=6)
     # One legend for the figure: a panel may lack some of the marks (e.g. no cell left unheld).
@@ -313,13 +322,13 @@ def learning_curves(run_dir: str | Path, out_stem: str | Path) -> list[Path] | N
 
 
 def ablation(rows: Sequence[ResultRow], context_names: Sequence[str], out_stem: str | Path,
-             stats: Sequence | None = None) -> list[Path] | None:
+             stats: Sequence | None = None, family: str | None = None) -> list[Path] | None:
     methods = [m for m in ABLATION_METHODS if any(r.method == m for r in rows)]
     if len(methods) < 2:
         return None
     sub = [r for r in rows if r.method in methods]
     if len(context_names) == 1:
-        return return_vs_context(sub, context_names[0], out_stem, methods=methods,
+        return return_vs_context(sub, context_names[0], out_stem, methods=methods, family=family,
                                  title="Ablation: generating Q and the TD loss (held-out tasks)")
     if stats is None:
         return None
@@ -327,9 +336,11 @@ def ablation(rows: Sequence[ResultRow], context_names: Sequence[str], out_stem: 
 
 
 def make_all_figures(rows: Sequence[ResultRow], context_names: Sequence[str], out_dir: str | Path,
-                     stats: Sequence | None = None, run_dir: str | Path | None = None) -> list[Path]:
+                     stats: Sequence | None = None, run_dir: str | Path | None = None,
+                     family: str | None = None) -> list[Path]:
     """Every results figure that fits this sweep; returns the written paths (PNG and PDF). `stats` (from
-    `stats.aggregate`, computed here when None) feed the interval figure; `run_dir` the learning curves."""
+    `stats.aggregate`, computed here when None) feed the interval figure; `run_dir` the learning curves;
+    `family` the units on the context axes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not rows:
@@ -337,16 +348,17 @@ def make_all_figures(rows: Sequence[ResultRow], context_names: Sequence[str], ou
     written: list[Path] = []
     zero_shot = [r for r in rows if "@" not in r.method]
     if len(context_names) == 1:
-        written += return_vs_context(zero_shot, context_names[0], out_dir / f"return_vs_{context_names[0]}")
+        written += return_vs_context(zero_shot, context_names[0], out_dir / f"return_vs_{context_names[0]}",
+                                     family=family)
     elif len(context_names) == 2:
-        written += heatmaps(zero_shot, context_names, out_dir / "heatmaps")
-        written += surfaces(zero_shot, context_names, out_dir / "surfaces")
+        written += heatmaps(zero_shot, context_names, out_dir / "heatmaps", family=family)
+        written += surfaces(zero_shot, context_names, out_dir / "surfaces", family=family)
     if stats is None:
         from hyperzero.evaluation.stats import aggregate
 
         stats = aggregate(rows, reps=1000)
     written += summary_intervals(stats, out_dir / "summary_intervals")
-    abl = ablation(zero_shot, context_names, out_dir / "ablation", stats)
+    abl = ablation(zero_shot, context_names, out_dir / "ablation", stats, family=family)
     if abl:
         written += abl
     if run_dir is not None:

@@ -84,3 +84,22 @@ def test_learning_curves_from_the_fits_progress(tmp_path):
     assert steps.tolist() == [10, 20, 30] and val_return.tolist() == [10.5, 20.5, 30.5]   # mean over seeds
     written = learning_curves(tmp_path / "run", tmp_path / "curves")
     assert [p.name for p in written] == ["curves.png", "curves.pdf"]
+
+
+def test_context_axes_carry_the_familys_units(tmp_path, monkeypatch):
+    from hyperzero.evaluation import figures
+
+    labels = []
+    save = figures.save_figure
+
+    def record_labels(fig, stem):
+        labels.extend(label for ax in fig.axes for label in (ax.get_xlabel(), ax.get_ylabel()))
+        return save(fig, stem)
+
+    monkeypatch.setattr(figures, "save_figure", record_labels)
+    make_all_figures(rows_1d(), ["speed"], tmp_path / "finger", family="finger-spin")
+    assert "desired speed (rad/s; sign = direction)" in labels  # a spin, not a running speed
+    assert not any("m/s" in label for label in labels)
+    labels.clear()
+    make_all_figures(rows_2d(), ["speed", "torso_length"], tmp_path / "cheetah", family="cheetah-run")
+    assert {"desired speed (m/s; sign = direction)", "torso length (m)"} <= set(labels)
