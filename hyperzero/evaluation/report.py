@@ -151,6 +151,12 @@ def fits_table(fits: dict[str, list[dict]]) -> list[list[str]]:
     return rows
 
 
+def _peak_load(invocation: dict) -> str:
+    """The busiest 5-minute load average at a stage's end over the CPU count, e.g. "3.9 / 2" ("" if not recorded)."""
+    loads = [load[1] for load in invocation.get("load_average", {}).values()]
+    return f"{max(loads):.1f} / {invocation.get('cpus', '?')}" if loads else ""
+
+
 def portable_command(argv: Sequence[str]) -> list[str]:
     """The command that made a run, as another user can type it: `hyperzero ...` instead of the path to the entry
     point, and the run directory as `runs/<its name>` instead of this machine's path."""
@@ -308,10 +314,13 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
         if history:
             doc.heading("Wall time")
             doc.para("Seconds per stage of each `hyperzero run` invocation in this directory (a resumed run "
-                     "shows several; a skipped stage takes ~0 s). The report stage itself is not included.")
+                     "shows several; a skipped stage takes ~0 s). The report stage itself is not included. "
+                     "Load: the highest 5-minute load average at a stage's end, over the machine's CPUs; above "
+                     "the CPU count, other work shared the cores and the times are longer than the run alone.")
             stages = ["experts", "dataset", "fits", "eval", "total"]
-            doc.table(["started"] + stages, [[h.get("started", "")] + [h.get("seconds", {}).get(s, "") for s in stages]
-                                             for h in history])
+            doc.table(["started"] + stages + ["load / CPUs"],
+                      [[h.get("started", "")] + [h.get("seconds", {}).get(s, "") for s in stages] + [_peak_load(h)]
+                       for h in history])
 
     # --- reproduction ---
     doc.heading("Reproduce")

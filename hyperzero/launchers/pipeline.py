@@ -732,8 +732,11 @@ def _run_stages(run_dir: Path, config: dict, runtime: Runtime, stop_after: str |
             history = read_json(timings_path)
         except (OSError, ValueError) as e:
             _move_aside(run_dir, timings_path, f"{getattr(e, 'reason', e)}; timings start afresh")
-    invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": {}}
+    # The load average at each stage's end says whether its wall time was shared with other work on the machine.
+    invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": {}, "cpus": os.cpu_count(),
+                  "load_average": {}}
     history.append(invocation)
+    atomic_write_json(timings_path, history)  # a run killed in its first stage still shows it was started
     for i, stage in enumerate(STAGES, start=1):
         _say(f"stage {i}/{len(STAGES)}: {stage}")
         start = time.time()
@@ -742,6 +745,7 @@ def _run_stages(run_dir: Path, config: dict, runtime: Runtime, stop_after: str |
             atomic_write_json(timings_path, history)
         STAGE_FUNCTIONS[stage](run_dir, config, runtime)
         invocation["seconds"][stage] = round(time.time() - start, 1)
+        invocation["load_average"][stage] = [round(x, 2) for x in os.getloadavg()]
         atomic_write_json(timings_path, history)
         _say(f"stage {stage} done in {time.time() - start:.1f} s")
         if stage == stop_after:

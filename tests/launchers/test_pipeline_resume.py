@@ -3,6 +3,7 @@
 Everything is real (TD3 experts, dataset, fits, rollouts) at the `tiny` preset's minimal budgets.
 """
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -67,6 +68,14 @@ def test_killed_run_resumes_and_corrupt_outputs_are_redone(tmp_path):
     rows = results(run)
     assert {r["method"] for r in rows} == {"hyperzero", "context_blind"}
     assert (run / "report.html").exists() and (run / "config.yaml").exists() and (run / "run_info.json").exists()
+    # every invocation is timed; the finished one per stage, with the machine's load at each stage's end
+    invocations = json.loads((run / "stage_times.json").read_text())
+    assert len(invocations) == 3
+    last = invocations[-1]
+    assert set(last["seconds"]) >= {"experts", "dataset", "fits", "eval", "total"}
+    assert set(last["load_average"]) >= {"experts", "dataset", "fits", "eval"}
+    assert all(len(load) == 3 and min(load) >= 0 for load in last["load_average"].values())
+    assert f"/ {os.cpu_count()} |" in (run / "report.md").read_text()  # the report's load column
 
     # 4. corrupt outputs: an expert without expert.pt, a fit whose model.pt is garbage; the rest is skipped
     broken_expert = sorted(run.glob("experts/*/expert.pt"))[0]
