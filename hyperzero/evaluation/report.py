@@ -151,6 +151,28 @@ def fits_table(fits: dict[str, list[dict]]) -> list[list[str]]:
     return rows
 
 
+def cpu_time(run_dir: Path) -> dict[str, dict]:
+    """Process CPU time per training stage, summed from each expert attempt's summary.json (retries included)
+    and each fit's done.json (every learning rate of a sweep): {stage: {"seconds", "count", "unrecorded"}}."""
+    out = {}
+    for stage, pattern, keys in (("experts", "experts/**/summary.json", ("cpu_seconds",)),
+                                 ("fits", "fits/*/seed_*/done.json", ("sweep_cpu_seconds", "cpu_seconds"))):
+        seconds, count, unrecorded = 0.0, 0, 0
+        for path in sorted(run_dir.glob(pattern)):
+            try:
+                record = read_json(path)
+            except (OSError, ValueError):
+                continue
+            value = next((record[k] for k in keys if record.get(k)), None)
+            count += 1
+            if value is None:
+                unrecorded += 1  # written before CPU time was recorded
+            else:
+                seconds += float(value)
+        out[stage] = {"seconds": seconds, "count": count, "unrecorded": unrecorded}
+    return out
+
+
 def _peak_load(invocation: dict) -> str:
     """The busiest 5-minute load average at a stage's end over the CPU count, e.g. "3.9 / 2" ("" if not recorded)."""
     loads = [load[1] for load in invocation.get("load_average", {}).values()]
@@ -321,6 +343,19 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
             doc.table(["started"] + stages + ["load / CPUs"],
                       [[h.get("started", "")] + [h.get("seconds", {}).get(s, "") for s in stages] + [_peak_load(h)]
                        for h in history])
+            cpu = cpu_time(run_dir)
+            parts = []
+            for stage, what in (("experts", "expert attempts (retries included)"),
+                                ("fits", "fits (every swept learning rate)")):
+                c = cpu[stage]
+                if c["count"]:
+                    parts.append(f"{stage} {c['seconds'] / 3600:.2f} CPU-h over {c['count']} {what}, "
+                                 f"{c['seconds'] / 60 / c['count']:.1f} CPU-min each"
+                                 + (f" ({c['unrecorded']} written before CPU time was recorded, counted as 0)"
+                                    if c["unrecorded"] else ""))
+            if parts:
+                doc.para("CPU time (process time of the workers, summed over resumes; unlike wall time it does not "
+                         "grow when other work shares the cores): " + "; ".join(parts) + ".")
 
     # --- reproduction ---
     doc.heading("Reproduce")

@@ -118,7 +118,9 @@ class GroupTrainer:
         self.step = 0
         self.episodes = np.zeros(self.n, np.int64)  # train episodes started, per member
         self.last_eval: list[dict | None] = [None] * self.n
+        self.cpu_seconds_before = 0.0  # process CPU time of earlier invocations (from the checkpoint)
         self._resume()
+        self._cpu_start = time.process_time()
         for t in tasks:
             t.dir.mkdir(parents=True, exist_ok=True)
         self.loggers = [CurveLogger(t.dir, resume_step=self.step) for t in tasks]
@@ -164,14 +166,21 @@ class GroupTrainer:
         self.step = int(states[0]["step"])
         self.episodes = np.array([int(s["episodes"]) for s in states], np.int64)
         self.last_eval = [s.get("last_eval") for s in states]
+        self.cpu_seconds_before = float(states[0].get("cpu_seconds", 0.0))
+
+    def cpu_seconds(self) -> float:
+        """CPU time this ensemble's process has spent on it, over resumes: unlike wall time, not inflated when
+        other work shares the cores."""
+        return self.cpu_seconds_before + time.process_time() - self._cpu_start
 
     def save_checkpoint(self) -> None:
+        cpu_seconds = self.cpu_seconds()
         for i, t in enumerate(self.tasks):
             atomic_torch_save({
                 "format": FORMAT_VERSION, "step": self.step, "episodes": int(self.episodes[i]),
                 "family": self.family, "task_id": t.task_id, "context": t.context, "config": self.cfg.to_dict(),
                 "agent": self.agent.member_state(i), "replay": _np_state_to_torch(self.replay.member_state(i)),
-                "last_eval": self.last_eval[i],
+                "last_eval": self.last_eval[i], "cpu_seconds": cpu_seconds,
             }, t.dir / CHECKPOINT)
 
     # ------------------------------------------------------------------ evaluation
@@ -309,6 +318,8 @@ class GroupTrainer:
             "eval_returns": final["returns"], "eval_episodes": len(final["returns"]),
             "quality_threshold": cfg.quality_threshold, "flagged": bool(flagged), "finished": True,
             "precision": cfg.precision, "config": cfg.to_dict(),
+            # this expert's share of its ensemble's CPU time (training, evaluation, floor), over resumes
+            "cpu_seconds": round(self.cpu_seconds() / self.n, 1), "ensemble_size": self.n,
         }
         atomic_write_json(t.dir / SUMMARY, summary)  # written last: its presence means the expert is complete
         return summary

@@ -48,6 +48,7 @@ class LoopState:
     evals_since_best: int = 0       # for early stopping
     stopped_early: bool = False
     train_seconds: float = 0.0      # wall time spent in this loop, summed over resumptions (validation included)
+    cpu_seconds: float = 0.0        # process CPU time of the same (not inflated by other work on the cores)
     val_seconds: float = 0.0        # of which validation: loss batches and rollouts
     rollout_seconds: float = 0.0    # of which validation rollouts
     last_val: dict = field(default_factory=dict)  # metrics of the latest evaluation
@@ -166,6 +167,7 @@ def train_loop(model: Approximator, sampler: TaskSampler, cfg: FitConfig, out_di
     sums: dict[str, float] = {}
     n_sum, t_log = 0, time.perf_counter()
     t_start = time.perf_counter() - state.train_seconds
+    cpu_start = time.process_time() - state.cpu_seconds
     bar = tqdm(total=cfg.steps, initial=state.step, desc=cfg.method, disable=not progress, dynamic_ncols=True)
     has_val = val_batch is not None or val_rollouts is not None
     try:
@@ -203,9 +205,11 @@ def train_loop(model: Approximator, sampler: TaskSampler, cfg: FitConfig, out_di
 
             if state.step % cfg.checkpoint_interval == 0 or state.stopped_early or state.step >= cfg.steps:
                 state.train_seconds = time.perf_counter() - t_start
+                state.cpu_seconds = time.process_time() - cpu_start
                 save_checkpoint()
     finally:
         bar.close()
         logger.close()
     state.train_seconds = time.perf_counter() - t_start
+    state.cpu_seconds = time.process_time() - cpu_start
     return state

@@ -209,6 +209,7 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
         "selection_metric": metric, "selection_score": score,
         "best_step": state.best_step, "best_val": score if selected == "best" else None, "val_metric": cfg.val_metric,
         "final_val": state.last_val, "stopped_early": state.stopped_early, "train_seconds": state.train_seconds,
+        "cpu_seconds": state.cpu_seconds,
         "val_seconds": state.val_seconds, "rollout_seconds": state.rollout_seconds,
         "validation_share": state.val_seconds / state.train_seconds if state.train_seconds > 0 else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -242,7 +243,8 @@ def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, sel
         done = read_json(sub / DONE)
         candidates.append({"lr": float(lr), "directory": sub.relative_to(out).as_posix(),
                            "metric": done["selection_metric"], "score": done["selection_score"],
-                           "selected_step": done["selected_step"], "train_seconds": done["train_seconds"]})
+                           "selected_step": done["selected_step"], "train_seconds": done["train_seconds"],
+                           "cpu_seconds": done.get("cpu_seconds", 0.0)})
     scored = [c for c in candidates if c["score"] is not None]
     if not scored:
         raise ValueError(f"{out}: no sweep fit recorded a validation score; lr_sweep needs validation tasks")
@@ -265,7 +267,9 @@ def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, sel
     done = read_json(winner / DONE)
     done.update({"lr": best["lr"], "lr_sweep": record,
                  "sweep_train_seconds": sum(c["train_seconds"] for c in candidates)
-                 + (done["train_seconds"] if record["refitted"] else 0.0)})
+                 + (done["train_seconds"] if record["refitted"] else 0.0),
+                 "sweep_cpu_seconds": sum(c["cpu_seconds"] for c in candidates)
+                 + (done.get("cpu_seconds", 0.0) if record["refitted"] else 0.0)})
     atomic_write_json(out / DONE, done)
     return out
 

@@ -27,7 +27,9 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, obs_norm):
     train_group("cheetah-run", [split], tiny(train_steps=200, replay_capacity=1000, obs_norm=obs_norm),
                 progress=False)  # "killed" at 200
     assert checkpoint_step(split.dir) == 200
+    cpu_before = torch.load(split.dir / "checkpoint.pt", weights_only=True)["cpu_seconds"]
     s2 = train_group("cheetah-run", [split], cfg, progress=False)[0]  # resumes from the step-200 checkpoint
+    assert 0 < cpu_before < s2["cpu_seconds"]  # the CPU time before the "kill" is counted too
     a = torch.load(straight.dir / "expert.pt", weights_only=True)
     b = torch.load(split.dir / "expert.pt", weights_only=True)
     for k in a["actor"]:  # with obs_norm, the saved statistics too

@@ -75,7 +75,12 @@ def test_killed_run_resumes_and_corrupt_outputs_are_redone(tmp_path):
     assert set(last["seconds"]) >= {"experts", "dataset", "fits", "eval", "total"}
     assert set(last["load_average"]) >= {"experts", "dataset", "fits", "eval"}
     assert all(len(load) == 3 and min(load) >= 0 for load in last["load_average"].values())
-    assert f"/ {os.cpu_count()} |" in (run / "report.md").read_text()  # the report's load column
+    report = (run / "report.md").read_text()
+    assert f"/ {os.cpu_count()} |" in report  # the report's load column
+    # CPU time per expert and per fit, counted across the kills and resumes, and summed in the report
+    for record in [*run.glob("experts/*/summary.json"), *run.glob("fits/*/seed_*/done.json")]:
+        assert json.loads(record.read_text())["cpu_seconds"] > 0, record
+    assert "CPU time" in report and "over 3 expert attempts" in report
 
     # 4. corrupt outputs: an expert without expert.pt, a fit whose model.pt is garbage; the rest is skipped
     broken_expert = sorted(run.glob("experts/*/expert.pt"))[0]
