@@ -8,7 +8,7 @@
     .venv/bin/python benchmarks/paper_settings.py table
 
 Each setting is `hyperzero run <family>-<kind>-small --out <root>/<setting>`; its stage wall times are in the
-run's stage_times.json and are copied with the results.
+run's stage_times.json and are copied with the results, with the experts' and fits' CPU time (cpu_time.json).
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from hyperzero.evaluation.report import cpu_time
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
@@ -86,6 +88,8 @@ def publish(setting: str, run_dir: Path) -> Path:
             shutil.copyfile(run_dir / src, dest / name)
     for png in sorted((run_dir / "eval" / "figures").glob("*.png")):
         shutil.copyfile(png, dest / "figures" / png.name)
+    # CPU time per training stage, summed from the run's experts and fits (the report states the same)
+    (dest / "cpu_time.json").write_text(json.dumps(cpu_time(run_dir), indent=1) + "\n")
     videos = sorted((run_dir / "eval" / "videos").glob("hyperzero_seed0_*.mp4"))[:VIDEOS_KEPT]
     if videos:
         (dest / "videos").mkdir()
@@ -117,11 +121,22 @@ def _wall_seconds(invocations: list[dict]) -> float:
     return sum(t["seconds"].get("total", sum(t["seconds"].values())) for t in invocations)
 
 
+def _cpu_hours(setting: str) -> float | None:
+    """CPU-hours of the experts and fits, where every one of them recorded its CPU time (None otherwise)."""
+    path = RESULTS / setting / "cpu_time.json"
+    if not path.exists():
+        return None
+    stages = json.loads(path.read_text()).values()
+    if any(s["unrecorded"] or not s["count"] for s in stages):
+        return None
+    return sum(s["seconds"] for s in stages) / 3600
+
+
 def table() -> str:
     methods = ["hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa_td", "maml",
                "pearl", "context_blind"]
     head = ("| setting | " + " | ".join(methods) + " | expert (ours) | HyPoGen T1: HyperZero / HyPoGen / expert "
-            "| hours (2 cores) |")
+            "| hours (2 cores): wall (CPU) |")
     lines = [head, "|" + "---|" * (len(methods) + 4)]
     for fam in FAMILIES:
         for kind in KINDS:
@@ -141,9 +156,12 @@ def table() -> str:
                              f"{float(r['iqm_score']):.2f} [{float(r['iqm_score_lo']):.2f}, {float(r['iqm_score_hi']):.2f}]"
                              f"<br>R {float(r['iqm_return']):.0f}")
             expert = _expert_mean(setting)
-            hours = _wall_seconds(json.loads((RESULTS / setting / "stage_times.json").read_text())) / 3600
+            hours = f"{_wall_seconds(json.loads((RESULTS / setting / 'stage_times.json').read_text())) / 3600:.1f}"
+            cpu_hours = _cpu_hours(setting)
+            if cpu_hours is not None:
+                hours += f" ({cpu_hours:.1f})"
             lines.append(f"| [{setting}]({setting}/report.md) | " + " | ".join(cells)
-                         + f" | {'' if expert is None else f'{expert:.0f}'} | {anchors} | {hours:.1f} |")
+                         + f" | {'' if expert is None else f'{expert:.0f}'} | {anchors} | {hours} |")
     return "\n".join(lines)
 
 
