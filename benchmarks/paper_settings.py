@@ -6,6 +6,8 @@
     .venv/bin/python benchmarks/paper_settings.py publish cheetah-run-reward-small --root $HOME/hz-runs/nine
     # the nine-row markdown table of docs/results/README.md, from what is published
     .venv/bin/python benchmarks/paper_settings.py table
+    # and the probability-of-improvement table beside it
+    .venv/bin/python benchmarks/paper_settings.py improvement
 
 Each setting is `hyperzero run <family>-<kind>-small --out <root>/<setting>`; its stage wall times are in the
 run's stage_times.json and are copied with the results, with the experts' and fits' CPU time (cpu_time.json).
@@ -165,6 +167,32 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def improvement_table() -> str:
+    """P(HyperZero beats X on a held-out pair) per published setting and per baseline / ablation X, with 95 %
+    stratified-bootstrap intervals (the evaluation's defaults); bold where the interval lies above or below 0.5."""
+    from hyperzero.evaluation.metrics import read_results
+    from hyperzero.evaluation.stats import aggregate
+
+    others = ["mlp_policy", "mlp_uvfa_td", "context_blind", "maml", "pearl", "hyperzero_without_td",
+              "hyperzero_without_q"]
+    lines = ["| setting | " + " | ".join(f"P(HyperZero > {m})" for m in others) + " |", "|" + "---|" * (len(others) + 1)]
+    for setting in ORDER:
+        if not (RESULTS / setting / "results.csv").exists():
+            continue
+        rows = read_results(RESULTS / setting / "results.csv")
+        present = {r.method for r in rows}
+        cells = []
+        for m in others:
+            if m not in present:
+                cells.append("–")
+                continue
+            hz = next(x for x in aggregate(rows, baseline=m) if x.method == "hyperzero")
+            cell = f"{hz.poi:.2f} [{hz.poi_lo:.2f}, {hz.poi_hi:.2f}]"
+            cells.append(f"**{cell}**" if hz.poi_lo > 0.5 or hz.poi_hi < 0.5 else cell)
+        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -179,11 +207,14 @@ def main() -> None:
     p.add_argument("setting", choices=ORDER)
     p.add_argument("--root", type=Path, default=Path.home() / "hz-runs" / "nine")
     sub.add_parser("table", help="print the nine-row markdown table from docs/results/*-small/")
+    sub.add_parser("improvement", help="print P(HyperZero > each baseline and ablation) per published setting")
     args = ap.parse_args()
     if args.command == "run":
         run(args.settings, args.root, args.executor)
     elif args.command == "publish":
         publish(args.setting, args.root / args.setting)
+    elif args.command == "improvement":
+        print(improvement_table())
     else:
         print(table())
 
