@@ -348,11 +348,14 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
             for stage, what in (("experts", "expert attempts (retries included)"),
                                 ("fits", "fits (every swept learning rate)")):
                 c = cpu[stage]
-                if c["count"]:
-                    parts.append(f"{stage} {c['seconds'] / 3600:.2f} CPU-h over {c['count']} {what}, "
-                                 f"{c['seconds'] / 60 / c['count']:.1f} CPU-min each"
-                                 + (f" ({c['unrecorded']} written before CPU time was recorded, counted as 0)"
+                recorded = c["count"] - c["unrecorded"]
+                if recorded:
+                    parts.append(f"{stage} {c['seconds'] / 3600:.2f} CPU-h over {recorded} {what}, "
+                                 f"{c['seconds'] / 60 / recorded:.1f} CPU-min each"
+                                 + (f" ({c['unrecorded']} more written before CPU time was recorded)"
                                     if c["unrecorded"] else ""))
+                elif c["count"]:
+                    parts.append(f"{stage} not recorded (written before CPU time was)")
             if parts:
                 doc.para("CPU time (process time of the workers, summed over resumes; unlike wall time it does not "
                          "grow when other work shares the cores): " + "; ".join(parts) + ".")
