@@ -68,7 +68,7 @@ def save_figure(fig, path_stem: str | Path) -> list[Path]:
 
 def _axis_label(name: str, family: str | None = None) -> str:
     """A context feature's axis label, with the unit its family declares (finger spin is rad/s, not m/s)."""
-    words = {"speed": "desired speed", "torso_length": "torso length"}.get(name, name.replace("_", " "))
+    words = "desired speed" if name == "speed" else name.replace("_", " ")
     feature = None
     if family is not None:
         from hyperzero.envs import get_family
