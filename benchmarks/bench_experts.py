@@ -6,6 +6,9 @@
   cheetah-run, all with [256,256] nets, batch 256, one update per env step, policy delay 2, measured
   after the seed phase (steady state: env step + act + replay insert + update).
 * memory: peak RSS of an N-expert ensemble whose replay buffers hold 100k rows each (filled).
+* ensemble: agent env-steps/s of N-expert ensembles of one solver profile on one device, for each N in
+  --sizes and each precision in --precisions (e.g. a paper-scale grid on a GPU:
+  `ensemble --device cuda --profile authors --sizes 1 8 32 64 --precisions fp32 bf16`).
 
 Prints a markdown table; paste it into docs/benchmarks-experts.md.
 """
@@ -30,17 +33,20 @@ def _tasks(root: Path, speeds):
     return plan_tasks("cheetah-run", [{"speed": float(v)} for v in speeds], root, seed=2)
 
 
-def _ours(n: int, precision: str, steps: int, threads: int) -> float:
+def _ours(n: int, precision: str, steps: int, threads: int, device: str = "cpu", profile: str = "authors") -> float:
+    import numpy as np
     import torch
 
-    from hyperzero.experts import TD3Config
+    from hyperzero.experts.profiles import profile_config
     from hyperzero.experts.trainer import GroupTrainer
     torch.set_num_threads(threads)
     seed = 1000
-    cfg = TD3Config(train_steps=seed + steps, seed_steps=seed, random_steps=seed, eval_every=0, eval_episodes=1,
-                    checkpoint_every=0, precision=precision, torch_threads=threads, device="cpu")
+    cfg = profile_config(profile, train_steps=seed + steps, seed_steps=seed, random_steps=seed, eval_every=0,
+                         eval_episodes=1, checkpoint_every=0, precision=precision, torch_threads=threads,
+                         device=device)
+    speeds = (10, -10, 5, -5, 3, -3, 8, -8) if n <= 8 else np.linspace(-10, 10, n)
     with tempfile.TemporaryDirectory() as tmp:
-        tasks = _tasks(Path(tmp), (10, -10, 5, -5, 3, -3, 8, -8)[:n])
+        tasks = _tasks(Path(tmp), speeds[:n])
         trainer = GroupTrainer("cheetah-run", tasks, cfg, progress=False)
         stamps = []
         update = trainer.agent.update
@@ -119,10 +125,14 @@ def _memory(n: int, rows: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", nargs="*", default=["speed", "memory"], help="speed and/or memory")
+    p.add_argument("what", nargs="*", default=["speed", "memory"], help="speed, memory and/or ensemble")
     p.add_argument("--steps", type=int, default=2000, help="measured env steps per config (after seeding)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for every config")
     p.add_argument("--memory-rows", type=int, default=100_000, help="replay rows per member for the memory test")
+    p.add_argument("--device", default="cuda", help="ensemble: cpu or cuda")
+    p.add_argument("--profile", default="authors", help="ensemble: expert solver profile (authors | fast)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32, 64], help="ensemble: members per ensemble")
+    p.add_argument("--precisions", nargs="+", default=["fp32"], help="ensemble: fp32 and/or bf16")
     p.add_argument("--_memory-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args._memory_child:
@@ -144,6 +154,15 @@ def main() -> None:
             rows.append(("ours N=8 bf16", lambda: _ours(8, "bf16", max(args.steps // 4, 200), args.threads)))
         for name, fn in rows:
             print(f"| {name} | {args.threads} | {fn():.0f} |", flush=True)
+    if "ensemble" in args.what:
+        gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "none"
+        print(f"\nensemble: device {args.device} ({gpu}), profile {args.profile}\n\n"
+              "| members | precision | torch threads | agent env-steps/s | ensemble steps/s |\n|---|---|---|---|---|")
+        for precision in args.precisions:
+            for n in args.sizes:
+                rate = _ours(n, precision, max(args.steps // max(n // 8, 1), 200), args.threads, args.device,
+                             args.profile)
+                print(f"| {n} | {precision} | {args.threads} | {rate:.0f} | {rate / n:.1f} |", flush=True)
     print(f"load average after: {os.getloadavg()}")
     if "memory" in args.what:
         print(f"\n| N | replay rows/member | replay arrays MB | RSS after build MB | peak RSS MB |\n|---|---|---|---|---|")

@@ -164,7 +164,7 @@ def register(subparsers) -> None:
                    help="normalise each expert's observations by running mean and std (SimBa's RSNorm), saved with "
                         "the expert (off by default; measured in docs/benchmarks-experts.md)")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                   help="auto (default: bf16 only where the CPU/GPU runs it natively, else fp32), fp32, or bf16 "
+                   help="auto (default: bf16 only on a CPU with AMX/AVX512-BF16, else fp32, on CUDA too), fp32, or bf16 "
                         "(refused on a CPU without AMX/AVX512-BF16, where it is ~17x slower)")
     t.add_argument("--no-gate", action="store_true",
                    help="skip the quality gate (no retries; only --quality-threshold flags experts)")

@@ -52,7 +52,7 @@ class TD3Config:
     # --- runtime ------------------------------------------------------------------------------
     seed: int = 2  # seed of every expert (authors: 2, one run per task)
     device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda
-    precision: str = "auto"  # auto (bf16 only where the hardware runs it natively) | fp32 | bf16 (autocast matmuls)
+    precision: str = "auto"  # auto (bf16 only on a CPU that runs it natively) | fp32 | bf16 (autocast matmuls)
     torch_threads: int | None = None  # intra-op threads per worker; None = cores / workers
     extra: dict = field(default_factory=dict)  # free-form notes stored with the run (not used by training)
 

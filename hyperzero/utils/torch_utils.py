@@ -27,8 +27,10 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_precision(precision: str, device) -> str:
-    """`auto` -> bf16 where the hardware runs it natively (CUDA with bf16, or a CPU with AMX / AVX512-BF16),
-    else fp32. An explicit bf16 on a CPU that would only emulate it is refused: it runs ~17x slower than fp32."""
+    """`auto` -> bf16 on a CPU that runs it natively (AMX / AVX512-BF16), else fp32, on CUDA too: there
+    autocast's casts cost more than these small matmuls save (an H200 ran ensembles 0.7-0.8x as fast in
+    bf16, docs/experts.md). An explicit bf16 where the hardware would only emulate it is refused: on a CPU
+    it runs ~17x slower than fp32."""
     import torch
 
     from hyperzero.utils.hardware import cpu_has_native_bf16, cpu_model
@@ -36,7 +38,7 @@ def resolve_precision(precision: str, device) -> str:
     device = torch.device(device)
     native = (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16())
     if precision == "auto":
-        return "bf16" if native else "fp32"
+        return "bf16" if native and device.type == "cpu" else "fp32"
     if precision == "bf16" and not native:
         raise ValueError(f"precision bf16 was asked for, but this {device.type} ({cpu_model() if device.type == 'cpu' else torch.cuda.get_device_name(device)}) "
                          "has no native bf16 (no AMX / AVX512-BF16): it would be emulated, about 17x slower than fp32. "
