@@ -171,8 +171,8 @@ def register(subparsers) -> None:
     t.add_argument("--gate-retries", type=int, default=1,
                    help="retrain an expert that scores far below its neighbours this many times (new seed, "
                         "warm start from the nearest expert that passed)")
-    t.add_argument("--ensemble-size", type=int, help="tasks per stacked ensemble (default: spread over workers, <= 8)")
-    t.add_argument("--workers", type=int, help="parallel processes / Ray tasks (default: one per core)")
+    t.add_argument("--ensemble-size", type=int, help="tasks per stacked ensemble (default: spread over workers, <= 8; <= 32 on a GPU)")
+    t.add_argument("--workers", type=int, help="parallel processes / Ray tasks (default: one per core; at most 4 sharing a GPU)")
     t.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
     t.add_argument("--checkpoint-every", type=int,
                    help="env steps between resume checkpoints (multiple of the episode length; default 10000)")

@@ -15,10 +15,23 @@ from hyperzero.experts.trainer import (EXPERT, SUMMARY, TaskSpec, ceil_div, chec
 from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
 from hyperzero.utils.ray_local import start_ray
 from hyperzero.utils.runinfo import write_run_info
+from hyperzero.utils.torch_utils import resolve_device
 from hyperzero.utils.workers import default_threads, exit_with_parent
 
 EXECUTORS = ("local", "ray")
 MAX_ENSEMBLE = 8  # bf16 throughput saturates around N=8-16 (docs/benchmarks-experts.md); fp32 gains nothing beyond
+# One GPU (docs/benchmarks-experts.md (l)): 32 tasks ran as 4 workers x 8 members in 52 s and as 1 x 32 in 56 s,
+# while one worker per core (16 x 2) had not finished after 100 s. Ensembles grow to 32 members there.
+MAX_GPU_WORKERS, MAX_GPU_ENSEMBLE = 4, 32
+
+
+def default_packing(pending: int, cores: int, on_gpu: bool, num_workers: int | None = None,
+                    ensemble_size: int | None = None) -> tuple[int, int]:
+    """(workers, members per ensemble) for `pending` tasks where neither is given: one worker per core on a
+    CPU, at most 4 sharing one GPU; the tasks spread evenly over the workers, within the ensemble cap."""
+    workers = num_workers or min(MAX_GPU_WORKERS if on_gpu else cores, cores, pending)
+    size = ensemble_size or min(MAX_GPU_ENSEMBLE if on_gpu else MAX_ENSEMBLE, ceil_div(pending, workers))
+    return workers, size
 
 
 def plan_tasks(family: str, contexts: Sequence[Mapping[str, float]], out_dir: Path, seed: int,
@@ -78,7 +91,8 @@ def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir:
     """Train one TD3 expert per context into `out_dir/<task_id>/`; finished experts are skipped.
 
     Pending tasks are packed into ensembles of `ensemble_size` (default: spread over the workers, at most
-    8) and run by `num_workers` processes (default: one per core) each using cores/workers threads.
+    8, or 32 on a GPU) and run by `num_workers` processes (default: one per core, at most 4 on a GPU) each
+    using cores/workers threads.
     Then the quality gate (`gate`, None to skip it) judges every expert against the family's ceiling and its
     neighbours, retrains failures (hyperzero.experts.gate) and writes each verdict into the task's summary.json
     ("flagged", "gate") and all of them into `out_dir/gate.json`. Returns the summaries, in context order.
@@ -114,9 +128,9 @@ def _train_tasks(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: 
                  all_task_ids: list[str], stage: str = "experts") -> None:
     if not pending:
         return
-    cores = os.cpu_count() or 1
-    workers = num_workers or min(cores, len(pending))
-    size = ensemble_size or min(MAX_ENSEMBLE, ceil_div(len(pending), workers))
+    # Local workers share this machine's GPU; Ray workers may be elsewhere, so there the CPU rule holds.
+    on_gpu = executor == "local" and resolve_device(cfg.device).type == "cuda"
+    workers, size = default_packing(len(pending), os.cpu_count() or 1, on_gpu, num_workers, ensemble_size)
     groups = pack_groups(pending, size, dynamics_key(family) if cfg.share_experience else None)
     workers = min(workers, len(groups))
     run_cfg = dataclasses.replace(cfg, torch_threads=cfg.torch_threads or default_threads(workers))

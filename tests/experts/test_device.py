@@ -45,3 +45,14 @@ def test_a_cuda_run_resumes_from_its_checkpoint_and_finishes(tmp_path):
                           progress=False)[0]
     assert summary["train_steps"] == 400 and (spec.dir / "expert.pt").exists()
     assert load_expert(spec.dir).act(np.zeros((1, 17), np.float32)).shape == (1, 6)
+
+
+def test_a_gpu_is_shared_by_at_most_four_workers_running_larger_ensembles():
+    from hyperzero.experts.sweep import default_packing
+
+    assert default_packing(32, cores=16, on_gpu=False) == (16, 2)  # CPU: one worker per core, <= 8 members
+    assert default_packing(200, cores=16, on_gpu=False) == (16, 8)
+    assert default_packing(32, cores=16, on_gpu=True) == (4, 8)  # 16 x 2 on one GPU was the slowest measured
+    assert default_packing(200, cores=16, on_gpu=True) == (4, 32)
+    assert default_packing(3, cores=16, on_gpu=True) == (3, 1)
+    assert default_packing(32, cores=16, on_gpu=True, num_workers=16, ensemble_size=2) == (16, 2)  # asked for
