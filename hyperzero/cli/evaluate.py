@@ -44,6 +44,8 @@ def register(subparsers) -> None:
                         "zero-shot method with the highest IQM score")
     p.add_argument("--videos", action="store_true", help="also render mp4 videos and rollout strips")
     p.add_argument("--video-steps", type=int, default=300, help="control steps per video")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes rolling out the fits (default: one per core; 1 = all in this process)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--no-report", action="store_true", help="skip report.md / report.html")
     p.set_defaults(func=run)
@@ -69,7 +71,8 @@ def _evaluate(args, run_dir) -> int:
     check_eval(run_dir)  # damaged cached rows / results are named, moved to RUN/corrupt/ and recomputed
     config = EvalConfig(episodes=args.episodes, eval_seed=args.eval_seed, few_shot_k=tuple(args.few_shot_k),
                         methods=args.methods, videos=args.videos, video_steps=args.video_steps,
-                        figures=not args.no_figures, bootstrap_reps=args.bootstrap_reps, baseline=args.baseline)
+                        figures=not args.no_figures, bootstrap_reps=args.bootstrap_reps, baseline=args.baseline,
+                        num_workers=args.workers)
     result = evaluate(run_dir, config)
     print((run_dir / "eval" / "summary.md").read_text())
     if not args.no_report:

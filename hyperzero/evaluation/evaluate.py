@@ -21,8 +21,10 @@ fingerprint of the fit and of the evaluation settings, and reused only when both
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -54,6 +56,7 @@ class EvalConfig:
     video_steps: int = 300                # control steps per video (30 fps)
     figures: bool = True
     device: str = "cpu"
+    num_workers: int | None = None        # processes rolling out fits (default: one per core; 1 = this process)
     bootstrap_reps: int = 2000            # stratified-bootstrap resamples for the 95 % intervals (rliable)
     bootstrap_seed: int = 0               # seed of those resamples (the intervals are reproducible)
     baseline: str | None = None           # Y of P(X > Y); None = the baseline method with the best IQM score
@@ -69,6 +72,8 @@ class EvalConfig:
             raise ValueError(f"few-shot k must be positive integers, got {list(self.few_shot_k)}; e.g. --few-shot-k 10,100")
         if self.video_steps < 1:
             raise ValueError(f"video_steps must be >= 1, got {self.video_steps}")
+        if self.num_workers is not None and self.num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}; e.g. --workers 2")
         if self.bootstrap_reps < 100:
             raise ValueError(f"bootstrap_reps must be >= 100 for a 95 % interval, got {self.bootstrap_reps}; "
                              "e.g. --bootstrap-reps 2000")
@@ -172,8 +177,10 @@ def _split_test_ids(model: Any, fit: FitRef) -> list[str]:
 class ExpertReference:
     """Expert returns per (task, episode seeds), computed once and cached in `eval/expert_returns.json`."""
 
-    def __init__(self, run_dir: Path, family: str, load_expert: Callable[[Path], Any], cache_path: Path):
+    def __init__(self, run_dir: Path, family: str, load_expert: Callable[[Path], Any], cache_path: Path,
+                 writes: bool = True):
         self.run_dir, self.family, self.load_expert, self.cache_path = run_dir, family, load_expert, cache_path
+        self.writes = writes  # evaluation workers read the cache; only the parent process writes it
         self.cache: dict[str, Any] = {}
         if cache_path.exists():
             try:
@@ -188,8 +195,37 @@ class ExpertReference:
                                     f"reference; train it (`hyperzero run` resumes) before evaluating")
         return fingerprint(expert_file)[:16]  # content: a retrained expert is re-rolled
 
+    @staticmethod
+    def _keys(task_id: str, seeds: Sequence[int]) -> tuple[str, str]:
+        joined = ",".join(str(s) for s in seeds)
+        return f"{task_id}|{joined}", f"floor|{task_id}|{joined}"
+
+    def has(self, task_id: str, seeds: Sequence[int]) -> bool:
+        """Both references of the task are cached (the expert's for its current expert.pt, if there is one)."""
+        key, floor_key = self._keys(task_id, seeds)
+        if floor_key not in self.cache:
+            return False
+        try:
+            return self.cache.get(key, {}).get("expert") == self._fingerprint(task_id)
+        except FileNotFoundError:
+            return True  # no expert to roll out (a flagged task's); `returns` raises for it as before
+
+    def store(self, task_id: str, seeds: Sequence[int], expert: np.ndarray | None, floor: np.ndarray) -> None:
+        """Record returns computed elsewhere (`reference_returns` in a worker), as `returns`/`floor_returns` would."""
+        key, floor_key = self._keys(task_id, seeds)
+        if expert is not None:
+            self.cache[key] = {"task_id": task_id, "seeds": list(seeds), "returns": np.asarray(expert).tolist(),
+                               "expert": self._fingerprint(task_id)}
+        self.cache[floor_key] = {"task_id": task_id, "seeds": list(seeds), "returns": np.asarray(floor).tolist(),
+                                 "policy": "zero action"}
+        self._save()
+
+    def _save(self) -> None:
+        if self.writes:
+            atomic_write_json(self.cache_path, self.cache)
+
     def returns(self, task_id: str, context: Mapping[str, float], seeds: Sequence[int]) -> np.ndarray:
-        key = f"{task_id}|{','.join(str(s) for s in seeds)}"
+        key = self._keys(task_id, seeds)[0]
         fingerprint = self._fingerprint(task_id)
         entry = self.cache.get(key)
         if entry and entry.get("expert") == fingerprint:
@@ -197,20 +233,20 @@ class ExpertReference:
         expert = self.load_expert(self.run_dir / "experts" / task_id)
         returns = rollout_returns(self.family, context, numpy_policy(expert), seeds)
         self.cache[key] = {"task_id": task_id, "seeds": list(seeds), "returns": returns.tolist(), "expert": fingerprint}
-        atomic_write_json(self.cache_path, self.cache)
+        self._save()
         return returns
 
     def floor_returns(self, task_id: str, context: Mapping[str, float], seeds: Sequence[int]) -> np.ndarray:
         """Returns of the do-nothing policy (a = 0) on the task, on the same seeds (cached like the expert's)."""
         from hyperzero.envs import get_family
 
-        key = f"floor|{task_id}|{','.join(str(s) for s in seeds)}"
+        key = self._keys(task_id, seeds)[1]
         entry = self.cache.get(key)
         if entry:
             return np.asarray(entry["returns"], dtype=np.float64)
         returns = rollout_returns(self.family, context, zero_action_policy(get_family(self.family).act_dim), seeds)
         self.cache[key] = {"task_id": task_id, "seeds": list(seeds), "returns": returns.tolist(), "policy": "zero action"}
-        atomic_write_json(self.cache_path, self.cache)
+        self._save()
         return returns
 
 
@@ -259,13 +295,19 @@ def _default_load_expert(task_dir: Path):
 
 def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit: Callable[[Path], Any] | None = None,
              load_expert: Callable[[Path], Any] | None = None, progress: bool = True) -> EvalResult:
-    """Evaluate every complete fit of `run_dir` on its held-out tasks; write `eval/`. See the module doc."""
+    """Evaluate every complete fit of `run_dir` on its held-out tasks; write `eval/`. See the module doc.
+
+    The fits without current cached rows are rolled out by `config.num_workers` processes (default: one per core,
+    never more than those fits), after the experts' and floors' reference returns, also in parallel. The rows are
+    the same as one process computes (each rollout is seeded); `num_workers=1`, or injected loaders, keep it all
+    in this process."""
     from tqdm.auto import tqdm
 
     from hyperzero.datasets import load_dataset
 
     config = config or EvalConfig()
     run_dir = Path(run_dir)
+    in_process = load_fit is not None or load_expert is not None  # injected loaders need not pickle
     load_fit = load_fit or _default_load_fit
     load_expert = load_expert or _default_load_expert
     eval_dir = run_dir / "eval"
@@ -282,23 +324,34 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
                 "rows": "v2-floor"}  # rows carry the floor return since v2
     flagged = flagged_tasks(run_dir, dataset)
 
-    rows: list[ResultRow] = []
-    bar = tqdm(total=len(fits), desc="evaluate fits", unit="fit", disable=not progress)
-    for fit in fits:
-        bar.set_postfix_str(f"{fit.method} seed {fit.seed}")
+    rows_of: dict[int, list[ResultRow]] = {}  # fit index -> its rows; the results keep the fits' order
+    todo = []
+    for i, fit in enumerate(fits):
         cache_path = eval_dir / "rows" / fit.method / f"seed_{fit.seed}.json"
         key = {"fit": fit.fingerprint, **settings}
         cached = read_json(cache_path) if cache_path.exists() else None
         if cached and cached.get("key") == key:
-            rows += [ResultRow(**r) for r in cached["rows"]]
-            bar.update(1)
-            continue
-        fit_rows = _evaluate_fit(fit, load_fit(fit.directory), tasks, dataset.context_names, experts, config,
-                                 progress, flagged)
+            rows_of[i] = [ResultRow(**r) for r in cached["rows"]]
+        else:
+            todo.append((i, fit, cache_path, key))
+    workers = 1 if in_process else min(config.num_workers or os.cpu_count() or 1, len(todo))
+    bar = tqdm(total=len(fits), initial=len(rows_of), desc="evaluate fits", unit="fit", disable=not progress)
+
+    def keep(i: int, fit: FitRef, cache_path: Path, key: dict, fit_rows: list[ResultRow]) -> None:
         atomic_write_json(cache_path, {"key": key, "rows": [asdict(r) for r in fit_rows]})
-        rows += fit_rows
+        rows_of[i] = fit_rows
+        bar.set_postfix_str(f"{fit.method} seed {fit.seed} done")
         bar.update(1)
+
+    if workers > 1:
+        _evaluate_in_processes(run_dir, todo, tasks, dataset, experts, config, flagged, workers, keep)
+    else:
+        for i, fit, cache_path, key in todo:
+            bar.set_postfix_str(f"{fit.method} seed {fit.seed}")
+            keep(i, fit, cache_path, key, _evaluate_fit(fit, load_fit(fit.directory), tasks, dataset.context_names,
+                                                        experts, config, progress, flagged))
     bar.close()
+    rows = [r for i in sorted(rows_of) for r in rows_of[i]]
 
     rows = mark_exclusions(rows, flagged)
     written = [write_results(eval_dir / "results.csv", rows, dataset.context_names)]
@@ -316,6 +369,72 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
                                                                                for f in fits}},
                                               "n_rows": len(rows), "config": _jsonable_config(config)})
     return EvalResult(rows=rows, summary=summary, written=written)
+
+
+def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], dataset, experts: ExpertReference,
+                           config: EvalConfig, flagged: Mapping[str, str], workers: int, keep: Callable) -> None:
+    """Reference returns of every task the fits are tested on, then the fits, each in `workers` processes.
+    Only this process writes files: the references' cache before the fits start, each fit's rows as it ends."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from hyperzero.utils.workers import default_threads
+
+    seeds, threads, parent = config.episode_seeds, default_threads(workers), os.getpid()
+    needed = sorted({t for _, fit, _, _ in todo if (fit.directory / "split.json").exists()
+                     for t in _split_test_ids(None, fit) if t in tasks and not experts.has(t, seeds)})
+    # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {t: pool.submit(reference_returns, str(run_dir), dataset.family, t, dict(tasks[t].context), seeds,
+                                  threads, parent) for t in needed}
+        for t, future in futures.items():
+            experts.store(t, seeds, *future.result())
+        futures = {pool.submit(_fit_rows_entry, str(run_dir), fit, list(dataset.context_names), config,
+                               dict(flagged), threads, parent): (i, fit, cache_path, key)
+                   for i, fit, cache_path, key in todo}
+        for future in as_completed(futures):
+            keep(*futures[future], future.result())  # re-raises a worker's exception here
+
+
+def reference_returns(run_dir: str, family: str, task_id: str, context: Mapping[str, float], seeds: Sequence[int],
+                      threads: int, parent_pid: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """Worker: the task's expert returns (None without an expert.pt) and do-nothing floor returns on `seeds`."""
+    import torch
+
+    from hyperzero.envs import get_family
+    from hyperzero.utils.workers import exit_with_parent
+
+    exit_with_parent(parent_pid)
+    torch.set_num_threads(threads)
+    task_dir = Path(run_dir) / "experts" / task_id
+    expert = (rollout_returns(family, context, numpy_policy(_default_load_expert(task_dir)), seeds)
+              if (task_dir / "expert.pt").exists() else None)
+    floor = rollout_returns(family, context, zero_action_policy(get_family(family).act_dim), seeds)
+    return expert, floor
+
+
+def _fit_rows_entry(run_dir: str, fit: FitRef, context_names: list[str], config: EvalConfig,
+                    flagged: dict[str, str], threads: int, parent_pid: int) -> list[ResultRow]:
+    """Worker: one fit's rows, with the references read from the cache the parent wrote."""
+    import torch
+
+    from hyperzero.utils.workers import exit_with_parent
+
+    exit_with_parent(parent_pid)
+    torch.set_num_threads(threads)
+    family, tasks = _dataset_tasks(run_dir)
+    experts = ExpertReference(Path(run_dir), family, _default_load_expert,
+                              Path(run_dir) / "eval" / "expert_returns.json", writes=False)
+    return _evaluate_fit(fit, _default_load_fit(fit.directory), tasks, context_names, experts, config, False, flagged)
+
+
+@functools.lru_cache(maxsize=1)
+def _dataset_tasks(run_dir: str) -> tuple[str, dict[str, Any]]:
+    """The run's dataset, loaded once per worker process (it serves every fit that worker evaluates)."""
+    from hyperzero.datasets import load_dataset
+
+    dataset = load_dataset(Path(run_dir) / "dataset")
+    return dataset.family, {t.task_id: t for t in dataset.tasks}
 
 
 def _jsonable_config(config: EvalConfig) -> dict:

@@ -618,6 +618,7 @@ def _eval_settings(cfg) -> dict[str, Any]:
 
     out = asdict(cfg)
     out["few_shot_k"] = list(cfg.few_shot_k)
+    del out["num_workers"]  # how many processes roll out changes no result
     return out
 
 

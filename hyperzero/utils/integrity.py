@@ -33,6 +33,9 @@ class CorruptFileError(ValueError):
         self.path, self.reason = Path(path), reason
         ValueError.__init__(self, f"{self.path}: {reason}")
 
+    def __reduce__(self):  # pickled as (path, reason): a worker process's error reaches its parent intact
+        return type(self), (self.path, self.reason)
+
 
 def checksum_path(path: str | os.PathLike) -> Path:
     path = Path(path)

@@ -183,3 +183,14 @@ def test_checksums_are_sha256sum_compatible(tiny_run):
     check = subprocess.run(["sha256sum", "-c", "expert.pt.sha256", "summary.json.sha256"], cwd=task,
                            capture_output=True, text=True)
     assert check.returncode == 0 and "expert.pt: OK" in check.stdout, check.stdout + check.stderr
+
+
+def test_a_damaged_file_error_survives_the_trip_from_a_worker_process():
+    import pickle
+
+    from hyperzero.utils.integrity import CorruptFileError
+    from hyperzero.utils.io import CorruptJSONError
+
+    for error in (CorruptFileError("/run/fits/a/model.pt", "truncated"), CorruptJSONError("/run/x.json", "not JSON")):
+        back = pickle.loads(pickle.dumps(error))  # how a process pool returns a worker's exception
+        assert type(back) is type(error) and back.path == error.path and str(back) == str(error)
