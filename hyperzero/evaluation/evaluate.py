@@ -211,7 +211,7 @@ class ExpertReference:
             return True  # no expert to roll out (a flagged task's); `returns` raises for it as before
 
     def store(self, task_id: str, seeds: Sequence[int], expert: np.ndarray | None, floor: np.ndarray) -> None:
-        """Record returns computed elsewhere (`reference_returns` in a worker), as `returns`/`floor_returns` would."""
+        """Record returns computed elsewhere (`_reference_entry` in a worker), as `returns`/`floor_returns` would."""
         key, floor_key = self._keys(task_id, seeds)
         if expert is not None:
             self.cache[key] = {"task_id": task_id, "seeds": list(seeds), "returns": np.asarray(expert).tolist(),
@@ -385,7 +385,7 @@ def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], 
                      for t in _split_test_ids(None, fit) if t in tasks and not experts.has(t, seeds)})
     # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {t: pool.submit(reference_returns, str(run_dir), dataset.family, t, dict(tasks[t].context), seeds,
+        futures = {t: pool.submit(_reference_entry, str(run_dir), dataset.family, t, dict(tasks[t].context), seeds,
                                   threads, parent) for t in needed}
         for t, future in futures.items():
             experts.store(t, seeds, *future.result())
@@ -396,7 +396,7 @@ def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], 
             keep(*futures[future], future.result())  # re-raises a worker's exception here
 
 
-def reference_returns(run_dir: str, family: str, task_id: str, context: Mapping[str, float], seeds: Sequence[int],
+def _reference_entry(run_dir: str, family: str, task_id: str, context: Mapping[str, float], seeds: Sequence[int],
                       threads: int, parent_pid: int) -> tuple[np.ndarray | None, np.ndarray]:
     """Worker: the task's expert returns (None without an expert.pt) and do-nothing floor returns on `seeds`."""
     import torch
