@@ -46,11 +46,7 @@ HYPOGEN_TABLE = {  # setting: (HyperZero, HyPoGen, expert)
     "walker-walk-both": (393.9, 409.9, 814.4),
 }
 # Why a setting has no published result yet, where "not run yet" is not the reason.
-NOT_PUBLISHED = {
-    "walker-walk-reward-small": "not run yet at its new budget; at the old one (40k steps) all 12 experts failed the "
-                                "gate and the run was stopped "
-                                "([(k)](../benchmarks-experts.md#k-walker-walk-experts-none-learns-at-40k-steps-120k-with-observation-normalisation))",
-}
+NOT_PUBLISHED: dict[str, str] = {}
 # What a published result keeps (small files only): run path -> docs path.
 PUBLISHED = {"config.yaml": "config.yaml", "report.md": "report.md", "stage_times.json": "stage_times.json",
              "experts/gate.json": "gate.json", "eval/results.csv": "results.csv", "eval/summary.csv": "summary.csv",
