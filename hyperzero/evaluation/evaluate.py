@@ -210,14 +210,9 @@ class ExpertReference:
         except FileNotFoundError:
             return True  # no expert to roll out (a flagged task's); `returns` raises for it as before
 
-    def store(self, task_id: str, seeds: Sequence[int], expert: np.ndarray | None, floor: np.ndarray) -> None:
-        """Record returns computed elsewhere (`_reference_entry` in a worker), as `returns`/`floor_returns` would."""
-        key, floor_key = self._keys(task_id, seeds)
-        if expert is not None:
-            self.cache[key] = {"task_id": task_id, "seeds": list(seeds), "returns": np.asarray(expert).tolist(),
-                               "expert": self._fingerprint(task_id)}
-        self.cache[floor_key] = {"task_id": task_id, "seeds": list(seeds), "returns": np.asarray(floor).tolist(),
-                                 "policy": "zero action"}
+    def merge(self, entries: Mapping[str, Any]) -> None:
+        """Add cache entries computed elsewhere (`_reference_entry` in a worker) and save the cache."""
+        self.cache.update(entries)
         self._save()
 
     def _save(self) -> None:
@@ -388,7 +383,7 @@ def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], 
         futures = {t: pool.submit(_reference_entry, str(run_dir), dataset.family, t, dict(tasks[t].context), seeds,
                                   threads, parent) for t in needed}
         for t, future in futures.items():
-            experts.store(t, seeds, *future.result())
+            experts.merge(future.result())
         futures = {pool.submit(_fit_rows_entry, str(run_dir), fit, list(dataset.context_names), config,
                                dict(flagged), threads, parent): (i, fit, cache_path, key)
                    for i, fit, cache_path, key in todo}
@@ -397,20 +392,22 @@ def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], 
 
 
 def _reference_entry(run_dir: str, family: str, task_id: str, context: Mapping[str, float], seeds: Sequence[int],
-                      threads: int, parent_pid: int) -> tuple[np.ndarray | None, np.ndarray]:
-    """Worker: the task's expert returns (None without an expert.pt) and do-nothing floor returns on `seeds`."""
+                     threads: int, parent_pid: int) -> dict[str, Any]:
+    """Worker: the cache entries of the task's expert returns (if it has an expert.pt) and floor returns."""
     import torch
 
-    from hyperzero.envs import get_family
     from hyperzero.utils.workers import exit_with_parent
 
     exit_with_parent(parent_pid)
     torch.set_num_threads(threads)
-    task_dir = Path(run_dir) / "experts" / task_id
-    expert = (rollout_returns(family, context, numpy_policy(_default_load_expert(task_dir)), seeds)
-              if (task_dir / "expert.pt").exists() else None)
-    floor = rollout_returns(family, context, zero_action_policy(get_family(family).act_dim), seeds)
-    return expert, floor
+    experts = ExpertReference(Path(run_dir), family, _default_load_expert,
+                              Path(run_dir) / "eval" / "expert_returns.json", writes=False)
+    try:
+        experts.returns(task_id, context, seeds)
+    except FileNotFoundError:
+        pass  # a flagged task's missing expert: the fit's rows mark it as before
+    experts.floor_returns(task_id, context, seeds)
+    return {k: experts.cache[k] for k in experts._keys(task_id, seeds) if k in experts.cache}
 
 
 def _fit_rows_entry(run_dir: str, fit: FitRef, context_names: list[str], config: EvalConfig,
