@@ -45,7 +45,8 @@ def register(subparsers) -> None:
                    help="comma-separated learning rates, e.g. 3e-4,1e-3: fit once per lr and keep the one best on "
                         "the val tasks (recorded in lr_sweep.json); overrides --lr")
     p.add_argument("--lr-sweep-steps", type=int, default=d.lr_sweep_steps,
-                   help="steps per sweep fit; 0 = --steps (the winner is reused), else the chosen lr is refitted")
+                   help="steps per sweep fit; 0 = --steps (the winner is reused), else the chosen lr's sweep fit "
+                        "is continued to --steps")
     p.add_argument("--value-scale", type=float, default=None,
                    help="factor on q* and r in the value and TD losses; default 1/mean|q*| of the train tasks; "
                         "1.0 = unscaled (the authors')")

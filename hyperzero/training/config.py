@@ -20,7 +20,7 @@ class FitConfig:
     batch_size: int = 512                # total samples per gradient step, batch_size // K from each task
     lr: float = 1e-4                     # Adam learning rate (authors: 1e-4, default betas, no schedule)
     lr_sweep: list[float] = field(default_factory=list)  # fit once per lr, keep the best on the val tasks; [] = lr
-    lr_sweep_steps: int = 0              # steps per sweep fit; 0 = `steps` (the winner is reused, not refitted)
+    lr_sweep_steps: int = 0              # steps per sweep fit; 0 = `steps` (the winner is reused), else it continues
     steps: int = 100_000                 # gradient steps; the same budget for every method by default
     eval_interval: int = 1_000           # steps between validation evaluations (loss and, for "return", rollouts)
     selection: Literal["auto", "return", "val_loss", "last"] = "auto"  # model.pt = best val return | val_metric | last

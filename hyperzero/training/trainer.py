@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -37,6 +38,7 @@ DONE = "done.json"
 # fields that may change between an interrupted run and its resumption
 _RESUMABLE_CHANGES = {"device", "num_threads", "log_interval", "checkpoint_interval", "steps", "patience"}
 LR_SWEEP = "lr_sweep.json"
+CONTINUED = "continued_from.json"   # in lr_sweep/final/ when it continued a sweep fit
 
 
 def _load(dataset):
@@ -226,7 +228,8 @@ def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, sel
                   callbacks) -> Path:
     """One complete fit per learning rate in `cfg.lr_sweep` (each resumable, in lr_sweep/lr_<v>/), scored on the
     VAL tasks by the selection metric of its selected model; the best is published in `out`. With
-    `lr_sweep_steps` shorter than `steps`, the chosen lr is then fitted for the full `steps` (lr_sweep/final/)."""
+    `lr_sweep_steps` shorter than `steps`, the chosen lr is then fitted for the full `steps` (lr_sweep/final/),
+    continuing its sweep fit rather than repeating its first steps."""
     if not split.val:
         raise ValueError(f"lr_sweep chooses the learning rate on validation tasks, but split seed {cfg.seed} has none; "
                          f"raise val_fraction or add tasks, or drop lr_sweep and set lr")
@@ -251,13 +254,18 @@ def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, sel
     metric = scored[0]["metric"]
     best = (max if higher_is_better(metric) else min)(scored, key=lambda c: c["score"])
     winner = out / best["directory"]
+    continued_from = None
     if sweep_steps != cfg.steps:
-        winner = out / "lr_sweep" / "final"
-        fit(ds, winner, dataclasses.replace(cfg, lr=best["lr"], lr_sweep=[], lr_sweep_steps=0),
+        final = out / "lr_sweep" / "final"
+        _continue_candidate(winner, final, sweep_steps, cfg.eval_interval, best["directory"])
+        fit(ds, final, dataclasses.replace(cfg, lr=best["lr"], lr_sweep=[], lr_sweep_steps=0),
             progress=progress, callbacks=callbacks)
+        if (final / CONTINUED).exists():
+            continued_from = read_json(final / CONTINUED)["directory"]
+        winner = final
     record = {"metric": metric, "higher_is_better": higher_is_better(metric), "chosen_lr": best["lr"],
-              "sweep_steps": sweep_steps, "refitted": sweep_steps != cfg.steps, "candidates": candidates,
-              "published_from": winner.relative_to(out).as_posix()}
+              "sweep_steps": sweep_steps, "refitted": sweep_steps != cfg.steps, "continued_from": continued_from,
+              "candidates": candidates, "published_from": winner.relative_to(out).as_posix()}
     atomic_write_json(out / LR_SWEEP, record)
     # the published model's device and threads, here as well as in its sub-fit, where a reader would miss them
     write_run_info(out, resolved, **sweep_info, effective=read_json(winner / "run_info.json").get("effective"))
@@ -265,13 +273,42 @@ def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, sel
         if (winner / name).exists():
             atomic_write_bytes(out / name, read_verified_bytes(winner / name))
     done = read_json(winner / DONE)
+    # a continued final fit's clock includes its candidate's steps, which the candidates' sum already counts
+    repeated = best if continued_from else {"train_seconds": 0.0, "cpu_seconds": 0.0}
     done.update({"lr": best["lr"], "lr_sweep": record,
                  "sweep_train_seconds": sum(c["train_seconds"] for c in candidates)
-                 + (done["train_seconds"] if record["refitted"] else 0.0),
+                 + (done["train_seconds"] - repeated["train_seconds"] if record["refitted"] else 0.0),
                  "sweep_cpu_seconds": sum(c["cpu_seconds"] for c in candidates)
-                 + (done.get("cpu_seconds", 0.0) if record["refitted"] else 0.0)})
+                 + (done.get("cpu_seconds", 0.0) - repeated["cpu_seconds"] if record["refitted"] else 0.0)})
     atomic_write_json(out / DONE, done)
     return out
+
+
+# a fit's resumable state: what `train_loop` and its curve logger pick up again (not its result or done.json)
+_RESUMABLE_FILES = ("checkpoint.pt", "best.pt", "progress.csv", "split.json")
+
+
+def _continue_candidate(candidate: Path, final: Path, sweep_steps: int, eval_interval: int, name: str) -> None:
+    """Start the chosen lr's full-length fit from its sweep fit's end state instead of repeating those steps.
+
+    The sweep fit took the same first `sweep_steps` steps (same seed, sampler and lr) and, when `eval_interval`
+    divides `sweep_steps`, evaluated at the same steps, so continuing it gives the weights and selection of a
+    fresh fit (tests/training/test_fit.py; with selection "val_loss" the curve also keeps the sweep fit's
+    closing return). Otherwise, or when `final` already holds a fit, nothing is done and `final` is fitted from
+    scratch or resumed. The state is assembled beside `final`, marked (CONTINUED), and renamed into place."""
+    if final.exists() or sweep_steps % eval_interval or not (candidate / "checkpoint.pt").exists():
+        return
+    staging = final.with_name(final.name + ".continuing")
+    shutil.rmtree(staging, ignore_errors=True)   # left by a run killed while assembling it
+    staging.mkdir()
+    for kept in _RESUMABLE_FILES:
+        for file in (kept, kept + ".sha256"):
+            if (candidate / file).exists():
+                shutil.copy2(candidate / file, staging / file)
+    if (candidate / "tb").is_dir():
+        shutil.copytree(candidate / "tb", staging / "tb")
+    atomic_write_json(staging / CONTINUED, {"directory": name, "step": sweep_steps})
+    os.replace(staging, final)
 
 
 def _jsonable(x: Any) -> Any:

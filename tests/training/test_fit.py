@@ -190,11 +190,31 @@ def test_lr_sweep_keeps_the_learning_rate_best_on_validation_tasks(ds, tmp_path)
     # the device and threads the published model was fitted with are in the fit folder's own record
     winner_info = json.load(open(tmp_path / "full" / "lr_sweep" / "lr_0.003" / "run_info.json"))
     assert info["effective"] == winner_info["effective"] and info["effective"]["device"] == "cpu"
-    # a shorter sweep refits the chosen lr for the full budget
-    fit(ds, tmp_path / "short", dataclasses.replace(cfg, lr_sweep_steps=20), progress=False)
+    # a shorter sweep fits the chosen lr for the full budget, continuing its sweep fit (killed and resumed here)
+    def interrupt(step, metrics):
+        if step == 30:
+            raise KeyboardInterrupt
+
+    short = dataclasses.replace(cfg, lr_sweep_steps=20)
+    with pytest.raises(KeyboardInterrupt):
+        fit(ds, tmp_path / "short", short, progress=False, callbacks=[interrupt])
+    steps_after = []
+    fit(ds, tmp_path / "short", short, progress=False, callbacks=[lambda s, m: steps_after.append(s)])
+    assert steps_after == list(range(21, 41))   # from the checkpoint at step 20
     record = json.load(open(tmp_path / "short" / "lr_sweep.json"))
     assert record["refitted"] and record["sweep_steps"] == 20 and record["published_from"] == "lr_sweep/final"
-    assert json.load(open(tmp_path / "short" / "lr_sweep" / "final" / "done.json"))["steps"] == 40
+    assert record["chosen_lr"] == 3e-3 and record["continued_from"] == "lr_sweep/lr_0.003"
+    done = json.load(open(tmp_path / "short" / "done.json"))
+    assert done["steps"] == 40
+    # ... which gives the weights and the selection of a fresh fit of that lr for the full budget
+    published = _weights(tmp_path / "short" / "model.pt")
+    assert all(torch.equal(winner[k], published[k]) for k in winner)
+    fresh = json.load(open(tmp_path / "full" / "lr_sweep" / "lr_0.003" / "done.json"))
+    assert (done["selected_step"], done["selection_score"]) == (fresh["selected_step"], fresh["selection_score"])
+    # and the sweep's cost counts the continued steps once
+    candidates = {c["lr"]: c for c in record["candidates"]}
+    assert done["sweep_train_seconds"] == pytest.approx(
+        candidates[1e-6]["train_seconds"] + done["train_seconds"])
     with pytest.raises(ValueError, match="lr_sweep"):
         FitConfig(lr_sweep=[1e-3, -1.0]).check()
     with pytest.raises(ValueError, match="validation tasks"):
