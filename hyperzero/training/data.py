@@ -135,7 +135,7 @@ class TaskSampler:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, d: dict) -> None:
-        self.generator.set_state(d["generator"])
+        self.generator.set_state(d["generator"].cpu())   # generator states are CPU byte tensors, on any device
 
 
 def validation_batch(tasks: Sequence, contexts: np.ndarray, samples_per_task: int, seed: int, need_q: bool,

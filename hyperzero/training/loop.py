@@ -120,7 +120,7 @@ def train_loop(model: Approximator, sampler: TaskSampler, cfg: FitConfig, out_di
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         sampler.load_state_dict(ckpt["sampler"])
-        torch.set_rng_state(ckpt["torch_rng"])
+        torch.set_rng_state(ckpt["torch_rng"].cpu())   # a CPU byte tensor, which map_location may have moved
         state = LoopState(**ckpt["state"])
 
     def save_checkpoint() -> None:

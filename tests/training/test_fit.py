@@ -103,6 +103,26 @@ def test_resume_after_interruption_continues_from_checkpoint(ds, tmp_path):
         fit(ds, tmp_path / "b", dataclasses.replace(cfg, lr=3e-3), progress=False)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_fit_on_cuda_resumes_and_continues_its_sweep_fit(ds, tmp_path):
+    cfg = quick(method="hyperzero", seed=1, device="cuda", lr_sweep=[1e-6, 3e-3], lr_sweep_steps=20,
+                selection="val_loss")
+
+    def interrupt(step, metrics):
+        if step == 30:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[interrupt])
+    fit(ds, tmp_path / "b", cfg, progress=False)   # resumes the final fit, which continued its sweep fit
+    assert json.load(open(tmp_path / "b" / "lr_sweep.json"))["continued_from"] == "lr_sweep/lr_0.003"
+    fit(ds, tmp_path / "a", dataclasses.replace(cfg, lr=3e-3, lr_sweep=[], lr_sweep_steps=0), progress=False)
+    wa, wb = _weights(tmp_path / "a" / "model.pt"), _weights(tmp_path / "b" / "model.pt")
+    # the same kernels on the same GPU; allclose, not equal, since cuBLAS may pick another algorithm per call
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
+
+
 def test_resume_with_other_config_is_refused(ds, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         fit(ds, tmp_path, quick(), progress=False, callbacks=[lambda s, m: (_ for _ in ()).throw(KeyboardInterrupt)])
@@ -173,7 +193,8 @@ def test_value_targets_are_scaled_by_the_train_tasks_mean_abs_q(ds, tmp_path):
 
 
 def test_lr_sweep_keeps_the_learning_rate_best_on_validation_tasks(ds, tmp_path):
-    cfg = quick(method="mlp_policy", seed=1, lr_sweep=[1e-6, 3e-3], selection="val_loss")
+    # on the CPU on every machine (with "auto" a GPU machine fits on CUDA, whose kernels need not be bit-stable)
+    cfg = quick(method="mlp_policy", seed=1, lr_sweep=[1e-6, 3e-3], selection="val_loss", device="cpu")
     fit(ds, tmp_path / "full", cfg, progress=False)
     record = json.load(open(tmp_path / "full" / "lr_sweep.json"))
     scores = {c["lr"]: c["score"] for c in record["candidates"]}
