@@ -10,6 +10,7 @@ import torch
 import hyperzero.training.trainer as fit_module
 from hyperzero.datasets.splits import make_split
 from hyperzero.models.config import ModelConfig
+from hyperzero.models.registry import METHODS
 from hyperzero.training import FitConfig, fit, load_fit
 from hyperzero.training.data import TaskSampler
 from hyperzero.training.synthetic import make_synthetic_dataset
@@ -101,6 +102,18 @@ def test_resume_after_interruption_continues_from_checkpoint(ds, tmp_path):
     assert (tmp_path / "b" / "model.pt").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="finished fit with a different config"):
         fit(ds, tmp_path / "b", dataclasses.replace(cfg, lr=3e-3), progress=False)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_a_continued_sweep_fit_is_the_fresh_fit_of_its_learning_rate(ds, tmp_path, method):
+    # every method: its RNG use (MAML's support sets, PEARL's latents) must resume exactly as well
+    cfg = quick(method=method, seed=1, lr_sweep=[1e-6, 3e-3], lr_sweep_steps=20, selection="val_loss",
+                batch_size=256, device="cpu")
+    fit(ds, tmp_path / "swept", cfg, progress=False)
+    assert json.load(open(tmp_path / "swept" / "lr_sweep.json"))["continued_from"] == "lr_sweep/lr_0.003"
+    fit(ds, tmp_path / "fresh", dataclasses.replace(cfg, lr=3e-3, lr_sweep=[], lr_sweep_steps=0), progress=False)
+    swept, fresh = _weights(tmp_path / "swept" / "model.pt"), _weights(tmp_path / "fresh" / "model.pt")
+    assert all(torch.equal(swept[k], fresh[k]) for k in fresh)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
