@@ -75,16 +75,20 @@ def _weights(path):
     return torch.load(path, weights_only=True)["state_dict"]
 
 
+def _interrupt_at(step):
+    """A fit callback that kills the fit at `step` (before that step's checkpoint is written)."""
+    def callback(s, metrics):
+        if s == step:
+            raise KeyboardInterrupt
+    return callback
+
+
 def test_resume_after_interruption_continues_from_checkpoint(ds, tmp_path):
     cfg = quick(method="hyperzero", seed=1)
     fit(ds, tmp_path / "a", cfg, progress=False)
 
-    def interrupt(step, metrics):
-        if step == 25:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[interrupt])
+        fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[_interrupt_at(25)])
     assert not (tmp_path / "b" / "done.json").exists()
     assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["state"]["step"] == 20
     steps_after = []
@@ -98,7 +102,7 @@ def test_resume_after_interruption_continues_from_checkpoint(ds, tmp_path):
     assert train_steps == ["10", "20", "30", "40"]
     # a finished fit is not retrained
     before = (tmp_path / "b" / "model.pt").stat().st_mtime_ns
-    fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[interrupt])
+    fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[_interrupt_at(25)])
     assert (tmp_path / "b" / "model.pt").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="finished fit with a different config"):
         fit(ds, tmp_path / "b", dataclasses.replace(cfg, lr=3e-3), progress=False)
@@ -121,12 +125,8 @@ def test_a_fit_on_cuda_resumes_and_continues_its_sweep_fit(ds, tmp_path):
     cfg = quick(method="hyperzero", seed=1, device="cuda", lr_sweep=[1e-6, 3e-3], lr_sweep_steps=20,
                 selection="val_loss")
 
-    def interrupt(step, metrics):
-        if step == 30:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[interrupt])
+        fit(ds, tmp_path / "b", cfg, progress=False, callbacks=[_interrupt_at(30)])
     fit(ds, tmp_path / "b", cfg, progress=False)   # resumes the final fit, which continued its sweep fit
     assert json.load(open(tmp_path / "b" / "lr_sweep.json"))["continued_from"] == "lr_sweep/lr_0.003"
     fit(ds, tmp_path / "a", dataclasses.replace(cfg, lr=3e-3, lr_sweep=[], lr_sweep_steps=0), progress=False)
@@ -225,13 +225,9 @@ def test_lr_sweep_keeps_the_learning_rate_best_on_validation_tasks(ds, tmp_path)
     winner_info = json.load(open(tmp_path / "full" / "lr_sweep" / "lr_0.003" / "run_info.json"))
     assert info["effective"] == winner_info["effective"] and info["effective"]["device"] == "cpu"
     # a shorter sweep fits the chosen lr for the full budget, continuing its sweep fit (killed and resumed here)
-    def interrupt(step, metrics):
-        if step == 30:
-            raise KeyboardInterrupt
-
     short = dataclasses.replace(cfg, lr_sweep_steps=20)
     with pytest.raises(KeyboardInterrupt):
-        fit(ds, tmp_path / "short", short, progress=False, callbacks=[interrupt])
+        fit(ds, tmp_path / "short", short, progress=False, callbacks=[_interrupt_at(30)])
     steps_after = []
     fit(ds, tmp_path / "short", short, progress=False, callbacks=[lambda s, m: steps_after.append(s)])
     assert steps_after == list(range(21, 41))   # from the checkpoint at step 20
