@@ -164,8 +164,9 @@ def register(subparsers) -> None:
                    help="normalise each expert's observations by running mean and std (SimBa's RSNorm), saved with "
                         "the expert (off by default; measured in docs/benchmarks-experts.md)")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16"),
-                   help="auto (default: bf16 only on a CPU with AMX/AVX512-BF16, else fp32, on CUDA too), fp32, or bf16 "
-                        "(refused on a CPU without AMX/AVX512-BF16, where it is ~17x slower)")
+                   help="auto (default: bf16 only on a CPU with AMX, else fp32, on CUDA too), fp32, or bf16 "
+                        "(refused on a CPU without AMX/AVX512-BF16, where it is ~17x slower; warned with "
+                        "AVX512-BF16 alone, where it is slower than fp32)")
     t.add_argument("--no-gate", action="store_true",
                    help="skip the quality gate (no retries; only --quality-threshold flags experts)")
     t.add_argument("--gate-retries", type=int, default=1,

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 from pathlib import Path
 
-# x86 flags of native bf16 matmul kernels (AMX tiles or AVX-512 BF16). Without them, oneDNN emulates bf16
-# and autocast runs ~17x slower than fp32 (measured on an AMD EPYC Zen 3, AVX2 only).
+# x86 flags of native bf16 matmul kernels: AMX tiles, or AVX-512 BF16 dot products. Without them, oneDNN
+# emulates bf16 and autocast runs ~17x slower than fp32 (measured on an AMD EPYC Zen 3, AVX2 only).
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+# oneDNN, which runs torch's bf16 matmuls, honours a user's cap on its instruction sets (e.g. AVX2): below
+# AVX512_CORE_BF16 it emulates bf16 even where the CPU has the instructions.
+ONEDNN_ISA_VARS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+ONEDNN_AVX512_BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX10_2_512")
 
 
 @functools.lru_cache(maxsize=1)
@@ -33,14 +38,34 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(_cpuinfo().get("flags", "").split())
 
 
+def onednn_isa_cap() -> str | None:
+    """The instruction-set cap a user put on oneDNN (e.g. 'AVX2'), or None when it may use all the CPU has."""
+    for var in ONEDNN_ISA_VARS:
+        value = os.environ.get(var, "").strip().upper()
+        if value and value not in ("ALL", "DEFAULT"):
+            return value
+    return None
+
+
+def cpu_bf16_kernels() -> str | None:
+    """The native bf16 matmul kernels oneDNN may use here: 'amx', 'avx512_bf16', or None (bf16 would be
+    emulated). ARM/other: None (not measured)."""
+    flags, cap = cpu_flags(), onednn_isa_cap()
+    amx_allowed = cap is None or "AMX" in cap
+    if "amx_bf16" in flags and amx_allowed:
+        return "amx"
+    if "avx512_bf16" in flags and (amx_allowed or cap in ONEDNN_AVX512_BF16_CAPS):
+        return "avx512_bf16"
+    return None
+
+
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU runs bf16 matmuls natively (AMX or AVX512-BF16); ARM/other: False (not measured)."""
-    return any(flag in cpu_flags() for flag in BF16_CPU_FLAGS)
+    """True when the CPU runs bf16 matmuls natively (AMX or AVX512-BF16, within any oneDNN cap)."""
+    return cpu_bf16_kernels() is not None
 
 
 def describe() -> dict[str, object]:
     """CPU facts recorded in every run_info.json and benchmark table."""
-    import os
-
     return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+            "bf16_kernels": cpu_bf16_kernels(), "onednn_isa_cap": onednn_isa_cap(),
             "isa": sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", *BF16_CPU_FLAGS))}

@@ -27,20 +27,32 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_precision(precision: str, device) -> str:
-    """`auto` -> bf16 on a CPU that runs it natively (AMX / AVX512-BF16), else fp32, on CUDA too: there
-    autocast's casts cost more than these small matmuls save (an H200 ran ensembles 0.7-0.8x as fast in
-    bf16, docs/experts.md). An explicit bf16 where the hardware would only emulate it is refused: on a CPU
-    it runs ~17x slower than fp32."""
+    """`auto` -> bf16 on a CPU with AMX tiles, else fp32: with AVX512-BF16 alone the experts ran 0.6-0.7x as
+    fast in bf16, and on CUDA autocast's casts cost more than these small matmuls save (an H200 ran ensembles
+    0.7-0.8x as fast in bf16, docs/experts.md). An explicit bf16 where the hardware would only emulate it is
+    refused (on a CPU ~17x slower than fp32); with AVX512-BF16 alone it runs, with a warning."""
+    import warnings
+
     import torch
 
-    from hyperzero.utils.hardware import cpu_has_native_bf16, cpu_model
+    from hyperzero.utils.hardware import cpu_bf16_kernels, cpu_model, onednn_isa_cap
 
     device = torch.device(device)
-    native = (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_native_bf16())
+    if device.type == "cuda":
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"precision bf16 was asked for, but this GPU ({torch.cuda.get_device_name(device)}) "
+                             "has no native bf16. Use --precision auto (picks fp32 here) or fp32")
+        return "fp32" if precision == "auto" else precision
+    kernels = cpu_bf16_kernels()
     if precision == "auto":
-        return "bf16" if native and device.type == "cpu" else "fp32"
-    if precision == "bf16" and not native:
-        raise ValueError(f"precision bf16 was asked for, but this {device.type} ({cpu_model() if device.type == 'cpu' else torch.cuda.get_device_name(device)}) "
-                         "has no native bf16 (no AMX / AVX512-BF16): it would be emulated, about 17x slower than fp32. "
-                         "Use --precision auto (picks fp32 here) or fp32")
+        return "bf16" if kernels == "amx" else "fp32"
+    if precision == "bf16" and kernels is None:
+        capped = onednn_isa_cap()
+        why = (f"oneDNN is capped at {capped} (ONEDNN_MAX_CPU_ISA), below its bf16 instructions" if capped
+               else "it has no AMX / AVX512-BF16")
+        raise ValueError(f"precision bf16 was asked for, but this CPU ({cpu_model()}) would only emulate bf16: {why}. "
+                         "Emulated bf16 is about 17x slower than fp32. Use --precision auto (picks fp32 here) or fp32")
+    if precision == "bf16" and kernels == "avx512_bf16":
+        warnings.warn(f"precision bf16 on this CPU ({cpu_model()}) runs on AVX512-BF16 without AMX, where the experts "
+                      "trained at 0.6-0.7x the speed of fp32; --precision auto picks fp32 here", stacklevel=2)
     return precision

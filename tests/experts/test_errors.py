@@ -82,19 +82,54 @@ def test_expert_rejects_bad_shapes(tmp_path):
 def test_precision_follows_the_cpu():
     import torch
 
-    from hyperzero.utils.hardware import cpu_has_native_bf16
+    from hyperzero.utils.hardware import cpu_bf16_kernels
     from hyperzero.utils.torch_utils import resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32"
-    if cpu_has_native_bf16():  # Intel with AMX / AVX512-BF16
+    kernels = cpu_bf16_kernels()
+    if kernels == "amx":  # Intel Xeon with AMX: the only CPU where bf16 made the experts faster
         assert resolve_precision("auto", cpu) == "bf16" and resolve_precision("bf16", cpu) == "bf16"
+    elif kernels == "avx512_bf16":  # native, but slower than fp32 for these networks: allowed with a warning
+        assert resolve_precision("auto", cpu) == "fp32"
+        with pytest.warns(UserWarning, match="AVX512-BF16 without AMX"):
+            assert resolve_precision("bf16", cpu) == "bf16"
     else:  # e.g. AMD Zen 3: bf16 would be emulated, ~17x slower
         assert resolve_precision("auto", cpu) == "fp32"
-        with pytest.raises(ValueError, match="no native bf16.*--precision auto"):
+        with pytest.raises(ValueError, match="would only emulate bf16.*--precision auto"):
             resolve_precision("bf16", cpu)
     if torch.cuda.is_available():  # bf16 autocast was slower than fp32 on an H200 for these networks
         assert resolve_precision("auto", torch.device("cuda")) == "fp32"
+
+
+def test_a_onednn_cap_below_bf16_means_fp32_on_any_cpu(monkeypatch):
+    """A user who caps oneDNN (e.g. to compare kernels across CPUs) gets emulated bf16 even on an AMX Xeon."""
+    import torch
+
+    from hyperzero.utils.hardware import describe
+    from hyperzero.utils.torch_utils import resolve_precision
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    with pytest.raises(ValueError, match="capped at AVX2 \\(ONEDNN_MAX_CPU_ISA\\).*--precision auto"):
+        resolve_precision("bf16", torch.device("cpu"))
+    facts = describe()  # what every run_info.json records
+    assert facts["onednn_isa_cap"] == "AVX2" and facts["bf16_kernels"] is None and facts["native_bf16"] is False
+
+
+def test_a_onednn_cap_at_avx512_bf16_leaves_native_but_slower_bf16(monkeypatch):
+    import torch
+
+    from hyperzero.utils.hardware import cpu_bf16_kernels, cpu_flags
+    from hyperzero.utils.torch_utils import resolve_precision
+
+    if "avx512_bf16" not in cpu_flags():
+        pytest.skip("needs a CPU with AVX512-BF16")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert cpu_bf16_kernels() == "avx512_bf16"
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    with pytest.warns(UserWarning, match="auto picks fp32 here"):
+        assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
 def test_cli_profiles_are_the_library_profiles():
