@@ -673,18 +673,24 @@ def packing_record(config: dict) -> dict[str, Any]:
 
 
 def check_local_devices(config: dict, runtime: Runtime) -> None:
-    """Refuse a device this machine lacks (e.g. --device cuda without CUDA) before anything is written. Not for
-    --executor ray: there the workers' devices count, not the driver's."""
-    from hyperzero.utils.torch_utils import resolve_device
+    """Refuse a device this machine lacks (e.g. --device cuda without CUDA), or an experts' bf16 it would only
+    emulate, before anything is written. Not for --executor ray: there the workers' hardware counts, not the
+    driver's."""
+    from hyperzero.utils.torch_utils import bf16_emulated_reason, resolve_device
 
     for section in ("experts", "fit"):
         device = runtime.device or config[section].get("device") or "auto"
         try:
-            resolve_device(device)
+            resolved = resolve_device(device)
         except ValueError:
             where, fix = ((f"--device {device}", "--device cpu (or auto)") if runtime.device else
                           (f"{section}.device={device}", f"--set {section}.device=auto (or cpu)"))
             raise ValueError(f"{where} was asked for, but CUDA is not available on this machine; use {fix}") from None
+        if section == "experts" and config[section].get("precision") == "bf16":
+            reason = bf16_emulated_reason(resolved)
+            if reason:
+                raise ValueError(f"experts.precision=bf16 was asked for, but {reason}; use --set experts.precision=auto "
+                                 "(picks fp32 here) or fp32")
 
 
 def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequence[str] = (), force: bool = False,

@@ -31,6 +31,19 @@ def test_a_device_this_machine_lacks_is_refused_before_the_run_directory_exists(
     assert not out.exists()
 
 
+def test_an_experts_bf16_the_cpu_would_only_emulate_is_refused_before_the_run_directory_exists(tmp_path):
+    # capping oneDNN at AVX2 makes any x86 CPU one without native bf16, as an AMD EPYC Zen 3 is
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "hyperzero", "run", "tiny", "--no-progress", "--out", str(out),
+                           "--device", "cpu", "--set", "experts.precision=bf16"],
+                          cwd=REPO, env={**ENV, "ONEDNN_MAX_CPU_ISA": "AVX2"}, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 2
+    assert "experts.precision=bf16 was asked for" in proc.stderr and "capped at AVX2" in proc.stderr
+    assert "--set experts.precision=auto" in proc.stderr
+    assert not out.exists()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_whole_pipeline_runs_on_cuda(tmp_path):
     out = tmp_path / "run"
