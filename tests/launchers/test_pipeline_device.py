@@ -13,10 +13,10 @@ REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "MUJOCO_GL": "egl", "PYTHONUNBUFFERED": "1"}
 
 
-def run(out: Path, *extra: str) -> subprocess.CompletedProcess:
+def run(out: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hyperzero", "run", "tiny", "--no-progress", "--out", str(out),
                            "--set", "evaluate.videos=false", *extra],
-                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+                          cwd=REPO, env={**ENV, **(env or {})}, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -34,10 +34,7 @@ def test_a_device_this_machine_lacks_is_refused_before_the_run_directory_exists(
 def test_an_experts_bf16_the_cpu_would_only_emulate_is_refused_before_the_run_directory_exists(tmp_path):
     # capping oneDNN at AVX2 makes any x86 CPU one without native bf16, as an AMD EPYC Zen 3 is
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "hyperzero", "run", "tiny", "--no-progress", "--out", str(out),
-                           "--device", "cpu", "--set", "experts.precision=bf16"],
-                          cwd=REPO, env={**ENV, "ONEDNN_MAX_CPU_ISA": "AVX2"}, capture_output=True, text=True,
-                          timeout=600)
+    proc = run(out, "--device", "cpu", "--set", "experts.precision=bf16", env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
     assert proc.returncode == 2
     assert "experts.precision=bf16 was asked for" in proc.stderr and "capped at AVX2" in proc.stderr
     assert "--set experts.precision=auto" in proc.stderr
