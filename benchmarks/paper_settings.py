@@ -46,9 +46,7 @@ HYPOGEN_TABLE = {  # setting: (HyperZero, HyPoGen, expert)
     "walker-walk-both": (393.9, 409.9, 814.4),
 }
 # Why a setting has no published result yet, where "not run yet" is not the reason.
-NOT_PUBLISHED: dict[str, str] = {
-    "walker-walk-both-small": "running: experts started 2026-11-27 (resumable; ≈ 2 h on 2 cores)",
-}
+NOT_PUBLISHED: dict[str, str] = {}
 # What a published result keeps (small files only): run path -> docs path.
 PUBLISHED = {"config.yaml": "config.yaml", "report.md": "report.md", "stage_times.json": "stage_times.json",
              "experts/gate.json": "gate.json", "eval/results.csv": "results.csv", "eval/summary.csv": "summary.csv",
