@@ -136,8 +136,13 @@ def _default_loader(task_dir: Path):
 
 def collect_dataset(experts_dir: str | Path, out_dir: str | Path, n_episodes: int = 10, seed: int = 0,
                     context_names: Sequence[str] | None = None, exclude_flagged: bool = False, progress: bool = True,
-                    gamma: float | None = None, expert_loader: Callable[[Path], Any] | None = None) -> Path:
+                    gamma: float | None = None, expert_loader: Callable[[Path], Any] | None = None,
+                    action_noise: float = 0.0) -> Path:
     """Fill the dataset `out_dir` with `n_episodes` deterministic episodes of every finished expert.
+
+    With `action_noise` σ > 0 the executed actions carry Gaussian noise of std σ while the stored actions stay
+    the expert's clean a* (and q* = Q(s, a*)): episodes that cover how the expert recovers from small errors
+    (`record_episodes` says what this does to the TD relation).
 
     Episode seeds are fresh: `dataset_episode_seeds(seed, task_id, n_episodes)`, in a range disjoint
     from expert training/evaluation seeds, and recorded per task. Stored per step: obs, the expert's
@@ -161,6 +166,8 @@ def collect_dataset(experts_dir: str | Path, out_dir: str | Path, n_episodes: in
     experts_dir, out_dir = Path(experts_dir), Path(out_dir)
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
+    if not 0.0 <= float(action_noise) <= 1.0:
+        raise ValueError(f"action_noise must be in [0, 1] (a std on actions in [-1, 1]), got {action_noise}")
     loader = expert_loader or _default_loader
     finished, unfinished = _read_summaries(experts_dir)
     if unfinished:
@@ -185,8 +192,10 @@ def collect_dataset(experts_dir: str | Path, out_dir: str | Path, n_episodes: in
 
     writer = DatasetWriter(out_dir, family, names, gamma=gamma, overwrite=False)
     try:
-        wanted = {"seed": int(seed), "n_episodes": int(n_episodes), "exclude_flagged": bool(exclude_flagged)}
-        previous = {k: writer.manifest["collection"].get(k) for k in wanted}
+        wanted = {"seed": int(seed), "n_episodes": int(n_episodes), "exclude_flagged": bool(exclude_flagged),
+                  "action_noise": float(action_noise)}
+        # datasets written before action_noise existed were collected without noise
+        previous = {k: writer.manifest["collection"].get(k, 0.0 if k == "action_noise" else None) for k in wanted}
         if writer.task_ids and previous != wanted:
             raise DatasetError(f"{out_dir / 'manifest.json'}: this dataset was collected with {previous}, not {wanted}; "
                                f"rerun with the same values or collect into a new directory")
@@ -207,7 +216,7 @@ def collect_dataset(experts_dir: str | Path, out_dir: str | Path, n_episodes: in
             bar = tqdm(total=len(todo), desc=f"collect {family}", unit="task")
         threads = _single_torch_thread() if todo else contextlib.nullcontext()
         with threads:
-            _collect_tasks(todo, writer, loader, family, fam, space, seed, n_episodes, bar)
+            _collect_tasks(todo, writer, loader, family, fam, space, seed, n_episodes, bar, float(action_noise))
         if bar is not None:
             bar.close()
         writer.finalize()
@@ -217,7 +226,7 @@ def collect_dataset(experts_dir: str | Path, out_dir: str | Path, n_episodes: in
 
 
 def _collect_tasks(todo, writer: DatasetWriter, loader, family: str, fam, space, seed: int, n_episodes: int,
-                   bar) -> None:
+                   bar, action_noise: float = 0.0) -> None:
     """Roll each pending expert and add its task (one atomic task file + manifest update per task)."""
     for task_dir, summary, ctx in todo:
         task_id = summary["task_id"]
@@ -232,7 +241,8 @@ def _collect_tasks(todo, writer: DatasetWriter, loader, family: str, fam, space,
         expert_seed = summary.get("seed")
         seeds = dataset_episode_seeds(seed, task_id, n_episodes,
                                       exclude=expert_episode_seeds(summary, fam.episode_steps))
-        episodes = record_episodes(family, ctx, expert.act, n_episodes, seeds, q_fn=expert.q, batched=True)
+        episodes = record_episodes(family, ctx, expert.act, n_episodes, seeds, q_fn=expert.q, batched=True,
+                                   action_noise=action_noise)
         info = ExpertInfo(source=EXPERT_SOURCE, return_mean=summary.get("eval_return_mean"),
                           return_std=summary.get("eval_return_std"), train_steps=summary.get("train_steps"),
                           seed=expert_seed, flagged=bool(summary.get("flagged", False)),

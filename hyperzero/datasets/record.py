@@ -44,12 +44,18 @@ def dataset_episode_seeds(seed: int, task_id: str, n_episodes: int, exclude: Seq
 
 def record_episodes(family: str, context: Mapping[str, float] | None, policy_fn: Callable[[np.ndarray], Any],
                     n_episodes: int, seeds: Sequence[int], q_fn: Callable[[np.ndarray, np.ndarray], Any] | None = None,
-                    batched: bool = False, allow_extrapolation: bool = True) -> Episodes:
+                    batched: bool = False, allow_extrapolation: bool = True, action_noise: float = 0.0) -> Episodes:
     """Roll `policy_fn` for `n_episodes` whole episodes of `family` at `context`; episode e resets with `seeds[e]`.
 
     policy_fn: obs [S] float32 -> action [A] (or, with `batched=True`, obs [E, S] -> actions [E, A]
       for all episodes at once, stepped in lockstep: much faster for a neural policy). Actions are
       clipped to [-1, 1], the env's action space; the clipped action is what is stored and executed.
+    action_noise: std σ of Gaussian noise added to the EXECUTED action (then clipped), while the stored label
+      stays the policy's clean action (DART, Laskey et al. 2017): the episodes visit states off the policy's own
+      path, labelled with what the policy does there. The noise is drawn from a generator seeded by the episode
+      seeds, so a rerun records the same episodes. With σ > 0 the stored reward and next_obs follow the executed
+      action, so r + γ Q(s', π(s')) matches Q(s, a_executed), not Q(s, a*): the TD relation holds only up to the
+      gap Q(s, a*) − Q(s, a_executed), second order in σ near the policy's optimum.
     q_fn: optional (obs [N, S], action [N, A]) -> [N] Q-values of the producer's critic, called once
       per episode on all of its steps. Without it `q` is None (stored as NaN).
     Episodes must all last the same number of steps (the dm_control families always do: they end
@@ -64,6 +70,9 @@ def record_episodes(family: str, context: Mapping[str, float] | None, policy_fn:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"record_episodes: seeds repeat ({seeds}); repeated seeds give identical episodes")
     E, S, A, T_max = n_episodes, fam.obs_dim, fam.act_dim, fam.episode_steps
+    if not (np.isfinite(action_noise) and 0.0 <= action_noise <= 1.0):
+        raise ValueError(f"action_noise must be a std in [0, 1] (actions live in [-1, 1]), got {action_noise}")
+    noise = np.random.default_rng([*seeds, 0x44415254]) if action_noise > 0 else None  # "DART"
     envs = [make(family, context=context, allow_extrapolation=allow_extrapolation) for _ in range(E)]
     try:
         obs = np.zeros((E, T_max, S), np.float32)
@@ -86,8 +95,10 @@ def record_episodes(family: str, context: Mapping[str, float] | None, policy_fn:
             if not np.isfinite(a).all():
                 raise ValueError(f"policy_fn returned a non-finite action at step {t}")
             a = np.clip(a, -1.0, 1.0)
+            executed = a if noise is None else np.clip(
+                a + action_noise * noise.standard_normal(a.shape).astype(np.float32), -1.0, 1.0)
             for e, env in enumerate(envs):
-                o2, r, term, trunc, _ = env.step(a[e])
+                o2, r, term, trunc, _ = env.step(executed[e])
                 next_obs[e, t], reward[e, t], terminated[e, t], truncated[e, t] = o2, r, term, trunc
             obs[:, t], action[:, t] = current, a
             done = terminated[:, t] | truncated[:, t]

@@ -15,6 +15,7 @@ class ModelConfig:
     gamma: float = 0.99              # discount in the TD loss; the experts' γ (the original used 1.0 by mistake)
     value_scale: float = 1.0         # κ: q*, r scaled by it in value/TD losses; Q̂ un-scaled when queried (fit sets it)
     head_init: Literal["uniform", "hyperfan_in"] = "uniform"  # uniform = authors' ±0.05 / ±0.008
+    obs_norm: bool = False           # normalise observations by the training data's mean/std (folded into policies)
     # --- MAML meta-policy (written with torch.func; learn2learn does not install here) ---
     maml_inner_lr: float = 0.01      # inner-loop SGD step size
     maml_inner_steps: int = 5        # inner-loop SGD steps

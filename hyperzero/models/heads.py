@@ -88,11 +88,13 @@ class GeneratingApproximator(Approximator):
         self.ctx_dim, self.obs_dim, self.act_dim, self.cfg = ctx_dim, obs_dim, act_dim, cfg
         self.use_q, self.use_td = use_q, use_td
         self.has_q = use_q
+        self.init_obs_norm(obs_dim, cfg.obs_norm)
 
     def generate(self, context: torch.Tensor) -> TaskNets:
         raise NotImplementedError
 
     def loss(self, batch: TaskBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = self.normalized(batch)
         nets = self.generate(batch.context)
         action_loss = (nets.act(batch.obs) - batch.action).pow(2).mean()
         total = action_loss
@@ -120,11 +122,14 @@ class GeneratingApproximator(Approximator):
         """Generate the networks of one (normalised) context vector [d] once; act without the generator."""
         context = torch.as_tensor(context, dtype=torch.float32, device=_device_of(self)).reshape(1, -1)
         nets = self.generate(context)
-        q = None
+        pi, q = nets.pi.select(0), None
         if nets.q is not None:  # fold 1/κ into the last Q layer: the policy's q() is in the experts' units
             q = nets.q.select(0)
             q = MLPWeights(q.w1, q.b1, q.w2 / self.cfg.value_scale, q.b2 / self.cfg.value_scale)
-        return GeneratedPolicy(nets.pi.select(0), q)
+        if self.obs_norm is not None:  # and the observation normalisation into the first layers
+            pi = MLPWeights(*self.obs_norm.fold(pi.w1, pi.b1), pi.w2, pi.b2)
+            q = MLPWeights(*self.obs_norm.fold(q.w1, q.b1), q.w2, q.b2) if q is not None else None
+        return GeneratedPolicy(pi, q)
 
 
 def _device_of(module: nn.Module) -> torch.device:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from hyperzero.models.base import Approximator, TaskBatch
+from hyperzero.models.base import Approximator, ObsNormalizer, TaskBatch
 from hyperzero.models.config import ModelConfig
 from hyperzero.models.embedding import ContextEmbedding
 from hyperzero.models.heads import GeneratedPolicy, MLPWeights
@@ -71,12 +71,13 @@ class ContextPolicyNet(nn.Module):
         return torch.tanh(self.fc2(torch.relu(self.fc1(torch.cat([e, obs], dim=-1)))))
 
     def frozen_weights(self, context: torch.Tensor, prefix: torch.Tensor | None = None,
-                       params: Params | None = None) -> tuple[torch.Tensor, ...]:
+                       params: Params | None = None, obs_norm: ObsNormalizer | None = None) -> tuple[torch.Tensor, ...]:
         """(W1, b1, W2, b2) of the policy for one context [d], with the context (and an optional
         extra input such as z) folded into the first-layer bias: W1_all [e; s] + b = W1_s s + (W1_e e + b).
 
         `params` (names as in `named_parameters()`) replaces the module's own weights, e.g. the
-        adapted weights of MAML's inner loop.
+        adapted weights of MAML's inner loop. `obs_norm` (the model's observation normalisation, if any) is
+        folded into the first layer, so the frozen policy acts on raw observations.
         """
         p = dict(self.named_parameters()) if params is None else params
         embed_params = {n[len("embed."):]: t for n, t in p.items() if n.startswith("embed.")}
@@ -85,11 +86,14 @@ class ContextPolicyNet(nn.Module):
             e = torch.cat([e, prefix], dim=-1)
         n = e.shape[-1]
         w1 = p["fc1.weight"]
-        return w1[:, n:], p["fc1.bias"] + w1[:, :n] @ e, p["fc2.weight"], p["fc2.bias"]
+        w_s, b = w1[:, n:], p["fc1.bias"] + w1[:, :n] @ e
+        if obs_norm is not None:
+            w_s, b = obs_norm.fold(w_s, b)
+        return w_s, b, p["fc2.weight"], p["fc2.bias"]
 
     def fixed_policy(self, context: torch.Tensor, prefix: torch.Tensor | None = None,
-                     params: Params | None = None) -> FixedPolicy:
-        return FixedPolicy(*self.frozen_weights(context, prefix, params))
+                     params: Params | None = None, obs_norm: ObsNormalizer | None = None) -> FixedPolicy:
+        return FixedPolicy(*self.frozen_weights(context, prefix, params, obs_norm))
 
 
 def check_context(context: torch.Tensor, ctx_dim: int) -> torch.Tensor:
@@ -162,6 +166,7 @@ class MAMLPolicy(Approximator):
         self.ctx_dim, self.obs_dim, self.act_dim = ctx_dim, obs_dim, act_dim
         self.net = ContextPolicyNet(ctx_dim, obs_dim, act_dim, cfg.embed_dims, cfg.hidden_dim)
         self.inner_params = inner_params
+        self.init_obs_norm(obs_dim, cfg.obs_norm)
 
     def _is_adapted(self, name: str) -> bool:
         return self.inner_params == "all" or not name.startswith("embed.")
@@ -221,6 +226,7 @@ class MAMLPolicy(Approximator):
         check_batch(batch, self.obs_dim, self.act_dim, n_support + 1,
                     f"MAML (maml_support_size={n_support} plus at least one query sample; raise the samples "
                     "per task or lower maml_support_size)")
+        batch = self.normalized(batch)
         (s_obs, s_act), (q_obs, q_act) = random_split(n_support, batch.obs, batch.action, generator=generator)
         adapted = self.inner_loop(batch.context, s_obs, s_act, create_graph=create_graph)
         post = self._task_mse(adapted, batch.context, q_obs, q_act)  # [K]
@@ -239,7 +245,7 @@ class MAMLPolicy(Approximator):
     def policy(self, context: torch.Tensor) -> FixedPolicy:
         """Zero-shot: the meta-initialisation conditioned on the context, no adaptation."""
         context = check_context(context, self.ctx_dim).to(self.net.fc1.weight.device)
-        return self.net.fixed_policy(context)
+        return self.net.fixed_policy(context, obs_norm=self.obs_norm)
 
     def adapt(self, context: torch.Tensor, support: TaskBatch) -> FixedPolicy:
         """Few-shot: the training inner loop (same lr and steps) on the k transitions of `support`.
@@ -253,6 +259,7 @@ class MAMLPolicy(Approximator):
         if K != 1:
             raise ValueError(f"adapt(): support must hold exactly one task (K=1), got K={K}; "
                              "adapt each target task separately")
+        support = self.normalized(support.to(device))
         # Start from a detached copy: test-time adaptation must never build a graph to the meta-parameters.
         start = {n: p.detach().clone().requires_grad_() for n, p in self.meta_params(1).items()}
         adapted = self.inner_loop(context[None], support.obs.to(device), support.action.to(device),
@@ -260,4 +267,4 @@ class MAMLPolicy(Approximator):
         params = {n: p.detach() for n, p in self.net.named_parameters()}
         params.update({n: p[0].detach() for n, p in adapted.items()})
         with torch.no_grad():
-            return self.net.fixed_policy(context, params=params)
+            return self.net.fixed_policy(context, params=params, obs_norm=self.obs_norm)

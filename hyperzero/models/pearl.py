@@ -115,6 +115,7 @@ class PEARLPolicy(Approximator):
         self.encoder = TransitionEncoder(obs_dim, act_dim, cfg.pearl_latent_dim, cfg.hidden_dim)
         self.net = ContextPolicyNet(ctx_dim, obs_dim, act_dim, cfg.embed_dims, cfg.hidden_dim,
                                     extra_dim=cfg.pearl_latent_dim)
+        self.init_obs_norm(obs_dim, cfg.obs_norm)  # normalises what the encoder and the policy see
 
     def posterior(self, obs, action, reward, next_obs) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | c) of each task from its transitions [K, N, ...] -> (mean [K, L], variance [K, L])."""
@@ -135,6 +136,7 @@ class PEARLPolicy(Approximator):
         check_batch(batch, self.obs_dim, self.act_dim, n_ctx + 1,
                     f"PEARL (pearl_context_size={n_ctx} context transitions plus at least one predicted "
                     "sample; raise the samples per task or lower pearl_context_size)")
+        batch = self.normalized(batch)
         # Disjoint split: the encoder reads `ctx`, the loss predicts `pred`'s expert actions.
         ctx, pred = random_split(n_ctx, batch.obs, batch.action, batch.reward, batch.next_obs, generator=generator)
         mu, var = self.posterior(*ctx)
@@ -172,7 +174,7 @@ class PEARLPolicy(Approximator):
         trained against (`pearl_prior_prob` of its training latents were drawn from it), 0."""
         context = check_context(context, self.ctx_dim).to(self._device())
         z = torch.zeros(self.latent_dim, device=self._device())
-        return LatentPolicy(self.net.frozen_weights(context, prefix=z), z)
+        return LatentPolicy(self.net.frozen_weights(context, prefix=z, obs_norm=self.obs_norm), z)
 
     @torch.no_grad()
     def adapt(self, context: torch.Tensor, support: TaskBatch) -> LatentPolicy:
@@ -186,9 +188,9 @@ class PEARLPolicy(Approximator):
         if K != 1:
             raise ValueError(f"adapt(): support must hold exactly one task (K=1), got K={K}; "
                              "adapt each target task separately")
-        mu, _ = self.posterior(support.obs.to(device), support.action.to(device),
-                               support.reward.to(device), support.next_obs.to(device))
-        return LatentPolicy(self.net.frozen_weights(context, prefix=mu[0]), mu[0])
+        support = self.normalized(support.to(device))
+        mu, _ = self.posterior(support.obs, support.action, support.reward, support.next_obs)
+        return LatentPolicy(self.net.frozen_weights(context, prefix=mu[0], obs_norm=self.obs_norm), mu[0])
 
     def online_policy(self, context: torch.Tensor) -> "OnlinePEARLPolicy":
         """Per-episode variant: starts at z = 0 and sharpens as `observe` is fed transitions."""
@@ -232,6 +234,8 @@ class OnlinePEARLPolicy:
         s, a, r, s2 = t(obs), t(action), t(reward), t(next_obs)
         s, a, s2 = s.reshape(-1, self.model.obs_dim), a.reshape(-1, self.model.act_dim), s2.reshape(-1, self.model.obs_dim)
         r = r.reshape(-1)
+        if self.model.obs_norm is not None:
+            s, s2 = self.model.obs_norm(s), self.model.obs_norm(s2)
         if not (s.shape[0] == a.shape[0] == r.shape[0] == s2.shape[0]):
             raise ValueError(f"observe(): obs, action, reward, next_obs must describe the same number of "
                              f"transitions, got {s.shape[0]}, {a.shape[0]}, {r.shape[0]}, {s2.shape[0]}")
@@ -244,7 +248,7 @@ class OnlinePEARLPolicy:
 
     @torch.no_grad()
     def _refresh(self) -> None:
-        self._policy = self.model.net.fixed_policy(self.context, prefix=self.z)
+        self._policy = self.model.net.fixed_policy(self.context, prefix=self.z, obs_norm=self.model.obs_norm)
 
     def act(self, obs):
         return self._policy.act(obs)

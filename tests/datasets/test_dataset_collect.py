@@ -142,3 +142,29 @@ def test_collect_errors(experts_dir, tmp_path):
                       {"task_id": "speed=3_torso_length=0.5", "family": FAMILY, "context": {"speed": 4.0}, "finished": True})
     with pytest.raises(DatasetError, match="does not match its context"):
         collect_dataset(broken, tmp_path / "ds", progress=False)
+
+
+def test_action_noise_leaves_the_expert_path_but_keeps_its_labels(experts_dir, collected, tmp_path):
+    """DART-style data: executed actions are perturbed, stored actions and q* are the expert's clean ones."""
+    out = tmp_path / "noisy"
+    collect_dataset(experts_dir, out, n_episodes=2, seed=5, progress=False, action_noise=0.3)
+    clean, noisy = load_dataset(collected), load_dataset(out)
+    assert noisy.manifest["collection"]["action_noise"] == 0.3
+    for task in noisy.tasks:
+        expert = load_expert(experts_dir / task.task_id)
+        flat = task.transitions()
+        np.testing.assert_allclose(flat["action"], expert.act(flat["obs"]), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(flat["q"], expert.q(flat["obs"], flat["action"]), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(task.next_obs[:, :-1], task.obs[:, 1:])  # still one trajectory per episode
+        ref = clean.task(task.task_id)
+        np.testing.assert_array_equal(task.episode_seed, ref.episode_seed)  # same start states ...
+        np.testing.assert_array_equal(task.obs[:, 0], ref.obs[:, 0])
+        assert not np.allclose(task.obs[:, 1:], ref.obs[:, 1:])          # ... then off the expert's path
+    again = tmp_path / "again"
+    collect_dataset(experts_dir, again, n_episodes=2, seed=5, progress=False, action_noise=0.3)
+    assert ([e["sha256"] for e in json.loads((again / "manifest.json").read_text())["tasks"]]
+            == [e["sha256"] for e in json.loads((out / "manifest.json").read_text())["tasks"]])  # reproducible
+    with pytest.raises(DatasetError, match="'action_noise': 0.3.*not .*'action_noise': 0.1"):
+        collect_dataset(experts_dir, out, n_episodes=2, seed=5, progress=False, action_noise=0.1)
+    with pytest.raises(ValueError, match="action_noise must be in"):
+        collect_dataset(experts_dir, tmp_path / "bad", n_episodes=1, action_noise=-0.1, progress=False)

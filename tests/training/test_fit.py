@@ -249,3 +249,28 @@ def test_lr_sweep_keeps_the_learning_rate_best_on_validation_tasks(ds, tmp_path)
         FitConfig(lr_sweep=[1e-3, -1.0]).check()
     with pytest.raises(ValueError, match="validation tasks"):
         fit(ds, tmp_path / "noval", dataclasses.replace(cfg, val_fraction=0.0), progress=False)
+
+
+def test_obs_norm_statistics_come_from_the_training_tasks_only_and_survive_load_fit(ds, tmp_path):
+    from hyperzero.models.base import observation_statistics
+
+    fit(ds, tmp_path, quick(seed=2, model=dataclasses.replace(SMALL, obs_norm=True)), progress=False)
+    split = make_split(ds.task_ids, 2, "paper", 0.15)
+    mean, std = observation_statistics(t.obs for t in ds.tasks if t.task_id in split.train)
+    everything, _ = observation_statistics(t.obs for t in ds.tasks)
+    loaded = load_fit(tmp_path)
+    assert loaded.config.model.obs_norm
+    np.testing.assert_allclose(loaded.model.obs_norm.mean.numpy(), mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loaded.model.obs_norm.std.numpy(), np.maximum(std, 1e-2), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(mean, everything)  # the held-out tasks' observations would have moved them
+
+
+def test_a_model_written_before_obs_norm_existed_still_loads(ds, tmp_path):
+    fit(ds, tmp_path, quick(seed=1), progress=False)
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    del payload["config"]["model"]["obs_norm"]
+    from hyperzero.utils.io import atomic_torch_save
+
+    atomic_torch_save(payload, tmp_path / "model.pt")
+    loaded = load_fit(tmp_path)
+    assert loaded.model.obs_norm is None and not loaded.config.model.obs_norm
