@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hyperzero.models.base import Approximator, TaskBatch
+from hyperzero.models.base import Approximator, TaskBatch, observation_statistics
 from hyperzero.models.registry import build_method
 from hyperzero.training.config import FitConfig
 from hyperzero.training.data import ContextNormalizer, TaskSampler, validation_batch
@@ -166,6 +166,8 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
     normalizer = ContextNormalizer.for_dataset(ds, cfg.context_norm)
     seed_everything(cfg.seed)
     model = build_method(cfg.method, len(ds.context_names), ds.obs_dim, ds.act_dim, resolved.model).to(device)
+    if model.obs_norm is not None:  # training tasks only: val and test observations never shape the model
+        model.obs_norm.set_statistics(*observation_statistics(t.obs for t in train_tasks))
     need_q = bool(getattr(model, "has_q", False))
     sampler = TaskSampler(train_tasks, np.stack([normalizer(t.context_vector) for t in train_tasks]),
                           cfg.tasks_per_batch, cfg.batch_size, cfg.seed, need_q, device, forbidden=held_out)
@@ -381,7 +383,10 @@ def load_fit(fit_dir: str | Path, device: str = "cpu") -> TrainedModel:
         hint = " (the fit is unfinished: rerun `hyperzero fit` with the same options)" if (Path(fit_dir) / "checkpoint.pt").exists() else ""
         raise FileNotFoundError(f"{path} does not exist{hint}")
     payload = load_torch(path, map_location="cpu", weights_only=True)
-    cfg = FitConfig.from_dict(payload["config"])
+    config = payload["config"]
+    if "obs_norm" not in (config.get("model") or {}):  # written before observation normalisation existed
+        config = {**config, "model": {**(config.get("model") or {}), "obs_norm": False}}
+    cfg = FitConfig.from_dict(config)
     model = build_method(payload["method"], payload["ctx_dim"], payload["obs_dim"], payload["act_dim"], cfg.model)
     model.load_state_dict(payload["state_dict"])
     model.to(resolve_device(device)).eval()
