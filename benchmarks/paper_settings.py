@@ -109,7 +109,8 @@ def _summary(setting: str) -> dict[str, dict]:
 def _expert_mean(setting: str) -> float | None:
     """Mean expert return over the held-out (split seed, task) pairs that were scored (as the IQMs use)."""
     with open(RESULTS / setting / "results.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["method"] == "hyperzero" and not r.get("excluded")]
+        rows = [r for r in csv.DictReader(f) if r["method"] == "hyperzero" and not r.get("excluded")
+                and r.get("role", "test") == "test"]  # held-out rows, not the cloning rows on training tasks
     return sum(float(r["expert_return"]) for r in rows) / len(rows) if rows else None
 
 

@@ -27,7 +27,10 @@ def register(subparsers) -> None:
         description="Roll out every fitted method on each split seed's TEST tasks only (and each task's expert and "
                     "the do-nothing policy on the same episode seeds), then write eval/results.csv (raw return, "
                     "expert, floor, score per pair), eval/summary.{csv,md} (IQM and P(improvement) with 95% "
-                    "bootstrap intervals), eval/figures/, and report.md/report.html in RUN_DIR.",
+                    "bootstrap intervals), eval/figures/, and report.md/report.html in RUN_DIR. Each fit is also "
+                    "rolled out on a few of its TRAINING tasks for a cloning score (eval/cloning.{csv,md}), kept "
+                    "apart from every held-out number, and held-out tasks are split into those between and those "
+                    "outside the training tasks (eval/positions.csv).",
         formatter_class=HelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with dataset/, experts/ and fits/")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task (the paper: 10)")
@@ -42,6 +45,9 @@ def register(subparsers) -> None:
     p.add_argument("--baseline", default=None,
                    help="the method every other is compared with in P(method > baseline); default: the non-HyperZero "
                         "zero-shot method with the highest IQM score")
+    p.add_argument("--cloning-tasks", type=int, default=3, metavar="N",
+                   help="training tasks per fit rolled out for the cloning score (did the method learn to copy the "
+                        "experts it was trained on?); drawn per split seed, the same for every method; 0 = off")
     p.add_argument("--videos", action="store_true", help="also render mp4 videos and rollout strips")
     p.add_argument("--video-steps", type=int, default=300, help="control steps per video")
     p.add_argument("--workers", type=int, default=None,
@@ -72,7 +78,7 @@ def _evaluate(args, run_dir) -> int:
     config = EvalConfig(episodes=args.episodes, eval_seed=args.eval_seed, few_shot_k=tuple(args.few_shot_k),
                         methods=args.methods, videos=args.videos, video_steps=args.video_steps,
                         figures=not args.no_figures, bootstrap_reps=args.bootstrap_reps, baseline=args.baseline,
-                        num_workers=args.workers)
+                        num_workers=args.workers, cloning_tasks=args.cloning_tasks)
     result = evaluate(run_dir, config)
     print((run_dir / "eval" / "summary.md").read_text())
     if not args.no_report:

@@ -1,4 +1,4 @@
-"""Zero-shot (and few-shot) evaluation of every fit of a run on its held-out tasks.
+"""Zero-shot (and few-shot) evaluation of every fit of a run on its held-out tasks (and a cloning check).
 
 For every fit `fits/<method>/seed_<k>/` (complete: `done.json`), the trained model generates a
 policy for each of that split's TEST tasks only, and it is rolled out in the real environment for N
@@ -7,6 +7,16 @@ generate the dataset (so no evaluation episode starts where a training episode d
 original code got wrong: its evaluation seed equalled the data seed). Each task's expert and the
 do-nothing policy (a = 0, the floor) are rolled out on the same seeds as references; those returns
 are cached in `eval/expert_returns.json`. Each row's score is (R - R_floor) / (R_expert - R_floor).
+
+Cloning: each fit is also rolled out, zero-shot only, on `cloning_tasks` of its split's TRAINING tasks, on the
+same fresh episode seeds and scored against the same references (rows with role "train"). A method that does
+badly there never learned to copy the experts; one that does well there but badly on held-out tasks does not
+transfer. The training tasks are drawn by `cloning_task_ids` (seeded by the split seed: every method of split k
+is checked on the same ones). Train rows enter no held-out aggregate or figure; they have their own table
+(`eval/cloning.csv|md`, `stats.group_aggregate`).
+
+Each held-out row is also labelled "between" or "outside" its split's training tasks
+(`hyperzero.evaluation.metrics.context_position`), and `eval/positions.csv` holds the IQM score of each group.
 
 Tasks whose expert is flagged (`experts/<task>/summary.json` "flagged": true, or the dataset manifest)
 or is no better than the floor keep their rows, marked `excluded`, and are left out of every aggregate;
@@ -32,14 +42,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from hyperzero.evaluation.metrics import ResultRow, write_results
+from hyperzero.evaluation.metrics import (ResultRow, context_position, signed_features, varying_features,
+                                          write_results)
 from hyperzero.evaluation.rollout import numpy_policy, rollout_returns, zero_action_policy
-from hyperzero.evaluation.stats import aggregate, stats_to_csv_text, stats_to_markdown
+from hyperzero.evaluation.stats import (aggregate, cloning_to_markdown, group_aggregate, groups_to_csv_text,
+                                        positions_to_markdown, stats_to_csv_text, stats_to_markdown)
 from hyperzero.evaluation.videos import render_videos
 from hyperzero.utils.integrity import fingerprint
 from hyperzero.utils.io import atomic_write_json, atomic_write_text, read_json
 
 META_METHODS = ("maml", "pearl")
+CLONING_SALT = zlib.crc32(b"cloning")  # keeps the cloning draw apart from other draws seeded with the split seed
 DEFAULT_EVAL_SEED = 1_000_000  # far from the small seeds datasets use by default
 
 
@@ -60,6 +73,7 @@ class EvalConfig:
     bootstrap_reps: int = 2000            # stratified-bootstrap resamples for the 95 % intervals (rliable)
     bootstrap_seed: int = 0               # seed of those resamples (the intervals are reproducible)
     baseline: str | None = None           # Y of P(X > Y); None = the baseline method with the best IQM score
+    cloning_tasks: int = 3                # training tasks per fit also rolled out, for the cloning score (0 = off)
 
     def __post_init__(self):
         from hyperzero.utils.typed import check_fields
@@ -74,6 +88,9 @@ class EvalConfig:
             raise ValueError(f"video_steps must be >= 1, got {self.video_steps}")
         if self.num_workers is not None and self.num_workers < 1:
             raise ValueError(f"num_workers must be >= 1, got {self.num_workers}; e.g. --workers 2")
+        if self.cloning_tasks < 0:
+            raise ValueError(f"cloning_tasks must be >= 0 (training tasks per fit rolled out for the cloning score), "
+                             f"got {self.cloning_tasks}; e.g. --cloning-tasks 3, or --cloning-tasks 0 to turn it off")
         if self.bootstrap_reps < 100:
             raise ValueError(f"bootstrap_reps must be >= 100 for a 95 % interval, got {self.bootstrap_reps}; "
                              "e.g. --bootstrap-reps 2000")
@@ -102,9 +119,11 @@ class FitRef:
 
 @dataclass
 class EvalResult:
-    rows: list[ResultRow]
-    summary: list
+    rows: list[ResultRow]                 # held-out rows (role "test") and cloning rows (role "train")
+    summary: list                         # MethodStats over the held-out rows
     written: list[Path] = field(default_factory=list)
+    cloning: list = field(default_factory=list)    # GroupStats of the train rows
+    positions: list = field(default_factory=list)  # GroupStats of the held-out rows "between" / "outside"
 
 
 def find_fits(run_dir: str | Path, methods: Sequence[str] | None = None,
@@ -164,14 +183,46 @@ def few_shot_transitions(task, k: int, eval_seed: int) -> dict[str, np.ndarray]:
     return {name: np.asarray(values)[idx] for name, values in flat.items()}
 
 
-def _split_test_ids(model: Any, fit: FitRef) -> list[str]:
+def _split_part(model: Any, fit: FitRef, part: str) -> list[str]:
     split = getattr(model, "split", None)
     if split is None and (fit.directory / "split.json").exists():
         split = read_json(fit.directory / "split.json")
-    test = split["test"] if isinstance(split, Mapping) else getattr(split, "test", None)
+    ids = split.get(part) if isinstance(split, Mapping) else getattr(split, part, None)
+    return list(ids or [])
+
+
+def _split_test_ids(model: Any, fit: FitRef) -> list[str]:
+    test = _split_part(model, fit, "test")
     if not test:
         raise ValueError(f"{fit.directory}: the fit records no test tasks (split.json); refit it")
-    return list(test)
+    return test
+
+
+def _split_train_ids(model: Any, fit: FitRef) -> list[str]:
+    return _split_part(model, fit, "train")
+
+
+def cloning_task_ids(train_ids: Sequence[str], split_seed: int, n: int) -> list[str]:
+    """The training tasks a fit of split `split_seed` is rolled out on for the cloning score: `n` of the sorted
+    `train_ids` drawn without replacement by a generator seeded with the split seed (all of them when there are
+    no more than `n`; none when n = 0), returned sorted. Every method of one split gets the same tasks."""
+    ids = sorted(train_ids)
+    if n <= 0:
+        return []
+    if n >= len(ids):
+        return ids
+    rng = np.random.default_rng([CLONING_SALT, int(split_seed) % 2**32])
+    return [ids[i] for i in sorted(rng.choice(len(ids), size=n, replace=False))]
+
+
+def _cloning_ids_of(model: Any, fit: FitRef, n: int) -> list[str]:
+    if n <= 0:
+        return []
+    train = _split_train_ids(model, fit)
+    if not train:
+        raise ValueError(f"{fit.directory}: the fit records no training tasks (split.json), so no cloning score can "
+                         f"be computed; refit it, or pass --cloning-tasks 0 (EvalConfig.cloning_tasks=0)")
+    return cloning_task_ids(train, fit.seed, n)
 
 
 class ExpertReference:
@@ -316,7 +367,8 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
     tasks = {t.task_id: t for t in dataset.tasks}
     experts = ExpertReference(run_dir, dataset.family, load_expert, eval_dir / "expert_returns.json")
     settings = {"episode_seeds": seeds, "few_shot_k": list(config.few_shot_k), "dataset": _dataset_fingerprint(dataset),
-                "rows": "v2-floor"}  # rows carry the floor return since v2
+                "cloning_tasks": config.cloning_tasks,
+                "rows": "v3-roles"}  # rows carry the floor return since v2, role (test/train) and position since v3
     flagged = flagged_tasks(run_dir, dataset)
 
     rows_of: dict[int, list[ResultRow]] = {}  # fit index -> its rows; the results keep the fits' order
@@ -350,9 +402,17 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
 
     rows = mark_exclusions(rows, flagged)
     written = [write_results(eval_dir / "results.csv", rows, dataset.context_names)]
+    # the held-out summary sees the test rows only (aggregate filters them), exactly as before cloning rows existed
     summary = aggregate(rows, reps=config.bootstrap_reps, seed=config.bootstrap_seed, baseline=config.baseline)
+    cloning = group_aggregate(rows, "train", reps=config.bootstrap_reps, seed=config.bootstrap_seed)
+    positions = [g for group in ("between", "outside")
+                 for g in group_aggregate(rows, group, reps=config.bootstrap_reps, seed=config.bootstrap_seed)]
     written.append(atomic_write_text(eval_dir / "summary.csv", stats_to_csv_text(summary)))
-    written.append(atomic_write_text(eval_dir / "summary.md", stats_to_markdown(summary)))
+    written.append(atomic_write_text(eval_dir / "summary.md", summary_markdown(summary, cloning, positions, rows)))
+    written.append(atomic_write_text(eval_dir / "cloning.csv", groups_to_csv_text(cloning)))
+    written.append(atomic_write_text(eval_dir / "cloning.md", f"# {CLONING_HEADING}\n\n{CLONING_INTRO}\n"
+                                     + cloning_to_markdown(cloning, summary, rows)))
+    written.append(atomic_write_text(eval_dir / "positions.csv", groups_to_csv_text(positions)))
     if config.figures:
         from hyperzero.evaluation.figures import make_all_figures
 
@@ -363,12 +423,32 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
     atomic_write_json(eval_dir / "done.json", {"key": {**settings, "fits": {f"{f.method}/seed_{f.seed}": f.fingerprint
                                                                                for f in fits}},
                                               "n_rows": len(rows), "config": _jsonable_config(config)})
-    return EvalResult(rows=rows, summary=summary, written=written)
+    return EvalResult(rows=rows, summary=summary, written=written, cloning=cloning, positions=positions)
+
+
+CLONING_INTRO = ("The same score (R - R_floor) / (R_expert - R_floor), on fresh episode seeds, on a few training tasks "
+                 "of each split (cloning: did the method learn to copy the experts it was fitted on?) and on the "
+                 "split's held-out tasks (transfer). IQM with 95 % stratified-bootstrap intervals; returns are raw "
+                 "episode returns; the last column is the experts' mean return on the scored tasks of each kind.\n")
+POSITIONS_INTRO = ("A held-out task is between when, for every varied context feature, training tasks of its split lie "
+                   "on both sides of (or at) its value, counting for a signed feature such as speed only training "
+                   "tasks of the same sign; otherwise it is outside. Pairs (tasks): the scored (split seed, task) "
+                   "pairs and their distinct tasks. Fewer than 4 pairs: their mean instead of an IQM.\n")
+CLONING_HEADING = "Cloning (training tasks) vs transfer (held-out tasks)"
+POSITIONS_HEADING = "Held-out tasks between vs outside the training tasks"
+
+
+def summary_markdown(summary: Sequence, cloning: Sequence, positions: Sequence, rows: Sequence) -> str:
+    """eval/summary.md: the held-out table (as before), then cloning vs transfer, then between vs outside."""
+    return (stats_to_markdown(summary)
+            + f"\n## {CLONING_HEADING}\n\n{CLONING_INTRO}\n" + cloning_to_markdown(cloning, summary, rows)
+            + f"\n## {POSITIONS_HEADING}\n\n{POSITIONS_INTRO}\n" + positions_to_markdown(positions))
 
 
 def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], dataset, experts: ExpertReference,
                            config: EvalConfig, flagged: Mapping[str, str], workers: int, keep: Callable) -> None:
-    """Reference returns of every task the fits are tested on, then the fits, each in `workers` processes.
+    """Reference returns of every task the fits are rolled out on (held-out tasks, and the training tasks of the
+    cloning score), then the fits, each in `workers` processes.
     Only this process writes files: the references' cache before the fits start, each fit's rows as it ends."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -376,8 +456,7 @@ def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], 
     from hyperzero.utils.workers import default_threads
 
     seeds, threads, parent = config.episode_seeds, default_threads(workers), os.getpid()
-    needed = sorted({t for _, fit, _, _ in todo if (fit.directory / "split.json").exists()
-                     for t in _split_test_ids(None, fit) if t in tasks and not experts.has(t, seeds)})
+    needed = _reference_tasks(todo, tasks, experts, seeds, config.cloning_tasks)
     # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         futures = {t: pool.submit(_reference_entry, str(run_dir), dataset.family, t, dict(tasks[t].context), seeds,
@@ -389,6 +468,15 @@ def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], 
                    for i, fit, cache_path, key in todo}
         for future in as_completed(futures):
             keep(*futures[future], future.result())  # re-raises a worker's exception here
+
+
+def _reference_tasks(todo: list, tasks, experts: ExpertReference, seeds: Sequence[int],
+                     cloning_tasks: int) -> list[str]:
+    """The tasks whose references are not cached yet among those the fits in `todo` are rolled out on: the held-out
+    tasks of their splits and the training tasks of the cloning score."""
+    return sorted({t for _, fit, _, _ in todo if (fit.directory / "split.json").exists()
+                   for t in _split_test_ids(None, fit) + _cloning_ids_of(None, fit, cloning_tasks)
+                   if t in tasks and not experts.has(t, seeds)})
 
 
 def _reference_entry(run_dir: str, family: str, task_id: str, context: Mapping[str, float], seeds: Sequence[int],
@@ -451,15 +539,24 @@ def _evaluate_fit(fit: FitRef, model: Any, tasks: Mapping[str, Any], context_nam
     from tqdm.auto import tqdm
 
     test_ids = _split_test_ids(model, fit)
-    unknown = sorted(set(test_ids) - set(tasks))
-    if unknown:
-        raise ValueError(f"{fit.directory}: test tasks {unknown} are not in the run's dataset; the fit belongs to a "
-                         f"different dataset, refit it")
+    clone_ids = _cloning_ids_of(model, fit, config.cloning_tasks)
+    for what, ids in (("test", test_ids), ("training", clone_ids)):
+        unknown = sorted(set(ids) - set(tasks))
+        if unknown:
+            raise ValueError(f"{fit.directory}: {what} tasks {unknown} are not in the run's dataset; the fit belongs "
+                             f"to a different dataset, refit it")
+    # "between" / "outside": against the split's training tasks, over the features varied in the dataset
+    all_contexts = [dict(t.context) for t in tasks.values()]
+    varied = varying_features(all_contexts, context_names)
+    signed = signed_features(experts.family, all_contexts, varied)
+    train_contexts = [dict(tasks[t].context) for t in _split_train_ids(model, fit) if t in tasks]
     meta = is_meta(model, fit.method)
     seeds = config.episode_seeds
     rows = []
-    for task_id in tqdm(test_ids, desc=f"  {fit.method} seed {fit.seed}", unit="task", leave=False,
-                        disable=not progress):
+    # held-out tasks first, exactly as before; then the training tasks of the cloning score (zero-shot only)
+    todo = [(t, "test") for t in test_ids] + [(t, "train") for t in clone_ids]
+    for task_id, role in tqdm(todo, desc=f"  {fit.method} seed {fit.seed}", unit="task", leave=False,
+                              disable=not progress):
         task = tasks[task_id]
         context = dict(task.context)
         try:
@@ -470,8 +567,10 @@ def _evaluate_fit(fit: FitRef, model: Any, tasks: Mapping[str, Any], context_nam
             expert_mean = float("nan")  # a flagged expert may have no usable expert.pt; the task is excluded anyway
         floor_mean = float(experts.floor_returns(task_id, context, seeds).mean())
         shown_context = {n: float(context[n]) for n in context_names}
+        position = "" if role == "train" or not train_contexts else context_position(context, train_contexts,
+                                                                                     varied, signed)
         variants: list[tuple[str, Any]] = [(fit.method, lambda: model.policy(context))]
-        if meta:
+        if meta and role == "test":
             for k in config.few_shot_k:
                 variants.append((f"{fit.method}@{k}shot",
                                  lambda k=k: model.adapt(context, few_shot_transitions(task, k, config.eval_seed))))
@@ -480,6 +579,6 @@ def _evaluate_fit(fit: FitRef, model: Any, tasks: Mapping[str, Any], context_nam
             rows.append(ResultRow(method=name, seed=fit.seed, task_id=task_id, context=shown_context,
                                   n_episodes=len(seeds), return_mean=float(returns.mean()),
                                   return_std=float(returns.std()), expert_return=expert_mean,
-                                  floor_return=floor_mean))
+                                  floor_return=floor_mean, role=role, position=position))
     return rows
 

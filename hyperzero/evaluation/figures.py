@@ -17,7 +17,8 @@
 * `learning_curves`: train action MSE, validation zero-shot action MSE and validation return against
   the gradient step, per method (mean over split seeds): did every method's curve flatten?
 
-Every figure is written as PNG and PDF with the Agg backend (no display needed).
+Every figure is written as PNG and PDF with the Agg backend (no display needed). Only held-out rows
+(role "test") are plotted: the cloning rows of training tasks (role "train") are left out of every figure.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hyperzero.evaluation.metrics import ResultRow, per_task_curve  # noqa: E402
+from hyperzero.evaluation.metrics import ResultRow, per_task_curve, test_rows  # noqa: E402
 from hyperzero.utils.io import atomic_write_bytes  # noqa: E402
 
 ABLATION_METHODS = ("hyperzero", "hyperzero_without_td", "hyperzero_without_q")
@@ -145,6 +146,7 @@ def heatmaps(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str |
     """Per method: held-out return over the 2-D grid, and (second row) method minus expert."""
     if len(features) != 2:
         raise ValueError(f"heatmaps need exactly two context features, got {list(features)}")
+    rows = test_rows(rows)
     methods = list(methods) if methods is not None else method_order(rows)
     xs, ys = _grid_values(rows, features)
     xe, ye = _cell_edges(xs), _cell_edges(ys)
@@ -190,6 +192,7 @@ def surfaces(rows: Sequence[ResultRow], features: Sequence[str], out_stem: str |
     same tasks, and the grid points never held out; colour and z scales are shared so panels compare."""
     if len(features) != 2:
         raise ValueError(f"surfaces need exactly two context features, got {list(features)}")
+    rows = test_rows(rows)
     methods = list(methods) if methods is not None else method_order(rows)
     xs, ys = _grid_values(rows, features)
     grid_x, grid_y = np.meshgrid(xs, ys)
@@ -323,6 +326,7 @@ def learning_curves(run_dir: str | Path, out_stem: str | Path) -> list[Path] | N
 
 def ablation(rows: Sequence[ResultRow], context_names: Sequence[str], out_stem: str | Path,
              stats: Sequence | None = None, family: str | None = None) -> list[Path] | None:
+    rows = test_rows(rows)
     methods = [m for m in ABLATION_METHODS if any(r.method == m for r in rows)]
     if len(methods) < 2:
         return None
@@ -343,8 +347,9 @@ def make_all_figures(rows: Sequence[ResultRow], context_names: Sequence[str], ou
     `family` the units on the context axes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    rows = test_rows(rows)  # every figure is about held-out tasks: the cloning (training-task) rows stay out
     if not rows:
-        raise ValueError("no result rows to plot; run the evaluation first")
+        raise ValueError("no held-out result rows to plot; run the evaluation first")
     written: list[Path] = []
     zero_shot = [r for r in rows if "@" not in r.method]
     if len(context_names) == 1:

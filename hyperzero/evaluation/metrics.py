@@ -1,8 +1,8 @@
-"""Results tables: one row per (method, split seed, held-out task), and their aggregates.
+"""Results tables: one row per (method, split seed, evaluated task), and their aggregates.
 
 `results.csv` columns, in order:
     method, seed, task_id, <one column per context feature>, n_episodes, return_mean, return_std,
-    expert_return, floor_return, score, normalized, excluded
+    expert_return, floor_return, score, normalized, excluded, role, position
 
 * `return_mean` / `return_std`: mean and std of the undiscounted episode return over the evaluation
   episodes (the same episode seeds for every method, for the expert and for the floor).
@@ -14,6 +14,12 @@
   positive). Kept for comparison only: with a reward floor of ~100 per episode it credits doing nothing,
   and a mean of ratios is dominated by the tasks whose expert is weakest.
 * `excluded`: why the row is left out of the aggregates ("" when it is not), e.g. a flagged expert.
+* `role`: "test" for a held-out task of the row's split (the transfer score: every held-out aggregate,
+  figure and table uses these rows only), "train" for one of the split's training tasks (the cloning
+  score: did the method learn to copy the experts it was trained on?).
+* `position`: for a test row, "between" when the held-out context lies between training tasks of its
+  split in every varied feature, "outside" when it does not (`context_position`); "" for train rows.
+  Files written before these two columns existed read back as test rows with an empty position.
 
 Aggregates: `hyperzero.evaluation.stats.aggregate` (IQM with stratified-bootstrap intervals and the
 probability of improvement, via rliable). `summarize` below is the paper-style mean ± std over seeds.
@@ -35,6 +41,9 @@ from hyperzero.utils.io import atomic_write_text
 BASE_COLUMNS = ["method", "seed", "task_id"]
 VALUE_COLUMNS = ["n_episodes", "return_mean", "return_std", "expert_return", "floor_return", "score", "normalized",
                  "excluded"]
+OPTIONAL_COLUMNS = ["role", "position"]  # written last; absent from results.csv files written before them
+ROLES = ("test", "train")
+POSITIONS = ("between", "outside")
 
 
 @dataclass
@@ -49,6 +58,8 @@ class ResultRow:
     expert_return: float
     floor_return: float = float("nan")   # do-nothing policy on the same episode seeds
     excluded: str = ""                   # reason the row is left out of the aggregates, "" if it is not
+    role: str = "test"                   # "test": a held-out task of the split; "train": one of its training tasks
+    position: str = ""                   # test rows: "between" / "outside" the split's training tasks; "" otherwise
 
     @property
     def normalized(self) -> float:
@@ -74,6 +85,60 @@ def floor_corrected_score(return_mean: float, expert_return: float, floor_return
     return (float(return_mean) - float(floor_return)) / span
 
 
+def is_test(row) -> bool:
+    """A held-out (transfer) row; rows without a role (read from an older file) are held-out rows."""
+    return getattr(row, "role", "test") == "test"
+
+
+def test_rows(rows: Iterable) -> list:
+    """Only the held-out rows, in their order."""
+    return [r for r in rows if is_test(r)]
+
+
+def varying_features(contexts: Sequence[dict[str, float]], names: Sequence[str]) -> list[str]:
+    """The features among `names` that take more than one value over `contexts` (the dataset's tasks)."""
+    return [n for n in names if len({float(c[n]) for c in contexts if n in c}) > 1]
+
+
+def signed_features(family: str | None, contexts: Sequence[dict[str, float]], names: Sequence[str]) -> list[str]:
+    """Features among `names` whose sign is a direction (a target speed): those the family declares `nonzero`
+    (a speed of 0 has no direction); a feature the family does not declare counts as signed when `contexts`
+    hold both negative and positive values of it."""
+    declared: dict = {}
+    if family is not None:
+        from hyperzero.envs import get_family
+
+        declared = get_family(family).context_space.features
+    out = []
+    for n in names:
+        if n in declared:
+            if declared[n].nonzero:
+                out.append(n)
+        else:
+            values = [float(c[n]) for c in contexts if n in c]
+            if any(v < 0 for v in values) and any(v > 0 for v in values):
+                out.append(n)
+    return out
+
+
+def _sign(x: float) -> int:
+    return (x > 0) - (x < 0)
+
+
+def context_position(context: dict[str, float], train_contexts: Sequence[dict[str, float]],
+                     features: Sequence[str], signed: Sequence[str] = ()) -> str:
+    """"between" when, for every feature in `features` (those varied in the dataset), some training context has a
+    value <= the held-out one and some has a value >= it, counting only the training contexts whose `signed`
+    features have the same sign as the held-out context's (training speeds of the other direction are no
+    neighbours); "outside" otherwise (also when no training context has the same signs)."""
+    same = [c for c in train_contexts if all(_sign(float(c[s])) == _sign(float(context[s])) for s in signed)]
+    for f in features:
+        v = float(context[f])
+        if not (any(float(c[f]) <= v for c in same) and any(float(c[f]) >= v for c in same)):
+            return "outside"
+    return "between"
+
+
 def context_columns(rows: Iterable[ResultRow]) -> list[str]:
     names: list[str] = []
     for row in rows:
@@ -87,11 +152,11 @@ def results_to_csv_text(rows: Sequence[ResultRow], context_names: Sequence[str] 
     names = list(context_names) if context_names is not None else context_columns(rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(BASE_COLUMNS + names + VALUE_COLUMNS)
+    writer.writerow(BASE_COLUMNS + names + VALUE_COLUMNS + OPTIONAL_COLUMNS)
     for r in rows:
         writer.writerow([r.method, r.seed, r.task_id] + [_fmt(r.context.get(n, float("nan"))) for n in names]
                         + [r.n_episodes, _fmt(r.return_mean), _fmt(r.return_std), _fmt(r.expert_return),
-                           _fmt(r.floor_return), _fmt(r.score), _fmt(r.normalized), r.excluded])
+                           _fmt(r.floor_return), _fmt(r.score), _fmt(r.normalized), r.excluded, r.role, r.position])
     return buf.getvalue()
 
 
@@ -100,7 +165,8 @@ def write_results(path: str | Path, rows: Sequence[ResultRow], context_names: Se
 
 
 def read_results(path: str | Path) -> list[ResultRow]:
-    """Read `results.csv` back; any column that is not a base or value column is a context feature."""
+    """Read `results.csv` back; any column that is not a base, value, role or position column is a context feature.
+    A file written before the `role` and `position` columns existed reads as held-out rows with no position."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; run `hyperzero evaluate RUN_DIR` first")
@@ -111,7 +177,8 @@ def read_results(path: str | Path) -> list[ResultRow]:
         if missing:
             raise ValueError(f"{path}: missing columns {missing}; it was not written by hyperzero evaluate "
                              "(delete it and rerun the evaluation)")
-        ctx_names = [c for c in header if c not in BASE_COLUMNS and c not in VALUE_COLUMNS]
+        known = BASE_COLUMNS + VALUE_COLUMNS + OPTIONAL_COLUMNS
+        ctx_names = [c for c in header if c not in known]
         rows = []
         for line_no, rec in enumerate(reader, start=2):
             try:
@@ -119,7 +186,10 @@ def read_results(path: str | Path) -> list[ResultRow]:
                                       context={n: float(rec[n]) for n in ctx_names},
                                       n_episodes=int(rec["n_episodes"]), return_mean=float(rec["return_mean"]),
                                       return_std=float(rec["return_std"]), expert_return=float(rec["expert_return"]),
-                                      floor_return=float(rec["floor_return"]), excluded=rec["excluded"] or ""))
+                                      floor_return=float(rec["floor_return"]), excluded=rec["excluded"] or "",
+                                      role=rec.get("role") or "test", position=rec.get("position") or ""))
+                if rows[-1].role not in ROLES:
+                    raise ValueError(f"role {rows[-1].role!r} is not one of {list(ROLES)}")
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{path}:{line_no}: unreadable row ({e}); delete the file and rerun the evaluation") from e
     return rows
@@ -146,10 +216,10 @@ class MethodSummary:
 
 
 def summarize(rows: Sequence[ResultRow]) -> list[MethodSummary]:
-    """Per method: mean ± std across split seeds of the per-seed mean over held-out tasks."""
+    """Per method: mean ± std across split seeds of the per-seed mean over held-out tasks (train rows ignored)."""
     by_method_seed: dict[str, dict[int, list[ResultRow]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if not r.excluded:
+        if not r.excluded and is_test(r):
             by_method_seed[r.method][r.seed].append(r)
     out = []
     for method, per_seed in by_method_seed.items():
@@ -182,10 +252,11 @@ class TaskCurvePoint:
 
 
 def per_task_curve(rows: Sequence[ResultRow], method: str, value: str = "return_mean") -> list[TaskCurvePoint]:
-    """One point per held-out task of `method`, aggregating only the seeds where that task was held out."""
+    """One point per held-out task of `method`, aggregating only the seeds where that task was held out (train
+    rows ignored)."""
     by_task: dict[str, list[ResultRow]] = defaultdict(list)
     for r in rows:
-        if r.method == method and not r.excluded:
+        if r.method == method and not r.excluded and is_test(r):
             by_task[r.task_id].append(r)
     points = []
     for task_id, task_rows in by_task.items():
@@ -211,9 +282,9 @@ class TaskSummary:
 
 def per_task_summary(rows: Sequence[ResultRow]) -> list[TaskSummary]:
     """Per task (sorted by context): expert, floor and each method's mean return and score over the seeds
-    in which it was held out; excluded tasks are kept, with their reason."""
+    in which it was held out; excluded tasks are kept, with their reason. Train rows are ignored."""
     by_task: dict[str, list[ResultRow]] = defaultdict(list)
-    for r in rows:
+    for r in test_rows(rows):
         by_task[r.task_id].append(r)
     out = []
     for task_id, task_rows in by_task.items():

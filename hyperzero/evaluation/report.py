@@ -2,7 +2,7 @@
 
 Everything is read from the run's files: `config.yaml`, `run_info.json`, `experts/*/summary.json`,
 `dataset/manifest.json`, `fits/*/seed_*/{done.json, progress.csv}`, `eval/summary.csv`,
-`eval/results.csv`, `eval/expert_returns.json`, `eval/figures/*.png`.
+`eval/results.csv`, `eval/cloning.csv`, `eval/positions.csv`, `eval/expert_returns.json`, `eval/figures/*.png`.
 Missing pieces are reported as missing, never invented.
 """
 from __future__ import annotations
@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from hyperzero.evaluation.figures import order_methods
-from hyperzero.evaluation.metrics import per_task_summary, read_results
-from hyperzero.evaluation.stats import MARKDOWN_HEADER, stats_table
+from hyperzero.evaluation.metrics import per_task_summary, read_results, test_rows
+from hyperzero.evaluation.stats import (CLONING_HEADER, MARKDOWN_HEADER, POSITION_HEADER, cloning_table, position_table,
+                                        stats_table)
 from hyperzero.utils.io import atomic_write_text, read_json
 from hyperzero.utils.runinfo import versions
 
@@ -193,6 +194,46 @@ def portable_command(argv: Sequence[str]) -> list[str]:
     return args
 
 
+def _read_csv(path: Path) -> list[dict] | None:
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _cloning_section(doc: _Doc, run_dir: Path, summary: Sequence[dict], rows: Sequence) -> None:
+    doc.heading("Cloning (training tasks) vs transfer (held-out tasks)", 3)
+    cloning = _read_csv(run_dir / "eval" / "cloning.csv")
+    if cloning is None:
+        doc.para("No cloning evaluation (eval/cloning.csv is missing: the evaluation predates it); rerun "
+                 "`hyperzero evaluate` to add it.")
+        return
+    if not cloning:
+        doc.para("The cloning score is off for this run (cloning_tasks = 0).")
+        return
+    doc.para("Each fit is also rolled out, zero-shot, on a few of its own training tasks (drawn per split seed) on the "
+             "same fresh episode seeds, and scored the same way. A low cloning score means the method never learned "
+             "to copy the experts; a high cloning score with a low transfer score means it copies but does not "
+             "transfer. IQM [95 % stratified-bootstrap interval]; the expert column gives the experts' mean return "
+             "on the training tasks / on the held-out tasks scored. Training-task rows are in no other table or "
+             "figure.")
+    doc.table(list(CLONING_HEADER), cloning_table(cloning, summary, rows))
+
+
+def _positions_section(doc: _Doc, run_dir: Path) -> None:
+    doc.heading("Held-out tasks between vs outside the training tasks", 3)
+    positions = _read_csv(run_dir / "eval" / "positions.csv")
+    if not positions:
+        doc.para("No positions (eval/positions.csv is missing or empty: the evaluation predates it); rerun "
+                 "`hyperzero evaluate` to add it.")
+        return
+    doc.para("A held-out task is between when, for every varied context feature, training tasks of its split lie on "
+             "both sides of (or at) its value, counting for a signed feature such as speed only training tasks of the "
+             "same sign; otherwise it is outside (extrapolation). Pairs (tasks): scored (split seed, task) pairs and "
+             "distinct tasks. A group with fewer than 4 pairs shows its mean instead of an IQM.")
+    doc.table(list(POSITION_HEADER), position_table(positions))
+
+
 def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> tuple[Path, Path]:
     run_dir = Path(run_dir)
     config = _load_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").exists() else {}
@@ -254,7 +295,7 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
                  "ceiling, or close to its best neighbouring task above the do-nothing floor. A flagged expert's "
                  "task is left out of the dataset and of every score.")
         doc.table(["task", "train steps", "return (expert's own eval)", "do-nothing floor",
-                   "return on evaluation seeds (held-out only)", "gate retry", "flagged"], expert_rows)
+                   "return on evaluation seeds (evaluated tasks only)", "gate retry", "flagged"], expert_rows)
         doc.para(f"Flagged experts: {'; '.join(flagged) if flagged else 'none'}.")
     else:
         doc.para("No expert summaries found.")
@@ -293,14 +334,17 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
                  "probability that the method's score on a held-out task beats the strongest baseline's. The last "
                  "column is the paper's metric (mean of R / R_expert, ± std over seeds), for comparison only.")
         doc.table(list(MARKDOWN_HEADER), stats_table(summary))
-        excluded = sorted({(r.task_id, r.excluded) for r in rows if r.excluded})
+        held_out = test_rows(rows)
+        excluded = sorted({(r.task_id, r.excluded) for r in held_out if r.excluded})
         doc.para("Tasks left out of the aggregates: " + ("; ".join(f"{t} ({why})" for t, why in excluded)
                                                          if excluded else "none") + ".")
+        _cloning_section(doc, run_dir, summary, rows)
+        _positions_section(doc, run_dir)
         doc.heading("Per held-out task", 3)
         doc.para("Mean over the split seeds that held the task out (their number in brackets): raw return and, in "
                  "parentheses, the score. Expert and floor are rolled out on the same episode seeds.")
-        tasks = per_task_summary(rows)
-        methods = order_methods(r.method for r in rows)
+        tasks = per_task_summary(held_out)
+        methods = order_methods(r.method for r in held_out)
         table = []
         for t in tasks:
             cells = [_fmt(t.methods[m][0]) + f" ({_fmt(t.methods[m][1], 2)}) [{t.methods[m][2]}]" if m in t.methods

@@ -22,6 +22,15 @@ Per method (rliable, Agarwal et al. 2021):
     both methods independently (the statistic itself is rliable's definition, vectorised).
 The bootstrap draws from NumPy's global generator (as rliable does); it is seeded with `seed` and the
 global state is restored afterwards, so the intervals are reproducible.
+
+`aggregate` uses held-out (role "test") rows only. `group_aggregate` applies the same IQM and interval
+machinery to a group of rows, each group bootstrapped on its own (seeded with the same `seed`):
+  * "train": the rows of training tasks (the **cloning** score: how well a method copies the experts of
+    the tasks it was fitted on, on fresh episode seeds);
+  * "between" / "outside": the held-out rows whose context lies between the split's training tasks, or
+    outside them (`hyperzero.evaluation.metrics.context_position`): interpolation vs extrapolation.
+A group with fewer than `MIN_GROUP_PAIRS` scored pairs gets no IQM and no interval (the IQM trims a quarter
+at each end, which needs at least 4 values); its count and plain mean are reported, with a note saying so.
 """
 from __future__ import annotations
 
@@ -35,6 +44,8 @@ from typing import Sequence
 import numpy as np
 
 HYPERZERO_FAMILY = ("hyperzero", "hyperzero_without_td", "hyperzero_without_q")
+MIN_GROUP_PAIRS = 4   # fewer scored pairs in a group: count and mean only (the IQM trims nothing below 4 values)
+GROUPS = ("train", "between", "outside")
 
 
 @dataclass
@@ -128,8 +139,11 @@ def _seeded(seed: int):
 
 
 def aggregate(rows: Sequence, reps: int = 2000, seed: int = 0, baseline: str | None = None) -> list[MethodStats]:
-    """MethodStats per method (best IQM score first); see the module doc. `baseline` names Y in P(X > Y);
-    None picks the baseline method (`is_baseline`) with the highest IQM score."""
+    """MethodStats per method (best IQM score first) over the held-out (role "test") rows; see the module doc.
+    `baseline` names Y in P(X > Y); None picks the baseline method (`is_baseline`) with the highest IQM score."""
+    from hyperzero.evaluation.metrics import test_rows
+
+    rows = test_rows(rows)  # training-task (cloning) rows never enter the transfer statistics
     methods = list(dict.fromkeys(r.method for r in rows))
     if baseline is not None and baseline not in methods:
         raise ValueError(f"baseline {baseline!r} has no evaluated rows; choose one of {methods}")
@@ -171,6 +185,85 @@ def aggregate(rows: Sequence, reps: int = 2000, seed: int = 0, baseline: str | N
 
 
 STATS_COLUMNS = [f for f in MethodStats.__dataclass_fields__]
+
+
+@dataclass
+class GroupStats:
+    """One method's statistics over one group of rows (see the module doc: "train", "between", "outside")."""
+
+    method: str
+    group: str                    # "train" (cloning), "between" or "outside" (held-out rows by position)
+    n_seeds: int                  # split seeds with at least one scored pair in the group
+    n_pairs: int                  # scored (split seed, task) pairs in the group
+    n_tasks: int                  # distinct tasks among them
+    iqm_score: float              # NaN when n_pairs < MIN_GROUP_PAIRS (see `note`)
+    iqm_score_lo: float
+    iqm_score_hi: float
+    mean_score: float             # plain mean of the scores (always given when n_pairs > 0)
+    iqm_return: float
+    iqm_return_lo: float
+    iqm_return_hi: float
+    mean_return: float
+    expert_return_mean: float     # mean expert return over the scored pairs (same episode seeds)
+    floor_return_mean: float      # mean do-nothing return over them
+    ci_strata: str                # "split seeds" or "pairs", as in MethodStats; "" without an interval
+    note: str                     # "" or why there is no IQM
+
+
+GROUP_COLUMNS = [f for f in GroupStats.__dataclass_fields__]
+
+
+def rows_of_group(rows: Sequence, group: str) -> list:
+    """The rows of a group: "train" = training-task rows; "between" / "outside" = held-out rows by position."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown group {group!r}; choose one of {list(GROUPS)}")
+    if group == "train":
+        return [r for r in rows if getattr(r, "role", "test") == "train"]
+    return [r for r in rows if getattr(r, "role", "test") == "test" and getattr(r, "position", "") == group]
+
+
+def group_aggregate(rows: Sequence, group: str, reps: int = 2000, seed: int = 0) -> list[GroupStats]:
+    """GroupStats per method present in the group (first-seen order), IQMs with 95 % stratified-bootstrap
+    intervals as in `aggregate`; fewer than MIN_GROUP_PAIRS scored pairs: count and mean only."""
+    rows = rows_of_group(rows, group)
+    methods = list(dict.fromkeys(r.method for r in rows))
+    nan = float("nan")
+    out = []
+    with _seeded(seed):
+        for m in methods:
+            score, ret = pair_matrix(rows, m, "score"), pair_matrix(rows, m, "return_mean")
+            scored = [r for r in rows if r.method == m and not r.excluded and math.isfinite(float(r.score))]
+            n_pairs = int(score.size)
+            point_iqm, point_ret, ci_iqm, ci_ret, strata, note = nan, nan, (nan, nan), (nan, nan), "", ""
+            if n_pairs >= MIN_GROUP_PAIRS:
+                p, ci = _interval({"score": score, "return": ret}, _iqm, reps)
+                point_iqm, point_ret, ci_iqm, ci_ret = p["score"], p["return"], ci["score"], ci["return"]
+                strata = "split seeds" if score.ndim == 2 and score.shape[1] > 1 else "pairs"
+            elif n_pairs:
+                note = f"too few pairs ({n_pairs} < {MIN_GROUP_PAIRS}) for an IQM and interval; mean shown"
+            else:
+                note = "no scored pair"
+            out.append(GroupStats(
+                method=m, group=group, n_seeds=len({r.seed for r in scored}), n_pairs=n_pairs,
+                n_tasks=len({r.task_id for r in scored}), iqm_score=point_iqm, iqm_score_lo=ci_iqm[0],
+                iqm_score_hi=ci_iqm[1], mean_score=float(score.mean()) if n_pairs else nan, iqm_return=point_ret,
+                iqm_return_lo=ci_ret[0], iqm_return_hi=ci_ret[1], mean_return=float(ret.mean()) if n_pairs else nan,
+                expert_return_mean=float(np.mean([r.expert_return for r in scored])) if scored else nan,
+                floor_return_mean=float(np.mean([r.floor_return for r in scored])) if scored else nan,
+                ci_strata=strata, note=note))
+    return out
+
+
+def groups_to_csv_text(groups: Sequence[GroupStats]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(GROUP_COLUMNS)
+    for g in groups:
+        writer.writerow([(f"{v:.6g}" if isinstance(v, float) else v) for v in (getattr(g, c) for c in GROUP_COLUMNS)])
+    return buf.getvalue()
 
 
 def _f(x: float, digits: int) -> str:
@@ -228,7 +321,96 @@ def stats_table(stats: Sequence) -> list[tuple[str, ...]]:
     return out
 
 
-def stats_to_markdown(stats: Sequence) -> str:
-    lines = ["| " + " | ".join(MARKDOWN_HEADER) + " |", "|" + "---|" * len(MARKDOWN_HEADER)]
-    lines += ["| " + " | ".join(row) + " |" for row in stats_table(stats)]
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def stats_to_markdown(stats: Sequence) -> str:
+    return _markdown(MARKDOWN_HEADER, stats_table(stats))
+
+
+def _get(s, name):
+    """A field of a dataclass, or of a CSV row (dict of strings) as a float where it is numeric."""
+    v = s[name] if isinstance(s, dict) else getattr(s, name)
+    if name in ("method", "baseline", "ci_strata", "group", "note"):
+        return v or ""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def group_cell(g, value: str = "score", digits: int = 3) -> str:
+    """'IQM [lo, hi]' of a group's score or return; with too few pairs 'mean X (n = N, too few for an IQM)'."""
+    if g is None:
+        return "—"
+    n = int(_get(g, "n_pairs"))
+    if not n:
+        return "no scored pair"
+    point = _get(g, f"iqm_{value}")
+    if math.isfinite(point):
+        return _ci(point, _get(g, f"iqm_{value}_lo"), _get(g, f"iqm_{value}_hi"), digits)
+    return f"mean {_f(_get(g, f'mean_{value}'), digits)} (n = {n}, too few for an IQM)"
+
+
+CLONING_HEADER = ("method", "cloning: pairs (seeds)", "cloning IQM score [95% CI]", "transfer IQM score [95% CI]",
+                  "cloning IQM return [95% CI]", "transfer IQM return [95% CI]",
+                  "expert return: training / held-out tasks")
+
+
+def cloning_table(cloning: Sequence, summary: Sequence, rows: Sequence = ()) -> list[tuple[str, ...]]:
+    """Per method: its cloning score and return (training tasks, `group_aggregate(rows, "train")`) beside its
+    transfer score and return (held-out tasks, `aggregate`), with the experts' mean returns on each. Accepts
+    dataclasses or rows of cloning.csv / summary.csv; `rows` (results) give the held-out expert mean."""
+    clone = {_get(g, "method"): g for g in cloning}
+    transfer = {_get(s, "method"): s for s in summary}
+    held_expert = {}
+    for m in transfer:
+        values = [float(r.expert_return) for r in rows if r.method == m and getattr(r, "role", "test") == "test"
+                  and not r.excluded and math.isfinite(float(r.score))]
+        held_expert[m] = float(np.mean(values)) if values else float("nan")
+    out = []
+    # the summary's order (best held-out IQM first); few-shot rows (maml@10shot) have no cloning counterpart
+    for m in [m for m in transfer if m in clone or "@" not in m] + [m for m in clone if m not in transfer]:
+        g, s = clone.get(m), transfer.get(m)
+        pairs = f"{int(_get(g, 'n_pairs'))} ({int(_get(g, 'n_seeds'))})" if g is not None else "—"
+        t_score = _ci(_get(s, "iqm_score"), _get(s, "iqm_score_lo"), _get(s, "iqm_score_hi"), 3) if s else "—"
+        t_ret = _ci(_get(s, "iqm_return"), _get(s, "iqm_return_lo"), _get(s, "iqm_return_hi"), 1) if s else "—"
+        expert_train = _f(_get(g, "expert_return_mean"), 1) if g is not None else "n/a"
+        out.append((m, pairs, group_cell(g, "score", 3), t_score, group_cell(g, "return", 1), t_ret,
+                    f"{expert_train} / {_f(held_expert.get(m, float('nan')), 1)}"))
+    return out
+
+
+def cloning_to_markdown(cloning: Sequence, summary: Sequence, rows: Sequence = ()) -> str:
+    if not cloning:
+        return ("No training-task rows: the cloning score is off (cloning_tasks = 0, `--cloning-tasks 0`), or the "
+                "results predate it.\n")
+    return _markdown(CLONING_HEADER, cloning_table(cloning, summary, rows))
+
+
+POSITION_HEADER = ("method", "between: pairs (tasks)", "between IQM score [95% CI]", "outside: pairs (tasks)",
+                   "outside IQM score [95% CI]")
+
+
+def position_table(positions: Sequence) -> list[tuple[str, ...]]:
+    """Per method: the IQM score of its held-out pairs between the training tasks and of those outside them."""
+    by = {(_get(g, "method"), _get(g, "group")): g for g in positions}
+    methods = list(dict.fromkeys(_get(g, "method") for g in positions))
+    out = []
+    for m in methods:
+        cells = [m]
+        for group in ("between", "outside"):
+            g = by.get((m, group))
+            cells += [f"{int(_get(g, 'n_pairs'))} ({int(_get(g, 'n_tasks'))})" if g is not None else "0",
+                      group_cell(g, "score", 3) if g is not None else "—"]
+        out.append(tuple(cells))
+    return out
+
+
+def positions_to_markdown(positions: Sequence) -> str:
+    if not positions:
+        return "No held-out row has a position (the results predate it).\n"
+    return _markdown(POSITION_HEADER, position_table(positions))

@@ -81,8 +81,9 @@ def expert_for(task_id):
 
 
 class RecordingFit:
-    """A fake TrainedModel: zero-action policy zero-shot (the floor), the task's expert few-shot; records every
-    context it generates a policy for."""
+    """A fake TrainedModel: zero-action policy zero-shot on held-out tasks (the floor) but the expert's on its own
+    training tasks (a perfect cloner that does not transfer), the task's expert few-shot; records every context it
+    generates a policy for."""
 
     def __init__(self, fit_dir, log):
         self.split = Split.from_json(fit_dir / "split.json")
@@ -93,6 +94,8 @@ class RecordingFit:
 
     def policy(self, context):
         self.log.setdefault("policy", []).append((self.key, dict(context)))
+        if context_id(context) in self.split.train:
+            return expert_for(context_id(context))
         return ConstantPolicy(0.0)
 
     def adapt(self, context, transitions):
@@ -108,7 +111,7 @@ def test_only_held_out_tasks_are_evaluated_with_disjoint_seeds(tmp_path):
         expert_loads.append(task_dir.name)
         return expert_for(task_dir.name)
 
-    cfg = EvalConfig(episodes=2, eval_seed=500, few_shot_k=(4,), figures=False, bootstrap_reps=200)
+    cfg = EvalConfig(episodes=2, eval_seed=500, few_shot_k=(4,), figures=False, bootstrap_reps=200, cloning_tasks=0)
     result = evaluate(run, cfg, load_fit=lambda d: RecordingFit(d, log), load_expert=load_expert, progress=False)
 
     asked = {(key, context_id(ctx)) for key, ctx in log["policy"]}
@@ -165,3 +168,77 @@ def test_unknown_method_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="no complete fit for methods"):
         evaluate(run, EvalConfig(episodes=1, methods=["nope"], figures=False), load_fit=lambda d: None,
                  load_expert=lambda d: None, progress=False)
+
+
+def test_training_tasks_get_cloning_rows_kept_apart_from_the_held_out_results(tmp_path):
+    """cloning_tasks > 0 adds rows of the split's TRAINING tasks (role "train", zero-shot only, on the same seeds
+    and references); the held-out rows and the held-out summary are exactly those of an evaluation without them."""
+    from dataclasses import asdict
+
+    from hyperzero.evaluation.evaluate import cloning_task_ids
+    from hyperzero.evaluation.stats import stats_to_markdown
+
+    run = make_run(tmp_path)
+    log = {}
+    load_fit, load_expert = (lambda d: RecordingFit(d, log)), (lambda d: expert_for(d.name))
+    base = dict(episodes=2, eval_seed=500, few_shot_k=(4,), figures=False, bootstrap_reps=200)
+    held_only = evaluate(run, EvalConfig(cloning_tasks=0, **base), load_fit=load_fit, load_expert=load_expert,
+                         progress=False)
+    summary_before = (run / "eval" / "summary.csv").read_text()
+    assert {r.role for r in held_only.rows} == {"test"} and held_only.cloning == []
+    log.clear()
+    result = evaluate(run, EvalConfig(cloning_tasks=2, **base), load_fit=load_fit, load_expert=load_expert,
+                      progress=False)   # the rows cache is keyed by cloning_tasks: every fit is rolled out again
+
+    train = [r for r in result.rows if r.role == "train"]
+    test = [r for r in result.rows if r.role == "test"]
+    # held-out rows unchanged (same returns, same order), held-out summary unchanged byte for byte
+    assert [asdict(r) for r in test] == [asdict(r) for r in held_only.rows]
+    assert (run / "eval" / "summary.csv").read_text() == summary_before
+    # train rows: only the split's training tasks, never its test tasks; zero-shot only (no few-shot, no adapt)
+    assert {(r.method, r.seed, r.task_id) for r in train} == {
+        (m, seed, t) for m in ("fake", "fakemeta") for seed, (tr, _) in SPLITS.items() for t in tr}
+    for r in train:
+        assert r.task_id in SPLITS[r.seed][0] and r.task_id not in SPLITS[r.seed][1] and r.position == ""
+    assert all(context_id(ctx) in SPLITS[key[1]][1] for key, ctx, _ in log["adapt"])
+    # the planted fit copies its training tasks' experts and does nothing elsewhere: cloning 1, transfer 0
+    scored = [r for r in train if not r.excluded]
+    assert scored and all(r.score == pytest.approx(1.0) for r in scored)
+    cloning = {g.method: g for g in result.cloning}
+    assert set(cloning) == {"fake", "fakemeta"} and cloning["fake"].n_pairs == len(
+        [r for r in scored if r.method == "fake"])
+    assert cloning["fake"].mean_score == pytest.approx(1.0)
+    assert {s.method: s for s in result.summary}["fake"].iqm_score == 0.0
+    # files: role and position columns; the cloning table; summary.md shows both, and between/outside
+    with open(run / "eval" / "results.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert {r["role"] for r in table} == {"test", "train"}
+    assert {r["position"] for r in table if r["role"] == "test"} == {"outside"}   # no same-sign neighbour on a side
+    with open(run / "eval" / "cloning.csv", newline="") as f:
+        assert {r["method"] for r in csv.DictReader(f)} == {"fake", "fakemeta"}
+    md = (run / "eval" / "summary.md").read_text()
+    assert md.startswith(stats_to_markdown(result.summary))   # the held-out table first, as before
+    assert "## Cloning (training tasks) vs transfer (held-out tasks)" in md and "cloning IQM score" in md
+    assert "## Held-out tasks between vs outside the training tasks" in md
+    assert "Cloning" in (run / "eval" / "cloning.md").read_text()
+    # the training tasks are drawn per split seed, the same for every method
+    assert cloning_task_ids(SPLITS[0][0], 0, 2) == sorted(SPLITS[0][0])
+    one = cloning_task_ids(TASK_IDS, 7, 2)
+    assert one == cloning_task_ids(list(reversed(TASK_IDS)), 7, 2) and len(set(one)) == 2 and set(one) <= set(TASK_IDS)
+    assert cloning_task_ids(TASK_IDS, 7, 0) == []
+
+
+def test_train_tasks_need_references_in_worker_mode_too(tmp_path):
+    """The parallel path rolls the references out before the fits: the cloning tasks must be among them."""
+    from hyperzero.evaluation.evaluate import ExpertReference, _reference_tasks, find_fits
+
+    run = make_run(tmp_path)
+    experts = ExpertReference(run, FAMILY, expert_for, run / "eval" / "expert_returns.json")
+    todo = [(i, fit, None, None) for i, fit in enumerate(find_fits(run))]
+    assert _reference_tasks(todo, set(TASK_IDS), experts, [500, 501], 0) == sorted([TASK_IDS[0], TASK_IDS[2]])
+    assert _reference_tasks(todo, set(TASK_IDS), experts, [500, 501], 2) == sorted(TASK_IDS)
+
+
+def test_negative_cloning_tasks_is_a_clear_error():
+    with pytest.raises(ValueError, match="cloning_tasks must be >= 0.*--cloning-tasks 0"):
+        EvalConfig(cloning_tasks=-1)

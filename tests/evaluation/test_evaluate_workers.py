@@ -42,7 +42,12 @@ def test_two_workers_write_the_rows_and_references_one_process_writes(fitted_run
     one, two = copy_run(fitted_run, tmp_path / "one"), copy_run(fitted_run, tmp_path / "two")
     serial = evaluate(one, config(1), progress=False)
     parallel = evaluate(two, config(2), progress=False)
-    assert len(parallel.rows) == len(serial.rows) == 2 * 2 * 1  # 2 methods x 2 split seeds x 1 held-out task
+    held_out = [r for r in parallel.rows if r.role == "test"]
+    assert len(held_out) == 2 * 2 * 1  # 2 methods x 2 split seeds x 1 held-out task
+    assert len(parallel.rows) == len(serial.rows) > len(held_out)   # and the training tasks of the cloning score
+    for r in parallel.rows:   # whose references the workers rolled out first, like the held-out tasks'
+        split = read_json(two / "fits" / r.method / f"seed_{r.seed}" / "split.json")
+        assert r.task_id in (split["test"] if r.role == "test" else split["train"])
     assert (two / "eval" / "results.csv").read_bytes() == (one / "eval" / "results.csv").read_bytes()
     assert read_json(two / "eval" / "expert_returns.json") == read_json(one / "eval" / "expert_returns.json")
     for method in ("hyperzero", "context_blind"):  # each fit's rows are cached for a resumed evaluation

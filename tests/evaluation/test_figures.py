@@ -103,3 +103,15 @@ def test_context_axes_carry_the_familys_units(tmp_path, monkeypatch):
     labels.clear()
     make_all_figures(rows_2d(), ["speed", "torso_length"], tmp_path / "cheetah", family="cheetah-run")
     assert {"desired speed (m/s; sign = direction)", "torso length (m)"} <= set(labels)
+
+
+def test_training_task_rows_are_never_plotted(tmp_path):
+    """Cloning rows (role "train") on a grid point never held out, with extreme returns, change no figure."""
+    held = rows_2d()
+    train = [ResultRow(m, 0, "s5.0_l0.5", {"speed": 5.0, "torso_length": 0.5}, 2, 5000.0, 3.0, 500.0, role="train")
+             for m in ("hyperzero", "mlp_policy")]
+    stats = aggregate(held, reps=100)
+    make_all_figures(held, ["speed", "torso_length"], tmp_path / "held", stats=stats)
+    make_all_figures(held + train, ["speed", "torso_length"], tmp_path / "mixed", stats=stats)
+    for name in ("heatmaps.png", "surfaces.png"):
+        assert np.array_equal(imread(tmp_path / "held" / name), imread(tmp_path / "mixed" / name)), name

@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from hyperzero.evaluation.metrics import ResultRow, per_task_curve, per_task_summary, read_results, summarize, write_results
-from hyperzero.evaluation.stats import (aggregate, interquartile_mean, pair_matrix, probability_of_improvement,
-                                       stats_to_markdown)
+from hyperzero.evaluation.metrics import (ResultRow, context_position, per_task_curve, per_task_summary, read_results,
+                                          signed_features, summarize, varying_features, write_results)
+from hyperzero.evaluation.stats import (MIN_GROUP_PAIRS, aggregate, cloning_to_markdown, group_aggregate,
+                                       interquartile_mean, pair_matrix, positions_to_markdown,
+                                       probability_of_improvement, stats_to_csv_text, stats_to_markdown)
 
 
-def row(method, seed, task, speed, ret, expert, floor=100.0, excluded=""):
+def row(method, seed, task, speed, ret, expert, floor=100.0, excluded="", role="test", position=""):
     return ResultRow(method=method, seed=seed, task_id=task, context={"speed": speed}, n_episodes=3,
-                     return_mean=ret, return_std=1.0, expert_return=expert, floor_return=floor, excluded=excluded)
+                     return_mean=ret, return_std=1.0, expert_return=expert, floor_return=floor, excluded=excluded,
+                     role=role, position=position)
 
 
 def hand_table():
@@ -150,13 +153,103 @@ def test_results_csv_round_trip(tmp_path):
     path = write_results(tmp_path / "results.csv", rows)
     header = path.read_text().splitlines()[0].split(",")
     assert header == ["method", "seed", "task_id", "speed", "n_episodes", "return_mean", "return_std",
-                      "expert_return", "floor_return", "score", "normalized", "excluded"]
-    back = read_results(path)
-    assert [(r.method, r.seed, r.task_id, r.context, r.return_mean, r.floor_return, r.excluded) for r in back] == \
-           [(r.method, r.seed, r.task_id, r.context, r.return_mean, r.floor_return, r.excluded) for r in rows]
+                      "expert_return", "floor_return", "score", "normalized", "excluded", "role", "position"]
+    rows[1].position = "between"
+    rows.append(row("hyperzero", 0, "z", 8.0, 500.0, 600.0, role="train"))
+    back = read_results(write_results(path, rows))
+    fields = ("method", "seed", "task_id", "context", "return_mean", "floor_return", "excluded", "role", "position")
+    assert [tuple(getattr(r, f) for f in fields) for r in back] == [tuple(getattr(r, f) for f in fields) for r in rows]
+
+
+def test_results_csv_written_before_roles_reads_as_held_out_rows(tmp_path):
+    lines = write_results(tmp_path / "new.csv", hand_table()).read_text().splitlines()
+    old = "\n".join(",".join(line.split(",")[:-2]) for line in lines) + "\n"   # drop role, position
+    (tmp_path / "old.csv").write_text(old)
+    back = read_results(tmp_path / "old.csv")
+    assert len(back) == 8 and {r.role for r in back} == {"test"} and {r.position for r in back} == {""}
+    assert all(set(r.context) == {"speed"} for r in back)   # role / position are not taken for context features
+    (tmp_path / "bad.csv").write_text(lines[0] + "\n" + lines[1].rsplit(",", 2)[0] + ",validation,\n")
+    with pytest.raises(ValueError, match="bad.csv:2: unreadable row.*role 'validation'"):
+        read_results(tmp_path / "bad.csv")
 
 
 def test_read_results_rejects_foreign_csv(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="missing columns"):
         read_results(tmp_path / "x.csv")
+
+
+def test_training_task_rows_never_enter_the_held_out_aggregates():
+    """Cloning rows (role "train") leave the held-out statistics exactly as they are without them."""
+    held = scored_table()
+    train = [row(r.method, r.seed, f"train{r.task_id}", r.context["speed"] + 0.5, 600.0 if r.method == "context_blind"
+                 else 50.0, 600.0, role="train") for r in held]
+    mixed = [x for pair in zip(held, train) for x in pair]
+    assert stats_to_csv_text(aggregate(mixed, reps=200)) == stats_to_csv_text(aggregate(held, reps=200))
+    assert summarize(mixed) == summarize(held)
+    assert per_task_curve(mixed, "hyperzero") == per_task_curve(held, "hyperzero")
+    assert per_task_summary(mixed) == per_task_summary(held)
+    # the cloning aggregate sees the train rows only: context_blind copies perfectly, the others are below the floor
+    cloning = {g.method: g for g in group_aggregate(mixed, "train", reps=200)}
+    assert cloning["context_blind"].iqm_score == pytest.approx(1.0) and cloning["context_blind"].n_pairs == 15
+    assert cloning["hyperzero"].iqm_score == pytest.approx(-0.1) and cloning["hyperzero"].iqm_return == 50.0
+    assert cloning["hyperzero"].iqm_score_lo <= -0.1 <= cloning["hyperzero"].iqm_score_hi
+    assert cloning["hyperzero"].expert_return_mean == 600.0 and cloning["hyperzero"].ci_strata == "split seeds"
+    md = cloning_to_markdown(list(cloning.values()), aggregate(held, reps=200), mixed)
+    line = next(l for l in md.splitlines() if l.startswith("| hyperzero |"))
+    assert "| 15 (5) | -0.100 [" in line and line.endswith("| 600.0 / 600.0 |")
+    assert "the cloning score is off" in cloning_to_markdown([], aggregate(held, reps=200))
+
+
+def test_small_groups_report_their_count_and_mean_instead_of_an_iqm():
+    rows = [row("hyperzero", s, f"t{s}", 1.0, 350.0, 600.0, position="between") for s in range(MIN_GROUP_PAIRS - 1)]
+    rows += [row("hyperzero", s, f"u{s}{k}", 9.0, 100.0 + 100 * k, 600.0, position="outside")
+             for s in range(2) for k in range(3)]
+    groups = group_aggregate(rows, "between", reps=200) + group_aggregate(rows, "outside", reps=200)
+    between, outside = groups
+    assert between.n_pairs == 3 and math.isnan(between.iqm_score) and between.mean_score == pytest.approx(0.5)
+    assert "too few pairs" in between.note
+    assert outside.n_pairs == 6 and outside.iqm_score == pytest.approx(interquartile_mean(
+        np.array([0.0, 0.2, 0.4, 0.0, 0.2, 0.4]))) and outside.note == ""
+    md = positions_to_markdown(groups)
+    assert "| hyperzero | 3 (3) | mean 0.500 (n = 3, too few for an IQM) | 6 (6) | 0.200 [" in md
+    with pytest.raises(ValueError, match="unknown group"):
+        group_aggregate(rows, "inside")
+
+
+def _ctx(speed, length=None):
+    return {"speed": speed} if length is None else {"speed": speed, "torso_length": length}
+
+
+def test_between_or_outside_counts_only_training_tasks_of_the_same_direction():
+    train = [_ctx(v) for v in (-6.0, -2.0, 2.0, 6.0)]
+    signed = signed_features("cheetah-run", train, ["speed"])
+    assert signed == ["speed"]                                  # declared: a speed's sign is its direction
+    assert context_position(_ctx(4.0), train, ["speed"], signed) == "between"
+    assert context_position(_ctx(-4.0), train, ["speed"], signed) == "between"
+    assert context_position(_ctx(2.0), train, ["speed"], signed) == "between"     # at a training value counts
+    assert context_position(_ctx(8.0), train, ["speed"], signed) == "outside"
+    # 1 lies between -2 and 2, but -2 runs the other way: no neighbour below on its own side
+    assert context_position(_ctx(1.0), train, ["speed"], signed) == "outside"
+    assert context_position(_ctx(-1.0), train, ["speed"], signed) == "outside"
+    assert context_position(_ctx(1.0), train, ["speed"], []) == "between"         # unsigned, it would be between
+    assert context_position(_ctx(-3.0), [_ctx(2.0), _ctx(6.0)], ["speed"], signed) == "outside"  # no same sign
+
+
+def test_between_or_outside_on_a_two_dimensional_grid():
+    train = [_ctx(s, l) for s in (2.0, 6.0) for l in (0.3, 0.7)] + [_ctx(-4.0, 0.5), _ctx(-8.0, 0.5)]
+    dataset = train + [_ctx(4.0, 0.5), _ctx(-6.0, 0.3)]
+    names = ["speed", "torso_length"]
+    varied = varying_features(dataset, names)
+    signed = signed_features("cheetah-run", dataset, varied)
+    assert varied == names and signed == ["speed"]              # torso length is not a direction
+    assert context_position(_ctx(4.0, 0.5), train, varied, signed) == "between"
+    assert context_position(_ctx(4.0, 0.9), train, varied, signed) == "outside"   # beyond in torso length
+    assert context_position(_ctx(7.0, 0.5), train, varied, signed) == "outside"   # beyond in speed
+    assert context_position(_ctx(-6.0, 0.5), train, varied, signed) == "between"
+    # backwards, only torso length 0.5 was trained on: 0.3 is outside, although forward tasks have 0.3
+    assert context_position(_ctx(-6.0, 0.3), train, varied, signed) == "outside"
+    # a feature that does not vary in the dataset constrains nothing
+    assert varying_features([_ctx(2.0, 0.5), _ctx(4.0, 0.5)], names) == ["speed"]
+    # a feature the family does not declare is signed when the data holds both signs of it
+    assert signed_features(None, [{"x": -1.0}, {"x": 2.0}, {"y": 1.0}], ["x", "y"]) == ["x"]

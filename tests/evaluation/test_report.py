@@ -62,6 +62,48 @@ def test_evaluate_cli_rejects_bad_input(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert main(["evaluate", str(tmp_path / "run"), "--episodes", "0"]) == 2
     assert "episodes must be >= 1" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "run"), "--cloning-tasks", "-1"]) == 2
+    assert "cloning_tasks must be >= 0" in capsys.readouterr().err
+
+
+def test_report_shows_cloning_beside_transfer_and_between_beside_outside(tmp_path):
+    """Training-task rows appear only in the cloning table; held-out rows are split by position."""
+    from hyperzero.evaluation.evaluate import summary_markdown
+    from hyperzero.evaluation.stats import group_aggregate, groups_to_csv_text
+
+    run = tmp_path / "run"
+    rows = []
+    for s in (0, 1):
+        for v in (-4.0, 2.0, 4.0, 6.0):   # held out: -4 and 6 outside, 2 and 4 between
+            for m, r in (("hyperzero", 450.0), ("context_blind", 150.0)):
+                rows.append(ResultRow(m, s, f"speed={v:g}", {"speed": v}, 2, r + 10 * s, 1.0, 500.0, 100.0,
+                                      position="outside" if v in (-4.0, 6.0) else "between"))
+        for v in (3.0, 5.0, -2.0):        # training tasks: both copy well (context_blind only forwards)
+            for m in ("hyperzero", "context_blind"):
+                rows.append(ResultRow(m, s, f"speed={v:g}", {"speed": v}, 2, 480.0 if m == "hyperzero" or v > 0
+                                      else 120.0, 1.0, 500.0, 100.0, role="train"))
+    stats = aggregate(rows, reps=200)
+    cloning = group_aggregate(rows, "train", reps=200)
+    positions = group_aggregate(rows, "between", reps=200) + group_aggregate(rows, "outside", reps=200)
+    write_results(run / "eval" / "results.csv", rows)
+    (run / "eval" / "summary.csv").write_text(stats_to_csv_text(stats))
+    (run / "eval" / "cloning.csv").write_text(groups_to_csv_text(cloning))
+    (run / "eval" / "positions.csv").write_text(groups_to_csv_text(positions))
+    text = write_report(run, command=["hyperzero", "evaluate", "run"])[0].read_text()
+    section = text[text.index("### Cloning (training tasks) vs transfer (held-out tasks)"):]
+    line = next(l for l in section.splitlines() if l.startswith("| hyperzero |"))
+    # cloning 0.95 on 6 pairs vs transfer 0.887 (as in the held-out table), raw IQM returns beside them
+    assert line.startswith("| hyperzero | 6 (2) | 0.950 [") and "| 0.887 [" in line and "| 480.0 [" in line
+    assert line.endswith("| 500.0 / 500.0 |")
+    blind = next(l for l in section.splitlines() if l.startswith("| context_blind |"))
+    assert "| 6 (2) | 0.725 [" in blind   # IQM of (0.05, 0.05, 0.95 x 4): mean of the middle four
+    assert "| hyperzero | 4 (2) | 0.887 [" in text   # the held-out table saw the held-out rows only
+    between = text[text.index("### Held-out tasks between vs outside the training tasks"):]
+    assert "| hyperzero | 4 (2) | 0.887 [" in between and "| 4 (2) | 0.887 [" in between.split("| hyperzero |")[1]
+    per_task = text[text.index("### Per held-out task"):]
+    assert "speed=3" not in per_task and "speed=-2" not in per_task   # no training task among held-out tasks
+    md = summary_markdown(stats, cloning, positions, rows)
+    assert md.startswith("| method | pairs (seeds) |") and "## Cloning (training tasks)" in md
 
 
 def test_reproduce_command_names_no_path_of_this_machine():
