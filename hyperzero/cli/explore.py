@@ -24,6 +24,10 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with dataset/ and fits/ (`hyperzero run --out`)")
     p.add_argument("--host", default=d.host,
                    help="interface to listen on; 0.0.0.0 shows the page (and the run) to the whole network")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to this host name (repeatable), e.g. the machine's DNS name "
+                        "behind --host 0.0.0.0; loopback names and the --host address are always answered, other "
+                        "names get a JSON 421 (a guard against DNS-rebinding pages); '*' turns the check off")
     p.add_argument("--port", type=int, default=d.port, help="TCP port; 0 picks a free one (the address is printed)")
     p.add_argument("--method", default=None, help="method selected when the page opens (default: hyperzero if fitted)")
     p.add_argument("--seed", type=int, default=None, help="split seed selected when the page opens (default: the first)")
@@ -62,7 +66,8 @@ def run(args) -> int:
                            episode_seed=args.episode_seed, clip_steps=args.clip_steps,
                            max_clip_steps=max(args.max_clip_steps, args.clip_steps), episode_steps=args.episode_steps,
                            frame_every=args.frame_every, fps=args.fps, max_frames=args.max_frames,
-                           width=width, height=height, full_quality=args.full_quality).check()
+                           width=width, height=height, full_quality=args.full_quality,
+                           allowed_hosts=tuple(args.allow_host)).check()
     from hyperzero.explore.server import serve
 
     def announce(url: str) -> None:

@@ -80,7 +80,9 @@ def register(subparsers) -> None:
                     "hyperzero.models.export.NumpyPolicy.load(path).act(obs), numpy only) or `.pt` TorchScript.",
         formatter_class=HelpFormatter)
     e.add_argument("--fit", required=True, help="fit directory (OUT/<method>/seed_<k>) holding model.pt")
-    e.add_argument("--context", required=True, help="context as name=value pairs, comma-separated, e.g. speed=3")
+    e.add_argument("--context", required=True,
+                   help="context as name=value pairs, comma-separated, e.g. speed=3: a value for every feature the "
+                        "model was trained on (none is defaulted); other features only at the model's fixed values")
     e.add_argument("--out", required=True, help="output file: *.npz (numpy) or *.pt (TorchScript)")
     e.add_argument("--allow-extrapolation", action="store_true",
                    help="accept a context outside the family's nominal range (within its physical limits)")
@@ -173,13 +175,20 @@ def parse_context(text: str) -> dict[str, str]:
 
 
 def run_export(args) -> int:
-    from hyperzero.envs import validate_context
+    import sys
+    import warnings
+
+    from hyperzero.envs import ExtrapolationWarning
     from hyperzero.training import load_fit
 
     tm = load_fit(args.fit)
-    # the same checks as the environments: NaN, booleans, non-numbers, unknown features, speed 0, out of range
-    ctx = validate_context(tm.family, parse_context(args.context), args.allow_extrapolation,
-                           names=list(tm.context_names))
+    # the environments' checks (NaN, booleans, non-numbers, unknown features, |speed| below the minimum, out
+    # of range) and the model's: every feature it was trained on given, the others only at its fixed values
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ExtrapolationWarning)
+        ctx = tm.check_context(parse_context(args.context), args.allow_extrapolation)
+    for w in caught:
+        print(f"hyperzero: warning: {w.message}", file=sys.stderr)
     policy = tm.policy(ctx, allow_extrapolation=args.allow_extrapolation)
     if not hasattr(policy, "save_npz"):
         raise ValueError(f"method {tm.method} does not produce an exportable fixed policy")

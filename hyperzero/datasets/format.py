@@ -266,6 +266,17 @@ def check_episode_arrays(arrays: Mapping[str, np.ndarray], obs_dim: int, act_dim
     if np.abs(arrays["action"]).max() > 1.0 + 1e-5:
         raise DatasetError(f"{where}: actions must lie in [-1, 1] (max |a| = {np.abs(arrays['action']).max():.4g}); "
                            f"rescale them to the env's normalised action space")
+    if T > 1:
+        broken = (arrays["next_obs"][:, :-1] != arrays["obs"][:, 1:]).any(axis=-1)
+        if broken.any():
+            e, t = (int(i) for i in np.argwhere(broken)[0])
+            i = int(np.argwhere(arrays["next_obs"][e, t] != arrays["obs"][e, t + 1])[0][0])
+            raise DatasetError(
+                f"{where}: episode {e}: next_obs[{t}] differs from obs[{t + 1}] (component {i}: "
+                f"{float(arrays['next_obs'][e, t, i]):.9g} vs {float(arrays['obs'][e, t + 1, i]):.9g}; "
+                f"{int(broken.sum())} step(s) "
+                f"like this); within an episode each step's next_obs must be exactly the next step's obs. Store "
+                f"each episode's steps in order, from one rollout (as record_episodes does)")
     done = arrays["terminated"] | arrays["truncated"]
     if (arrays["terminated"] & arrays["truncated"]).any():
         raise DatasetError(f"{where}: a step is both terminated and truncated; a time-limit end is truncated only")
@@ -359,6 +370,7 @@ def check_manifest(manifest: Any, path: Path) -> None:
     if not (isinstance(manifest["gamma"], (int, float)) and 0.0 <= manifest["gamma"] <= 1.0):
         raise DatasetError(f"{path}: gamma must be a number in [0, 1], got {manifest['gamma']!r}")
     seen = set()
+    vectors: dict[tuple, str] = {}
     for i, entry in enumerate(manifest["tasks"]):
         miss = [k for k in _ENTRY_KEYS if k not in entry]
         if miss:
@@ -373,6 +385,17 @@ def check_manifest(manifest: Any, path: Path) -> None:
         absent = [n for n in manifest["context_names"] if n not in entry["context"]]
         if absent:
             raise DatasetError(f"{path}: task {entry['task_id']!r} context lacks features {absent}")
+        try:
+            key = tuple(np.asarray(entry["context_vector"], dtype=np.float32).tolist())
+        except (TypeError, ValueError):
+            raise DatasetError(f"{path}: task {entry['task_id']!r} has a non-numeric context_vector "
+                               f"{entry['context_vector']!r}") from None
+        if key in vectors:
+            raise DatasetError(f"{path}: tasks {vectors[key]!r} and {entry['task_id']!r} have the same context vector "
+                               f"{list(key)} over context_names {manifest['context_names']}; a model sees only those, "
+                               f"so they are one input with two behaviours. Rebuild the dataset with context_names "
+                               f"that include the feature they differ in, or without one of them")
+        vectors[key] = entry["task_id"]
         if Path(entry["file"]).is_absolute() or ".." in Path(entry["file"]).parts:
             raise DatasetError(f"{path}: task file path {entry['file']!r} must be relative to the dataset directory")
 
@@ -393,7 +416,20 @@ def _check_against_family(manifest: Mapping[str, Any], path: Path) -> None:
     if unknown:
         raise DatasetError(f"{path}: context_names {unknown} are not features of {manifest['family']!r} "
                            f"(features: {list(fam.context_space.names)})")
+    names = list(manifest["context_names"])
+    first_fixed = None
     for entry in manifest["tasks"]:
+        try:
+            full = fam.context_space.validate(entry["context"], allow_extrapolation=True)
+        except ValueError as e:
+            raise DatasetError(f"{path}: task {entry['task_id']!r}: {e}; rebuild the dataset") from None
+        fixed = {k: v for k, v in full.items() if k not in names}
+        if first_fixed is None:
+            first_fixed = (entry["task_id"], fixed)
+        elif fixed != first_fixed[1]:
+            raise DatasetError(f"{path}: task {entry['task_id']!r} has {fixed} outside context_names {names}, but task "
+                               f"{first_fixed[0]!r} has {first_fixed[1]}; features a model does not see must be the "
+                               f"same in every task. Rebuild the dataset with context_names that include them")
         vec = np.asarray(fam.context_space.to_vector(entry["context"], manifest["context_names"]), dtype=np.float32)
         if not np.allclose(vec, np.asarray(entry["context_vector"], dtype=np.float32), rtol=1e-6, atol=1e-6):
             raise DatasetError(f"{path}: task {entry['task_id']!r}: context_vector {entry['context_vector']} does not "

@@ -179,6 +179,12 @@ class DatasetWriter:
                 return e
         return None
 
+    def _fixed_context(self) -> dict[str, float] | None:
+        """The features outside context_names as the dataset's tasks have them (None before the first task)."""
+        if not self.manifest["tasks"]:
+            return None
+        return {k: v for k, v in self.manifest["tasks"][0]["context"].items() if k not in self.context_names}
+
     def has_task(self, task_id: str) -> bool:
         """True when the task is in the manifest (its file was verified when the writer opened)."""
         return self.entry(task_id) is not None
@@ -199,20 +205,39 @@ class DatasetWriter:
                  expert_info: Mapping[str, Any] | ExpertInfo | None = None) -> dict:
         """Validate and store one task; returns its manifest entry.
 
-        `context` is validated by the family's ContextSpace (missing features take their defaults;
-        values outside the nominal bounds but inside the physical limits are accepted). `episodes` is
-        an `Episodes` or a dict with the same keys; float arrays are cast to float32, 0/1 arrays to
-        bool. `q` may be omitted (stored as NaN). `return_to_go` is always recomputed here.
+        `context` must give every feature of `context_names` (none is defaulted); the family's other
+        features are fixed for the whole dataset: at the values the first task gave (family defaults
+        for those it left out), and a later task may leave them out or repeat them, not change them.
+        Values are checked by the family's ContextSpace (outside the nominal bounds but inside the
+        physical limits is accepted; |speed| must be at least MIN_ABS_SPEED). Two tasks may not
+        share one context vector over `context_names`. `episodes` is an `Episodes` or a dict with
+        the same keys; float arrays are cast to float32, 0/1 arrays to bool; within an episode
+        next_obs[t] must equal obs[t+1] exactly. `q` may be omitted (stored as NaN). `return_to_go`
+        is always recomputed here.
         """
         from hyperzero.envs.context import context_id
 
-        ctx = self.family.context_space.validate(dict(context), allow_extrapolation=True)
+        given = dict(context) if isinstance(context, Mapping) else context
+        fixed = self._fixed_context()
+        if fixed is None and isinstance(given, dict):  # the first task sets the values of the fixed features
+            fixed = {k: v for k, v in given.items() if k not in self.context_names}
+        ctx = self.family.context_space.validate_for(given, self.context_names, fixed, allow_extrapolation=True,
+                                                     who=f"this dataset ({self.directory})")
         ctx = {k: float(v) for k, v in ctx.items()}
         task_id = context_id(ctx)
         where = f"task {task_id!r} of {self.directory}"
         if self.has_task(task_id):
             raise DatasetError(f"{where}: task is already in the dataset; check writer.has_task() first, or use "
                                f"overwrite=True for a fresh dataset")
+        vector = np.asarray(self.family.context_space.to_vector(ctx, self.context_names), dtype=np.float32)
+        for e in self.manifest["tasks"]:
+            if np.array_equal(np.asarray(e["context_vector"], dtype=np.float32), vector):
+                raise DatasetError(
+                    f"{where}: its context vector {dict(zip(self.context_names, vector.tolist()))} over context_names "
+                    f"{self.context_names} is the same as task {e['task_id']!r}'s; a model sees only those features, "
+                    f"so the two tasks would be one input with two behaviours. Give the tasks different values of "
+                    f"{self.context_names}, or write to a dataset whose context_names include the feature they "
+                    f"differ in")
         if isinstance(episodes, Mapping):
             try:
                 episodes = Episodes.from_dict(episodes)
@@ -240,7 +265,6 @@ class DatasetWriter:
         if len(np.unique(arrays["episode_seed"])) != E:
             raise DatasetError(f"{where}: episode seeds repeat ({arrays['episode_seed'].tolist()}); use distinct "
                                f"seeds so that episodes are distinct")
-        vector = np.asarray(self.family.context_space.to_vector(ctx, self.context_names), dtype=np.float32)
         arrays["context_vector"] = vector
         arrays["family"] = np.array(self.family_name)
         arrays["task_id"] = np.array(task_id)

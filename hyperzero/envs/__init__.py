@@ -9,9 +9,11 @@ from __future__ import annotations
 import gymnasium
 
 from hyperzero.envs import cheetah, finger, walker
-from hyperzero.envs.context import ContextFeature, ContextSpace, context_id, parse_values
+from hyperzero.envs.context import (MIN_ABS_SPEED, ContextFeature, ContextSpace, ExtrapolationWarning, context_id,
+                                    parse_values)
 from hyperzero.envs.family import Family
 from hyperzero.envs.gym_env import ContextualEnv, make, make_vector
+from hyperzero.envs.wrappers import ContextObservation
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (cheetah.FAMILY, walker.FAMILY, finger.FAMILY)}
 
@@ -23,14 +25,21 @@ def get_family(name: str) -> Family:
 
 
 def validate_context(family: str, context, allow_extrapolation: bool = False,
-                     names: list[str] | None = None) -> dict[str, float]:
+                     names: list[str] | None = None, fixed=None, who: str = "this model") -> dict[str, float]:
     """A context given to anything of `family` (an env, a trained model, an export), checked as the envs check it.
 
-    `context` is a mapping {feature: value}, or a vector of the values of `names` in order. For a
-    registered family the result is `ContextSpace.validate` (defaults filled in; NaN, booleans,
-    non-numbers, unknown features, speed 0 and values outside the nominal range without
-    `allow_extrapolation` are ValueErrors naming the feature). For an unregistered family (e.g. a
-    synthetic test family) each of `names` must be present and a finite number; other keys are ignored.
+    `context` is a mapping {feature: value}, or a vector of the values of `names` in order. Every
+    value is checked as the envs check it (NaN, booleans, non-numbers, unknown features, |speed|
+    below MIN_ABS_SPEED, values outside the physical limits, and outside the nominal range without
+    `allow_extrapolation` are ValueErrors naming the feature).
+
+    Without `names` (an env) omitted features take their defaults (`ContextSpace.validate`). With
+    `names` (something trained or collected on those features: a model, a dataset) nothing is
+    defaulted: every one of `names` must be given, and the family's other features are fixed at the
+    values in `fixed` (the context it was built at; None: the family's defaults); giving one of them
+    with another value is refused (`ContextSpace.validate_for`; `who` names the thing in messages).
+    For an unregistered family (e.g. a synthetic test family) each of `names` must be present and a
+    finite number; other keys are ignored.
     """
     from collections.abc import Mapping
 
@@ -44,7 +53,10 @@ def validate_context(family: str, context, allow_extrapolation: bool = False,
                              f"{type(context).__name__} {context!r}")
         context = dict(zip(names, (v.item() if hasattr(v, "item") else v for v in context)))
     if family in FAMILIES:
-        return FAMILIES[family].context_space.validate(context, allow_extrapolation)
+        space = FAMILIES[family].context_space
+        if names is None:
+            return space.validate(context, allow_extrapolation)
+        return space.validate_for(context, names, fixed, allow_extrapolation, who)
     context = dict(context or {})
     missing = [n for n in names or [] if n not in context]
     if missing:
@@ -61,9 +73,13 @@ def gym_id(family: str) -> str:
 
 for _name in FAMILIES:
     if gym_id(_name) not in gymnasium.registry:
-        # No TimeLimit wrapper: dm_control already ends the episode at 1000 steps, as a truncation.
+        # dm_control itself ends the episode at 1000 steps, as a truncation; max_episode_steps states that limit
+        # on the spec (gym.spec(id).max_episode_steps, read by SB3/CleanRL/Minari) and makes gym.make add a
+        # TimeLimit at the same step, which `gym.make(id, max_episode_steps=n)` shortens (docs/gymnasium.md).
         gymnasium.register(id=gym_id(_name), entry_point="hyperzero.envs.gym_env:ContextualEnv",
-                           kwargs={"family": _name}, disable_env_checker=False)
+                           kwargs={"family": _name}, disable_env_checker=False,
+                           max_episode_steps=FAMILIES[_name].episode_steps)
 
-__all__ = ["FAMILIES", "ContextFeature", "ContextSpace", "ContextualEnv", "Family", "context_id", "get_family",
-           "gym_id", "make", "make_vector", "parse_values", "validate_context"]
+__all__ = ["FAMILIES", "MIN_ABS_SPEED", "ContextFeature", "ContextObservation", "ContextSpace", "ContextualEnv",
+           "ExtrapolationWarning",
+           "Family", "context_id", "get_family", "gym_id", "make", "make_vector", "parse_values", "validate_context"]

@@ -13,6 +13,17 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
+# The smallest |value| of a signed target speed (a `nonzero` feature), in the feature's unit (m/s for
+# cheetah and walker, rad/s for finger). The reward's linear margin is |speed| itself, so the reward
+# falls from `value_at_margin` at rest to 0 at -|speed|/9: below a few cm/s that is a step at standing
+# still (no gradient to learn from), and at subnormal speeds such as 5e-324 the division by |speed| in
+# hyperzero.envs.rewards overflows. 0.05 keeps the reward a ramp at least ~0.056 wide everywhere.
+MIN_ABS_SPEED = 0.05
+
+
+class ExtrapolationWarning(UserWarning):
+    """A trained model was asked for a context outside the range of the tasks it was trained on."""
+
 
 @dataclass(frozen=True)
 class ContextFeature:
@@ -23,7 +34,8 @@ class ContextFeature:
     bounds: tuple[float, float]  # nominal range: grids, sampling and normalisation to [-1, 1]
     limits: tuple[float, float]  # physically valid range (inclusive); beyond bounds needs allow_extrapolation
     doc: str  # one-line meaning
-    nonzero: bool = False  # a signed target speed of 0 has no direction and degenerates the reward
+    nonzero: bool = False  # a signed target speed: 0 has no direction, |v| < min_abs degenerates the reward
+    min_abs: float | None = None  # smallest allowed |value| of a nonzero feature (None: MIN_ABS_SPEED)
     optional: bool = False  # extra features appear in a context (and its id) only when set
     # Dynamics features edit the model: `edit_xml(root, value)` before compiling (geometry), or
     # `edit_model(physics, value)` after compiling (gravity, friction, gears...). Skipped at the
@@ -35,9 +47,15 @@ class ContextFeature:
         """Return `value` as a float or raise a ValueError that names the feature and the allowed range."""
         v = self.number(value)
         lo, hi = self.limits
-        if self.nonzero and v == 0.0:
-            raise ValueError(f"context feature {self.name!r}: value 0 is not allowed (the sign gives the direction, "
-                             f"so 0 has none); use a value in [{lo}, 0) or (0, {hi}] {self.unit}")
+        if self.nonzero and abs(v) < self.minimum:
+            m = self.minimum
+            allowed = f"use a value in [{lo}, -{m:g}] or [{m:g}, {hi}] {self.unit}"
+            if v == 0.0:
+                raise ValueError(f"context feature {self.name!r}: value 0 is not allowed (the sign gives the "
+                                 f"direction, so 0 has none); {allowed}")
+            raise ValueError(f"context feature {self.name!r}: |value| {abs(v):g} is below the minimum {m:g} "
+                             f"{self.unit} (the reward's margin is |{self.name}| itself, so a smaller value makes "
+                             f"it a step, or overflows it); {allowed}")
         if not lo <= v <= hi:
             raise ValueError(f"context feature {self.name!r}: value {v} is outside its physical limits [{lo}, {hi}] {self.unit}")
         blo, bhi = self.bounds
@@ -45,6 +63,13 @@ class ContextFeature:
             raise ValueError(f"context feature {self.name!r}: value {v} is outside the nominal range [{blo}, {bhi}] {self.unit}; "
                              f"pass allow_extrapolation=True (CLI: --allow-extrapolation) to use it deliberately")
         return v
+
+    @property
+    def minimum(self) -> float:
+        """Smallest allowed |value| (nonzero features only; 0 for the others)."""
+        if not self.nonzero:
+            return 0.0
+        return MIN_ABS_SPEED if self.min_abs is None else float(self.min_abs)
 
     def number(self, value: Any) -> float:
         """`value` as a finite float (a number or a numeric string; not a boolean), else a ValueError naming the feature."""
@@ -139,15 +164,56 @@ class ContextSpace:
 
         Optional (extra) features are included only when `context` sets them.
         """
+        context = self._mapping(context)
+        self._refuse_unknown(context)
+        return {n: f.check(context.get(n, f.default), allow_extrapolation) for n, f in self.features.items()
+                if not f.optional or n in context}
+
+    def _mapping(self, context: Any) -> dict:
         if context is not None and not isinstance(context, Mapping):
             raise ValueError(f"context must be a mapping {{feature: value}} such as {{{self.names[0]!r}: 2.0}}, got "
                              f"{type(context).__name__} {context!r}; this family's features are {self.names}")
-        context = dict(context or {})
+        return dict(context or {})
+
+    def _refuse_unknown(self, context: Mapping, suffix: str = "") -> None:
         unknown = sorted(set(context) - set(self.features), key=str)
         if unknown:
-            raise ValueError(f"unknown context feature(s) {unknown}; this family has {self.names}")
-        return {n: f.check(context.get(n, f.default), allow_extrapolation) for n, f in self.features.items()
-                if not f.optional or n in context}
+            raise ValueError(f"unknown context feature(s) {unknown}; this family has {self.names}{suffix}")
+
+    def validate_for(self, context: Mapping[str, Any] | None, names: Sequence[str],
+                     fixed: Mapping[str, Any] | None = None, allow_extrapolation: bool = False,
+                     who: str = "this model") -> dict[str, float]:
+        """A context given to something built on the features `names` (a trained model, a dataset, a run).
+
+        Unlike `validate`, nothing the user omits is silently defaulted: every feature of `names` must
+        be given. The other features are fixed at the values `fixed` has (the context the model or
+        dataset was built at; None: the family's defaults, optional features unset). Each is returned
+        at that value; giving one with another value is refused, since `who` cannot act on it.
+        Raises ValueError naming the feature and the fix; `allow_extrapolation` applies to `names`.
+        """
+        names = self._names(names)
+        context = self._mapping(context)
+        self._refuse_unknown(context, f"; {who} varies {names}")
+        missing = [n for n in names if n not in context]
+        if missing:
+            example = ", ".join(f"{n!r}: {self.features[n].default:g}" for n in names)
+            raise ValueError(f"context lacks features {missing}: {who} varies {names}; give a value for every varied "
+                             f"feature, e.g. {{{example}}} (an omitted feature is not filled with a default)")
+        checked = {n: self.features[n].check(context[n], allow_extrapolation) for n in names}
+        fixed = {k: v for k, v in self._mapping(fixed).items() if k not in names}
+        base = {n: float(v) for n, v in self.validate(fixed, allow_extrapolation=True).items() if n not in names}
+        for n in context:
+            if n in names:
+                continue
+            f = self.features[n]
+            v = f.check(context[n], allow_extrapolation=True)
+            b = base.get(n, f.default)
+            if not math.isclose(v, b, rel_tol=1e-9, abs_tol=1e-12):
+                raise ValueError(
+                    f"context feature {n!r} = {v:g} is not varied by {who}: it varies only {names} and has {n} fixed "
+                    f"at {b:g} {f.unit}, so it cannot act on another value; leave {n!r} out (it is then {b:g}), or "
+                    f"use a model/dataset whose context_names include {n!r}")
+        return {n: (checked[n] if n in names else base[n]) for n in self.features if n in names or n in base}
 
     # --- vectors ---
     def to_vector(self, context: Mapping[str, float], names: Sequence[str] | None = None) -> np.ndarray:
@@ -176,7 +242,8 @@ class ContextSpace:
              **values: Iterable[float] | str) -> list[dict[str, float]]:
         """Cartesian product of per-feature values (lists or "lo:hi:step" strings); others at default.
 
-        `skip_zero` drops a 0 of a nonzero feature (e.g. speed in -10:10:0.5) instead of failing.
+        `skip_zero` drops a 0 of a nonzero feature (e.g. speed in -10:10:0.5) instead of failing; other
+        values with |v| below the feature's minimum (MIN_ABS_SPEED) are refused.
         """
         names = self._names(list(values))
         axes = []
@@ -214,11 +281,12 @@ class ContextSpace:
         out = []
         while len(out) < n:
             ctx = {k: float(rng.uniform(*self.features[k].bounds)) for k in names}
-            if any(self.features[k].nonzero and ctx[k] == 0.0 for k in names):
+            if any(abs(ctx[k]) < self.features[k].minimum for k in names):
                 continue
             out.append(self.validate(ctx))
         return out
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": f.name, "kind": f.kind, "unit": f.unit, "default": f.default, "bounds": f.bounds,
-                 "limits": f.limits, "doc": f.doc} for f in self.features.values()]
+                 "limits": f.limits, "doc": f.doc, **({"min_abs": f.minimum} if f.nonzero else {})}
+                for f in self.features.values()]

@@ -14,10 +14,12 @@ import io
 import json
 import logging
 import math
+import re
 import tempfile
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hyperzero.evaluation.evaluate import is_meta
 from hyperzero.explore.config import ExploreConfig
 from hyperzero.explore.rollout import FrameRenderer, Supersession, clip_events, make_panel
-from hyperzero.explore.run import ExploreRun
+from hyperzero.explore.run import ExploreRun, FitLoadError
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_SEED = 2**31 - 1
@@ -117,6 +119,110 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "malformed request"
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+_NAME_CHARS = re.compile(r"[a-z0-9_.*-]+")   # a DNS name or IPv4 address ("*": --allow-host's 'any')
+_IPV6_CHARS = re.compile(r"[0-9a-f:.%]+")
+WILDCARD_BINDS = ("0.0.0.0", "::", "")
+
+
+def host_name(value: str | None, bare_ipv6: bool = False) -> str | None:
+    """The host part of a Host header (`name`, `name:port`, `[v6]`, `[v6]:port`), lower-case; None if malformed.
+
+    `bare_ipv6` also reads an unbracketed IPv6 address (as given on a command line, not in a header)."""
+    value = (value or "").strip().lower()
+    if not value:
+        return None
+    if value.startswith("["):
+        end = value.find("]")
+        rest = value[end + 1:]
+        if end < 0 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return value[1:end] if _IPV6_CHARS.fullmatch(value[1:end]) else None
+    if value.count(":") > 1:
+        return value if bare_ipv6 and _IPV6_CHARS.fullmatch(value) else None
+    name, sep, port = value.partition(":")
+    if (sep and not port.isdigit()) or not _NAME_CHARS.fullmatch(name):
+        return None
+    return name.rstrip(".") or None
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Which Host headers the page answers to."""
+
+    names: frozenset[str]      # host names and addresses, lower-case, IPv6 without brackets
+    any_ip: bool = False       # any IP address too (a wildcard bind)
+    any_host: bool = False     # no check at all (--allow-host '*')
+
+    def allows(self, name: str) -> bool:
+        return self.any_host or name in self.names or (self.any_ip and _is_ip(name))
+
+    def describe(self) -> str:
+        shown = ", ".join(f"[{n}]" if ":" in n else n for n in sorted(self.names))
+        return shown + (" and any IP address of this machine" if self.any_ip else "")
+
+
+def host_policy(config: ExploreConfig) -> HostPolicy:
+    """Loopback names always; the bound address too when it is not loopback; for a wildcard bind
+    (0.0.0.0, ::) this machine's names and any IP address (a DNS-rebinding page reaches the server
+    under its own domain name, never under an IP address); plus config.allowed_hosts ("*": anything)."""
+    extra = {host_name(h, bare_ipv6=True) for h in config.allowed_hosts}
+    if "*" in extra:
+        return HostPolicy(frozenset(), any_host=True)
+    names = set(LOOPBACK_HOSTS) | {h for h in extra if h}
+    bound = host_name(config.host, bare_ipv6=True) or ""
+    if bound in WILDCARD_BINDS:
+        import socket
+
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        return HostPolicy(frozenset(names), any_ip=True)
+    return HostPolicy(frozenset(names | {bound}))
+
+
+class HostCheck:
+    """ASGI middleware: answer only requests whose Host header names this server (DNS-rebinding guard).
+
+    Starlette's TrustedHostMiddleware does the same check but answers in plain text; the page and
+    its API answer every error as JSON {"error": ...}, so this one does too (421, or 400 when the
+    Host header is missing or malformed)."""
+
+    def __init__(self, app, policy: HostPolicy):
+        self.app, self.policy = app, policy
+
+    async def __call__(self, scope, receive, send):
+        if self.policy.any_host or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+        name = host_name(raw)
+        if name is not None and self.policy.allows(name):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        server = scope.get("server") or ("127.0.0.1", None)
+        port = f":{server[1]}" if server[1] else ""
+        if name is None:
+            status, problem = 400, f"the request's Host header {raw!r} is missing or malformed"
+        else:
+            status, problem = 421, f"this server does not answer to the host name {name!r} (Host: {raw!r})"
+        message = (f"{problem}; it answers to {self.policy.describe()}, a guard against other web pages reading "
+                   f"the run (DNS rebinding). Open the page at http://127.0.0.1{port}/, or restart `hyperzero "
+                   f"explore` with --allow-host {name or 'NAME'} to serve it under that name")
+        await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+
+
 def create_app(run: ExploreRun, config: ExploreConfig | None = None) -> FastAPI:
     """The explore application for an opened run directory."""
     config = (config or ExploreConfig()).check()
@@ -134,6 +240,7 @@ def create_app(run: ExploreRun, config: ExploreConfig | None = None) -> FastAPI:
     app = FastAPI(title=f"hyperzero explore: {run.name}", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(HostCheck, policy=host_policy(config))
 
     @app.exception_handler(RequestValidationError)
     async def _malformed(request: Request, exc: RequestValidationError):
@@ -142,6 +249,18 @@ def create_app(run: ExploreRun, config: ExploreConfig | None = None) -> FastAPI:
     @app.exception_handler(InputError)
     async def _bad_input(request: Request, exc: InputError):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(FitLoadError)
+    async def _damaged_fit(request: Request, exc: FitLoadError):
+        log.error("%s", exc)  # one line, no traceback: the message names the file and the fix
+        return JSONResponse({"error": str(exc), "file": str(exc.path)}, status_code=500)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        # Starlette logs the traceback after this answer; the page gets JSON, and the server keeps serving.
+        return JSONResponse({"error": f"the server failed on {request.url.path}: {type(exc).__name__}: {exc}; "
+                                      f"details are in the server's log. If a run file is named, restore or "
+                                      f"regenerate it"}, status_code=500)
 
     @app.get("/", include_in_schema=False)
     def page():

@@ -25,6 +25,7 @@ class ExploreConfig:
     jpeg_quality: int = 80               # JPEG quality of the streamed frames (1-95)
     kept_clips: int = 8                  # finished clips kept in memory for the mp4 download link
     torch_threads: int = 1               # torch threads (one: policies are tiny and the renderer needs the other core)
+    allowed_hosts: tuple[str, ...] = ()  # extra Host names the page answers to (besides loopback and `host`); "*": any
 
     def check(self) -> "ExploreConfig":
         def need(ok: bool, message: str) -> None:
@@ -47,4 +48,9 @@ class ExploreConfig:
         need(self.kept_clips >= 1, f"kept_clips must be >= 1, got {self.kept_clips}")
         need(self.episode_seed >= 0, f"episode_seed must be >= 0, got {self.episode_seed}")
         need(self.torch_threads >= 1, f"torch_threads must be >= 1, got {self.torch_threads}")
+        need(not isinstance(self.allowed_hosts, str), "allowed_hosts must be a list of host names, not one string")
+        for name in self.allowed_hosts:
+            need(isinstance(name, str) and name.strip() != "" and not any(c in name for c in "/ \t@?#"),
+                 f"allowed host {name!r} must be a host name or address such as myhost.lan or 192.168.1.5 "
+                 f"(no scheme, path or port)")
         return self

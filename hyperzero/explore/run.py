@@ -27,6 +27,17 @@ PREFERRED_METHOD = "hyperzero"
 SAME_VALUE_RTOL = 1e-6  # a requested context equals a dataset task when every varied feature agrees to this
 
 
+class FitLoadError(ValueError):
+    """A fit's model.pt cannot be loaded (damaged, or removed since the page started)."""
+
+    def __init__(self, path: Path, reason: str, run_dir: Path):
+        self.path = Path(path)
+        fit_dir = self.path.parent
+        super().__init__(f"{self.path} cannot be loaded ({reason}); the fit is damaged: delete {fit_dir} and refit "
+                         f"it (`hyperzero run <preset> --out {run_dir}` refits what is missing, or `hyperzero fit`). "
+                         f"The other fits still work")
+
+
 @dataclass
 class FitInfo:
     method: str
@@ -202,14 +213,11 @@ class ExploreRun:
     # --- contexts ---
     def resolve_context(self, values: Mapping[str, Any]) -> dict[str, float]:
         """The full context for the page's values of the varied features, checked by the family's
-        ContextSpace (extrapolation beyond the nominal range allowed, physical limits enforced)."""
-        unknown = sorted(set(values) - set(self.context_names))
-        if unknown:
-            raise ValueError(f"context feature(s) {unknown} are not varied by this run; it varies {self.context_names}")
-        missing = [n for n in self.context_names if n not in values]
-        if missing:
-            raise ValueError(f"context lacks {missing}; give a value for every varied feature {self.context_names}")
-        return self.space.validate({**self.fixed_context(), **values}, allow_extrapolation=True)
+        ContextSpace (extrapolation beyond the nominal range allowed, physical limits and the minimum
+        |speed| enforced). Every varied feature must be given; a feature the run does not vary may
+        only be given at the run's fixed value; unknown features are refused."""
+        return self.space.validate_for(values, self.context_names, self.fixed_context(), allow_extrapolation=True,
+                                       who="this run")
 
     def beyond(self, context: Mapping[str, float], split: Split) -> dict[str, dict[str, bool]]:
         """Per varied feature: outside the split's training tasks, and outside the family's nominal range."""
@@ -229,13 +237,21 @@ class ExploreRun:
             if (method, seed) not in self._models:
                 from hyperzero.training import load_fit
 
-                trained = load_fit(fit.directory)
+                try:
+                    trained = load_fit(fit.directory)
+                except Exception as e:  # noqa: BLE001 - whatever a damaged fit raises, name the file and the fix
+                    raise FitLoadError(fit.directory / "model.pt", getattr(e, "reason", None)
+                                       or f"{type(e).__name__}: {e}", self.run_dir) from None
                 if trained.family != self.family_name or list(trained.context_names) != self.context_names:
                     raise ValueError(f"{fit.directory} was fitted on family {trained.family!r} with context "
                                      f"{list(trained.context_names)}, but the run's dataset is {self.family_name!r} "
                                      f"with {self.context_names}; refit it on this run's dataset")
-                # The page checks contexts itself (physical limits) and extrapolating is its purpose.
+                # The page checks contexts itself (physical limits) and extrapolating is its purpose: it
+                # marks contexts beyond the training tasks on the page (`beyond`) instead of warning.
                 trained.allow_extrapolation = True
+                trained.warn_outside_training = False
+                trained.set_training_facts(self.fixed_context(), {n: self.train_range(fit.split, n)
+                                                                  for n in self.context_names})
                 self._models[(method, seed)] = trained
             return self._models[(method, seed)]
 

@@ -204,6 +204,7 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
     atomic_torch_save({"method": cfg.method, "ctx_dim": len(ds.context_names), "obs_dim": ds.obs_dim,
                        "act_dim": ds.act_dim, "config": _jsonable(asdict(resolved)), "family": ds.family,
                        "context_names": list(ds.context_names), "normalizer": normalizer.state_dict(),
+                       "training_contexts": training_contexts(train_tasks, ds.context_names),
                        "split": asdict(split), "selected": selected, "selection": selection,
                        "step": state.best_step if selected == "best" else state.step,
                        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}}, out / MODEL)
@@ -218,6 +219,15 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
         "validation_share": state.val_seconds / state.train_seconds if state.train_seconds > 0 else None,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     return out
+
+
+def training_contexts(train_tasks, context_names) -> dict:
+    """What a fitted model knows of its training contexts: the features it does not vary, at their values, and
+    each varied feature's (min, max) over the training tasks (TrainedModel.training_facts)."""
+    contexts = [dict(t.context) for t in train_tasks]
+    return {"fixed": {k: float(v) for k, v in contexts[0].items() if k not in context_names},
+            "ranges": {n: [min(float(c[n]) for c in contexts), max(float(c[n]) for c in contexts)]
+                       for n in context_names}}
 
 
 def _env_families() -> tuple[str, ...]:
@@ -331,6 +341,10 @@ class TrainedModel:
         self.fit_dir = fit_dir
         # contexts outside the family's nominal range are refused unless this (or the call's argument) allows them
         self.allow_extrapolation = False
+        # warn (ExtrapolationWarning, once per feature) for a context outside the training tasks' range
+        self.warn_outside_training = True
+        self._facts: tuple[dict[str, float] | None, dict[str, tuple[float, float]] | None] | None = None
+        self._warned: set[str] = set()
 
     @property
     def has_q(self) -> bool:
@@ -346,11 +360,95 @@ class TrainedModel:
     def normalize_context(self, context, allow_extrapolation: bool | None = None) -> np.ndarray:
         """Context dict (or raw vector in context_names order) -> the model's input vector [d].
 
-        The context is validated as the family's environments validate it (hyperzero.envs.validate_context)."""
+        The context is validated as the family's environments validate it, and more strictly
+        (hyperzero.envs.validate_context with names): every feature of context_names must be given
+        (none is defaulted), the family's other features may only be given at the value the model
+        was trained at, and |speed| must be at least MIN_ABS_SPEED; each violation is a ValueError
+        naming the feature. A value outside the range of the training tasks warns (ExtrapolationWarning)."""
+        return self.normalizer(self.check_context(context, allow_extrapolation))
+
+    def check_context(self, context, allow_extrapolation: bool | None = None) -> dict[str, float]:
+        """The full context this model acts in for `context` (checked as `normalize_context` says)."""
         from hyperzero.envs import validate_context
 
         allow = self.allow_extrapolation if allow_extrapolation is None else allow_extrapolation
-        return self.normalizer(validate_context(self.family, context, allow, names=list(self.context_names)))
+        fixed, _ = self.training_facts()
+        ctx = validate_context(self.family, context, allow, names=list(self.context_names), fixed=fixed,
+                               who=f"this model ({self.method})")
+        self._warn_outside_training(ctx)
+        return ctx
+
+    def training_facts(self) -> tuple[dict[str, float] | None, dict[str, tuple[float, float]] | None]:
+        """(fixed, ranges): the features outside context_names as its training tasks had them, and each
+        context feature's (min, max) over the training tasks of its split.
+
+        Read once from the manifest of the fit's dataset (named in run_info.json / inputs.json; a run's
+        fits also find <run>/dataset/); (None, None) when no matching manifest is found, and then
+        the family's defaults count as the fixed values and no range is checked.
+        """
+        if self._facts is None:
+            self._facts = self._read_training_facts()
+        return self._facts
+
+    def set_training_facts(self, fixed: dict[str, float] | None,
+                           ranges: dict[str, tuple[float, float]] | None = None) -> None:
+        """Give the fixed context and training ranges directly (e.g. from a run already opened)."""
+        self._facts = (None if fixed is None else dict(fixed), None if ranges is None else dict(ranges))
+
+    def _read_training_facts(self):
+        import json
+
+        if self.fit_dir is None:
+            return None, None
+        fit_dir = Path(self.fit_dir)
+        candidates = []
+        for name in ("run_info.json", "inputs.json"):
+            try:
+                recorded = json.loads((fit_dir / name).read_text()).get("dataset")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if recorded:
+                candidates.append(Path(recorded))
+        candidates += [parent / "dataset" for parent in list(fit_dir.resolve().parents)[:5]]
+        train = set(getattr(self.split, "train", None) or [])
+        for directory in candidates:
+            try:
+                manifest = json.loads((directory / "manifest.json").read_text())
+                if manifest["family"] != self.family or list(manifest["context_names"]) != list(self.context_names):
+                    continue
+                tasks = [t["context"] for t in manifest["tasks"] if t["task_id"] in train]
+                if not tasks:
+                    continue
+                fixed = {k: float(v) for k, v in tasks[0].items() if k not in self.context_names}
+                ranges = {n: (min(float(c[n]) for c in tasks), max(float(c[n]) for c in tasks))
+                          for n in self.context_names}
+                return fixed, ranges
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+        return None, None
+
+    def _warn_outside_training(self, ctx: dict[str, float]) -> None:
+        if not self.warn_outside_training:
+            return
+        _, ranges = self.training_facts()
+        for n in self.context_names:
+            if not ranges or n not in ranges or n in self._warned:
+                continue
+            lo, hi = ranges[n]
+            if not lo <= float(ctx[n]) <= hi:
+                import sys
+                import warnings
+
+                from hyperzero.envs.context import ExtrapolationWarning
+
+                self._warned.add(n)
+                level, frame = 1, sys._getframe(0)
+                while frame is not None and frame.f_code.co_filename == __file__:  # point at the caller's line
+                    frame, level = frame.f_back, level + 1
+                warnings.warn(f"context feature {n!r} = {float(ctx[n]):g} is outside the range of the training tasks "
+                              f"of this model ({self.method}, {self.fit_dir}): [{lo:g}, {hi:g}]; the policy "
+                              f"extrapolates there (warned once per feature for this model)",
+                              ExtrapolationWarning, stacklevel=level)
 
     def policy(self, context, allow_extrapolation: bool | None = None):
         """Zero-shot policy for a context dict: `.act(obs)` (numpy or torch), `.q(obs, act)` if has_q."""
@@ -391,5 +489,9 @@ def load_fit(fit_dir: str | Path, device: str = "cpu") -> TrainedModel:
     model.load_state_dict(payload["state_dict"])
     model.to(resolve_device(device)).eval()
     split = Split(**{k: v for k, v in payload["split"].items() if k in Split.__dataclass_fields__})
-    return TrainedModel(model, payload["method"], split, payload["context_names"], payload["family"],
-                        ContextNormalizer.from_state_dict(payload["normalizer"]), cfg, Path(fit_dir))
+    trained = TrainedModel(model, payload["method"], split, payload["context_names"], payload["family"],
+                           ContextNormalizer.from_state_dict(payload["normalizer"]), cfg, Path(fit_dir))
+    facts = payload.get("training_contexts")  # older models: read from their dataset's manifest when asked
+    if facts:
+        trained.set_training_facts(facts["fixed"], {n: tuple(r) for n, r in facts["ranges"].items()})
+    return trained

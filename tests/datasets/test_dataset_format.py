@@ -333,3 +333,75 @@ def test_manifest_structure_errors(copy):
     atomic_write_json(copy / "manifest.json", m)  # a consistent checksum: the structure is what is tested
     with pytest.raises(DatasetError, match="format_version 2 is not supported"):
         load_dataset(copy)
+
+
+# --- contexts and transitions: nothing defaulted, no two tasks alike to a model, whole episodes -------------------
+def test_writer_refuses_a_context_without_a_varied_feature(tmp_path):
+    w = DatasetWriter(tmp_path, FAMILY, ["speed"])
+    with pytest.raises(ValueError, match=r"context lacks features \['speed'\]: this dataset .* varies \['speed'\]"):
+        w.add_task({"torso_length": 0.55}, synthetic())  # was: stored as speed 10, the default
+    assert w.task_ids == []
+    w.close()
+
+
+def test_writer_refuses_another_value_of_a_feature_it_does_not_vary(tmp_path):
+    w = DatasetWriter(tmp_path, FAMILY, ["speed"])
+    w.add_task({"speed": 4.0, "torso_length": 0.6}, synthetic())  # the first task sets the fixed features
+    with pytest.raises(ValueError, match=r"'torso_length' = 0.55 is not varied by this dataset.*fixed at 0.6"):
+        w.add_task({"speed": 4.0, "torso_length": 0.55}, synthetic(seed=1))  # same vector over context_names
+    with pytest.raises(ValueError, match=r"'gravity' = 5 is not varied by this dataset"):
+        w.add_task({"speed": 3.0, "gravity": 5.0}, synthetic(seed=1))
+    assert w.add_task({"speed": 3.0}, synthetic(seed=2))["context"] == {"speed": 3.0, "torso_length": 0.6}
+    w.close()
+
+
+def test_writer_refuses_a_speed_below_the_minimum(tmp_path):
+    w = DatasetWriter(tmp_path, FAMILY, ["speed"])
+    with pytest.raises(ValueError, match=r"'speed': \|value\| 4.94066e-324 is below the minimum 0.05 m/s"):
+        w.add_task({"speed": 5e-324}, synthetic())
+    w.close()
+
+
+def broken_transition(arrays):
+    arrays["next_obs"] = arrays["next_obs"].copy()  # synthetic() gives obs and next_obs as views of one array
+    arrays["next_obs"][1, 2, 3] += 1.0
+
+
+def test_writer_refuses_next_obs_that_is_not_the_next_obs(tmp_path):
+    w = DatasetWriter(tmp_path, FAMILY, ["speed"])
+    arrays = synthetic()
+    broken_transition(arrays)
+    with pytest.raises(DatasetError, match=r"episode 1: next_obs\[2\] differs from obs\[3\] \(component 3"):
+        w.add_task({"speed": 4}, arrays)
+    assert w.task_ids == [] and not list((tmp_path / "tasks").glob("*.npz"))
+    w.close()
+
+
+def test_loader_refuses_broken_transitions(copy):
+    f = copy / "tasks" / "speed=2_torso_length=0.4.npz"
+    with np.load(f) as z:
+        next_obs = z["next_obs"].copy()
+    next_obs[0, 10, 0] += 0.5
+    rewrite_npz(f, next_obs=next_obs)
+    with pytest.raises(DatasetError, match=r"speed=2_torso_length=0.4.npz: episode 0: next_obs\[10\] differs"):
+        load_dataset(copy, verify_sha256=False)
+
+
+def test_loader_refuses_tasks_that_share_a_context_vector(copy):
+    m = manifest_of(copy)
+    m["context_names"], m["context_bounds"] = ["speed"], [[-10.0, 10.0]]
+    m["tasks"][0]["context_vector"], m["tasks"][1]["context_vector"] = [2.0], [2.0]
+    atomic_write_json(copy / "manifest.json", m)
+    with pytest.raises(DatasetError, match=r"tasks 'speed=2_torso_length=0.4' and 'speed=-3_torso_length=0.6' have the "
+                                           r"same context vector \[2.0\] over context_names \['speed'\]"):
+        load_dataset(copy)
+
+
+def test_loader_refuses_tasks_that_differ_outside_context_names(copy):
+    m = manifest_of(copy)
+    m["context_names"], m["context_bounds"] = ["speed"], [[-10.0, 10.0]]
+    m["tasks"][0]["context_vector"], m["tasks"][1]["context_vector"] = [2.0], [-3.0]
+    atomic_write_json(copy / "manifest.json", m)
+    with pytest.raises(DatasetError, match=r"task 'speed=-3_torso_length=0.6' has \{'torso_length': 0.6\} outside "
+                                           r"context_names \['speed'\].*must be the same in every task"):
+        load_dataset(copy)

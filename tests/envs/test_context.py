@@ -73,3 +73,38 @@ def test_normalisation_maps_bounds_to_unit_interval(space):
 def test_context_id_is_readable_and_distinct():
     assert context_id({"speed": -4.0, "torso_length": 0.6}) == "speed=-4_torso_length=0.6"
     assert context_id({"speed": 0.5}) != context_id({"speed": -0.5})
+
+
+@pytest.mark.parametrize("speed", [5e-324, 0.01, -0.049])
+def test_speed_below_the_stated_minimum_is_refused(space, speed):
+    from hyperzero.envs import MIN_ABS_SPEED
+
+    with pytest.raises(ValueError, match=r"'speed': \|value\| .* is below the minimum 0.05 m/s"):
+        space.validate({"speed": speed}, allow_extrapolation=True)
+    assert space.validate({"speed": -MIN_ABS_SPEED})["speed"] == -0.05
+    with pytest.raises(ValueError, match=r"'speed'.*minimum 0.05 rad/s"):
+        get_family("finger-spin").context_space.validate({"speed": 0.001})
+    samples = space.sample(500, seed=0, names=["speed"])
+    assert min(abs(c["speed"]) for c in samples) >= MIN_ABS_SPEED
+
+
+def test_validate_for_defaults_nothing_the_model_varies(space):
+    with pytest.raises(ValueError, match=r"context lacks features \['speed'\]: this model varies \['speed'\]"):
+        space.validate_for({"torso_length": 0.6}, ["speed"])
+    with pytest.raises(ValueError, match=r"unknown context feature\(s\) \['wind'\].*this model varies \['speed'\]"):
+        space.validate_for({"speed": 2.0, "wind": 1.0}, ["speed"])
+
+
+def test_validate_for_fixes_the_other_features_at_the_built_value(space):
+    # another value of a feature the model does not vary is refused, naming it and its fixed value
+    with pytest.raises(ValueError, match=r"'torso_length' = 0.6 is not varied by this model.*fixed at 0.5 m"):
+        space.validate_for({"speed": 2.0, "torso_length": 0.6}, ["speed"])
+    with pytest.raises(ValueError, match=r"'gravity' = 5 is not varied by this model.*fixed at 9.81"):
+        space.validate_for({"speed": 2.0, "gravity": 5.0}, ["speed"])
+    # the built value itself (given or left out) is accepted, and the result holds what the model was built at
+    assert space.validate_for({"speed": 2.0, "gravity": 9.81}, ["speed"]) == {"speed": 2.0, "torso_length": 0.5}
+    built = {"speed": 1.0, "torso_length": 0.6, "gravity": 5.0}
+    assert space.validate_for({"speed": 2.0}, ["speed"], fixed=built) == {"speed": 2.0, "torso_length": 0.6,
+                                                                          "gravity": 5.0}
+    with pytest.raises(ValueError, match="fixed at 0.6"):
+        space.validate_for({"speed": 2.0, "torso_length": 0.5}, ["speed"], fixed=built)

@@ -46,6 +46,9 @@ def test_page_and_run_facts(server):
     ({**GOOD, "context": {"speed": 0}}, 400, "value 0 is not allowed"),
     ({**GOOD, "context": {"speed": 1e6}}, 400, "outside its physical limits [-30.0, 30.0]"),
     ({**GOOD, "context": {"speed": 2.0, "gravity": 4.0}}, 400, "not varied by this run"),
+    ({**GOOD, "context": {"speed": 2.0, "torso_length": 0.6}}, 400, "'torso_length' = 0.6 is not varied by this run"),
+    ({**GOOD, "context": {"speed": 2.0, "wind": 1.0}}, 400, "unknown context feature(s) ['wind']"),
+    ({**GOOD, "context": {"speed": 5e-324}}, 400, "below the minimum 0.05 m/s"),
     ({**GOOD, "context": {}}, 400, "give a value for every varied feature"),
     ({**GOOD, "method": "maml"}, 400, "fitted methods: ['hyperzero', 'mlp_policy']"),
     ({**GOOD, "seed": 3}, 400, "its fitted seeds: [0]"),
@@ -123,3 +126,69 @@ def test_cli_serves_on_a_free_port_and_prints_the_address(explore_run):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def get(url: str, host: str | None = None, timeout: float = 10.0):
+    request = urllib.request.Request(url, headers={"Host": host} if host is not None else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.headers.get("Content-Type"), resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST:8765", "127.0.0.1:1", "[::1]", "[::1]:8765"])
+def test_loopback_host_names_are_answered(server, host):
+    code, _, text = get(server + "api/run", host)
+    assert code == 200 and json.loads(text)["context_names"] == ["speed"]
+
+
+@pytest.mark.parametrize("host, status", [("evil.example", 421), ("evil.example:8765", 421), ("127.0.0.2", 421),
+                                          ("192.168.1.5", 421), ("localhost.evil.example", 421),
+                                          ("a b", 400), ("[::1", 400), ("localhost:http", 400)])
+def test_other_host_names_get_a_json_refusal(server, host, status):
+    """A DNS-rebinding page reaches the server under its own name: refused, with the page's address and the fix."""
+    code, content_type, text = get(server + "api/run", host)
+    assert code == status and content_type == "application/json"
+    error = json.loads(text)["error"]
+    assert "DNS rebinding" in error and "--allow-host" in error and "http://127.0.0.1:" in error
+    assert "run_dir" not in text and "tasks" not in text
+
+
+def test_host_policy_of_other_binds():
+    from hyperzero.explore import ExploreConfig
+    from hyperzero.explore.app import host_policy
+
+    lan = host_policy(ExploreConfig(host="192.168.1.5"))
+    assert lan.allows("192.168.1.5") and lan.allows("localhost") and lan.allows("::1")
+    assert not lan.allows("evil.example") and not lan.allows("10.0.0.1")
+    everywhere = host_policy(ExploreConfig(host="0.0.0.0"))
+    assert everywhere.allows("10.0.0.1") and everywhere.allows("fe80::1") and not everywhere.allows("evil.example")
+    named = host_policy(ExploreConfig(host="0.0.0.0", allowed_hosts=("Lab-PC.example:8765",)))
+    assert named.allows("lab-pc.example") and not named.allows("evil.example")
+    assert host_policy(ExploreConfig(allowed_hosts=("*",))).allows("evil.example")
+    with pytest.raises(ValueError, match="allowed host 'http://x/' must be a host name"):
+        ExploreConfig(allowed_hosts=("http://x/",)).check()
+
+
+def test_a_damaged_model_gets_a_json_error_naming_the_file_and_the_server_keeps_serving(explore_run, tmp_path):
+    import shutil
+
+    from hyperzero.explore import ExploreConfig, running_server
+    from tests.reliability.conftest import garble
+
+    run = tmp_path / "run"
+    shutil.copytree(explore_run, run)
+    damaged = run / "fits" / "mlp_policy" / "seed_0" / "model.pt"
+    garble(damaged)
+    config = ExploreConfig(port=0, method="hyperzero", episode_steps=20, clip_steps=10)
+    with running_server(run, config) as url:
+        for body in ({**GOOD, "method": "mlp_policy", "clip_steps": 10},
+                     {**GOOD, "compare": "mlp_policy", "clip_steps": 10}):
+            code, content_type, text = post(url, body)
+            assert code == 500 and content_type == "application/json", text
+            answer = json.loads(text)
+            assert answer["file"] == str(damaged)
+            assert f"{damaged} cannot be loaded" in answer["error"] and "delete" in answer["error"]
+        code, _, text = post(url, {**GOOD, "clip_steps": 10})  # the other fits still work
+        assert code == 200 and ndjson(text)[-1]["type"] == "done"

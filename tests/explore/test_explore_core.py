@@ -33,9 +33,14 @@ def test_run_facts(explore_run):
 def test_contexts_are_checked_by_the_family(explore_run):
     run = ExploreRun(explore_run)
     assert run.resolve_context({"speed": 25.0}) == {"speed": 25.0, "torso_length": 0.5}  # beyond nominal: allowed
+    # a feature the run does not vary may be given at the run's value, not at another
+    assert run.resolve_context({"speed": 2.0, "torso_length": 0.5}) == {"speed": 2.0, "torso_length": 0.5}
     for bad, words in [({"speed": 0.0}, "0 is not allowed"), ({"speed": 31.0}, "physical limits"),
                        ({"speed": float("nan")}, "not finite"), ({}, "lacks"),
-                       ({"speed": 1.0, "gravity": 9.0}, "not varied by this run")]:
+                       ({"speed": 1.0, "gravity": 9.0}, "not varied by this run"),
+                       ({"speed": 1.0, "torso_length": 0.6}, "'torso_length' = 0.6 is not varied by this run"),
+                       ({"speed": 1.0, "wind": 1.0}, r"unknown context feature\(s\) \['wind'\]"),
+                       ({"speed": 0.01}, "below the minimum 0.05 m/s")]:
         with pytest.raises(ValueError, match=words):
             run.resolve_context(bad)
     split = run.fit("hyperzero", 0).split

@@ -83,6 +83,11 @@ BAD_CONTEXTS = {
     "speed=nan": "not finite", "speed=0": "value 0 is not allowed", "speed=true": "'true' is not a number",
     "speed=fast": "'fast' is not a number", "speed=1e9": "outside its physical limits",
     "speed=12": "outside the nominal range", "wind=3": "unknown context feature", "speed": "name=value",
+    # omitted features the model was trained on are not defaulted (was: a policy for speed 10, the default)
+    "torso_length=0.6": "context lacks features ['speed']",
+    # a feature the model does not vary, at another value than it was trained at
+    "speed=3,torso_length=0.6": "'torso_length' = 0.6 is not varied by this model (hyperzero)",
+    "speed=5e-324": "below the minimum 0.05 m/s",
 }
 
 
@@ -101,9 +106,51 @@ def test_export_policy_writes_a_finite_policy(tiny_run, tmp_path, capsys):
     out = tmp_path / "policy.npz"
     code, _ = cli(capsys, "export-policy", "--fit", str(tiny_run / "fits/hyperzero/seed_0"), "--context", "speed=3",
                   "--out", str(out))
-    assert code == 0
+    assert code == 0 and "policy for {'speed': 3.0, 'torso_length': 0.5}" in cli.out
     action = NumpyPolicy.load(out).act(np.zeros(get_family("cheetah-run").obs_dim, np.float32))
     assert np.isfinite(action).all()
+
+
+def test_export_policy_warns_outside_the_training_range(tiny_run, tmp_path, capsys):
+    code, err = cli(capsys, "export-policy", "--fit", str(tiny_run / "fits/hyperzero/seed_0"), "--context",
+                    "speed=-9.5", "--out", str(tmp_path / "policy.npz"))
+    assert code == 0 and "warning: context feature 'speed' = -9.5 is outside the range of the training tasks" in err
+
+
+def test_python_api_refuses_a_feature_the_model_was_not_trained_on(fresh_tiny_model):
+    with pytest.raises(ValueError, match=r"'gravity' = 5 is not varied by this model.*fixed at 9.81"):
+        fresh_tiny_model.policy({"speed": 2.0, "gravity": 5})
+    with pytest.raises(ValueError, match=r"context lacks features \['speed'\]"):
+        fresh_tiny_model.policy({"gravity": 5})
+    with pytest.raises(ValueError, match=r"context lacks features \['speed'\]"):
+        fresh_tiny_model.adapt({"torso_length": 0.5}, {})
+    with pytest.raises(ValueError, match=r"unknown context feature\(s\) \['wind'\]"):
+        fresh_tiny_model.policy({"speed": 2.0, "wind": 1.0})
+    with pytest.raises(ValueError, match="below the minimum 0.05 m/s"):
+        fresh_tiny_model.policy({"speed": -1e-3})
+    # the values it was trained at may be repeated
+    assert fresh_tiny_model.check_context({"speed": 2.0, "torso_length": 0.5, "gravity": 9.81}) == {
+        "speed": 2.0, "torso_length": 0.5}
+
+
+def test_python_api_warns_once_per_feature_outside_the_training_range(fresh_tiny_model):
+    import warnings
+
+    from hyperzero.envs import ExtrapolationWarning
+
+    fixed, ranges = fresh_tiny_model.training_facts()
+    assert fixed == {"torso_length": 0.5}
+    lo, hi = ranges["speed"]
+    assert -4.0 <= lo <= hi <= 4.0  # the tiny preset's speeds are -4, 2, 4; some are held out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fresh_tiny_model.policy({"speed": hi})
+        fresh_tiny_model.policy({"speed": 9.0})
+        fresh_tiny_model.policy({"speed": -9.0})
+    found = [w for w in caught if issubclass(w.category, ExtrapolationWarning)]
+    assert len(found) == 1, [str(w.message) for w in caught]
+    assert f"'speed' = 9 is outside the range of the training tasks" in str(found[0].message)
+    assert f"[{lo:g}, {hi:g}]" in str(found[0].message)
 
 
 def test_gym_make_with_a_string_context_says_what_to_pass():
@@ -188,21 +235,36 @@ contexts = st.dictionaries(st.sampled_from(["speed", "torso_length", "gravity", 
                                                                   HealthCheck.too_slow])
 @given(context=contexts, extrapolate=st.booleans())
 def test_fuzz_contexts_fail_the_same_way_in_envs_and_trained_models(tiny_model, context, extrapolate):
+    """What an env refuses a model refuses too; a model also refuses what it cannot act on (a varied
+    feature left out, another value of a fixed one); the model and the export command say the same."""
+    try:
+        model_error = None
+        tiny_model.check_context(context, allow_extrapolation=extrapolate)
+    except ValueError as e:
+        model_error = str(e)
+    try:
+        validate_context("cheetah-run", context, extrapolate, names=["speed"], fixed={"torso_length": 0.5},
+                         who="this model (hyperzero)")
+        export_error = None
+    except ValueError as e:
+        export_error = str(e)
+    assert model_error == export_error
     try:
         checked = SPACE.validate(context, allow_extrapolation=extrapolate)
-    except ValueError as env_error:
-        with pytest.raises(ValueError) as model_error:
-            tiny_model.policy(context, allow_extrapolation=extrapolate)
-        assert str(model_error.value) == str(env_error)
-        with pytest.raises(ValueError) as export_error:
-            validate_context("cheetah-run", context, extrapolate, names=["speed"])
-        assert str(export_error.value) == str(env_error)
+    except ValueError:
+        assert model_error is not None
+        return
+    acts_on = "speed" in context and all(v == SPACE.features[k].default for k, v in checked.items() if k != "speed")
+    assert (model_error is None) == acts_on, (context, model_error)
+    if model_error is not None:
+        assert ("lacks features ['speed']" in model_error if "speed" not in context
+                else "is not varied by this model" in model_error), model_error
         return
     for name, v in checked.items():
         feature = SPACE.features[name]
         assert math.isfinite(v) and feature.limits[0] <= v <= feature.limits[1]
         assert extrapolate or feature.bounds[0] <= v <= feature.bounds[1]
-        assert not (feature.nonzero and v == 0)
+        assert abs(v) >= feature.minimum
     action = tiny_model.policy(context, allow_extrapolation=extrapolate).act(
         np.zeros((1, get_family("cheetah-run").obs_dim), np.float32))
     assert np.isfinite(np.asarray(action)).all()
@@ -210,6 +272,15 @@ def test_fuzz_contexts_fail_the_same_way_in_envs_and_trained_models(tiny_model, 
 
 @pytest.fixture(scope="module")
 def tiny_model(tiny_run):
+    from hyperzero.training import load_fit
+
+    model = load_fit(tiny_run / "fits/hyperzero/seed_0")
+    model.warn_outside_training = False  # fuzzed speeds leave the training range all the time
+    return model
+
+
+@pytest.fixture
+def fresh_tiny_model(tiny_run):
     from hyperzero.training import load_fit
 
     return load_fit(tiny_run / "fits/hyperzero/seed_0")

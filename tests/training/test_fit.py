@@ -274,3 +274,14 @@ def test_a_model_written_before_obs_norm_existed_still_loads(ds, tmp_path):
     atomic_torch_save(payload, tmp_path / "model.pt")
     loaded = load_fit(tmp_path)
     assert loaded.model.obs_norm is None and not loaded.config.model.obs_norm
+
+
+def test_a_fit_records_its_training_contexts_in_the_model(ds, tmp_path):
+    """The range and fixed features a model checks contexts against travel in model.pt (no dataset needed)."""
+    fit(ds, tmp_path, quick(seed=3), progress=False)
+    split = make_split(ds.task_ids, 3, "paper", 0.15)
+    values = [float(t.context_vector[0]) for t in ds.tasks if t.task_id in split.train]
+    fixed, ranges = load_fit(tmp_path).training_facts()
+    name = ds.context_names[0]
+    assert ranges[name] == pytest.approx((min(values), max(values)))
+    assert name not in fixed

@@ -35,12 +35,13 @@ def dataset(tmp_path_factory):
     rng = np.random.default_rng(0)
     for i, speed in enumerate(SPEEDS):
         e, t = 1, 5
-        obs = rng.normal(size=(e, t, fam.obs_dim)).astype(np.float32)
+        states = rng.normal(size=(e, t + 1, fam.obs_dim)).astype(np.float32)  # next_obs[t] == obs[t + 1]
+        obs = states[:, :-1]
         truncated = np.zeros((e, t), bool)
         truncated[:, -1] = True
         writer.add_task({"speed": speed}, {
             "obs": obs, "action": np.broadcast_to(POOR_GAIT, (e, t, 6)).copy(), "reward": np.zeros((e, t), np.float32),
-            "next_obs": obs.copy(), "terminated": np.zeros((e, t), bool), "truncated": truncated,
+            "next_obs": states[:, 1:], "terminated": np.zeros((e, t), bool), "truncated": truncated,
             "q": np.zeros((e, t), np.float32), "episode_seed": np.array([10 + i], np.int64)}, {"source": "test"})
     writer.finalize()
     return directory
