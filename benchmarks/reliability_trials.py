@@ -32,6 +32,9 @@ EXPERT = "experts/speed=2_torso_length=0.5"
 FIT = "fits/hyperzero/seed_0"
 
 
+NOTES: list[str] = []  # what the trials saw, beside the counts (e.g. where a full disk stopped a run)
+
+
 def hz(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hyperzero", *args], cwd=REPO, env=ENV, capture_output=True,
                           text=True, timeout=timeout)
@@ -75,6 +78,7 @@ def unfinish(unit: str, names: tuple[str, ...]):
 ARTIFACTS = {  # kind -> (path, preparation)
     "expert.pt": (f"{EXPERT}/expert.pt", None),
     "expert summary.json": (f"{EXPERT}/summary.json", None),
+    "experts/packing.json": ("experts/packing.json", None),
     "expert checkpoint.pt (finished expert)": (f"{EXPERT}/checkpoint.pt", None),
     "expert checkpoint.pt (unfinished expert)": (f"{EXPERT}/checkpoint.pt", unfinish(EXPERT, ("summary.json", "expert.pt"))),
     "dataset manifest.json": ("dataset/manifest.json", None),
@@ -357,12 +361,259 @@ def kill_trials(base: Path, work: Path, log: list, kills: int, seed: int = 0) ->
     return kills, handled if clean else min(handled, kills - 1)
 
 
+# ------------------------------------------------------------------------------------------ redo reproducibility
+def sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def expert_hashes(run: Path) -> dict[str, str]:
+    return {p.parent.name: sha(p) for p in sorted((run / "experts").glob("*/expert.pt"))}
+
+
+def _drop_plan(run: Path) -> None:
+    for name in ("packing.json", "packing.json.sha256"):
+        (run / "experts" / name).unlink(missing_ok=True)
+
+
+REDO = {  # what is damaged -> preparation of a copy of the base run
+    "expert.pt garbled": lambda run: garble(run / EXPERT / "expert.pt"),
+    "expert.pt emptied": lambda run: DAMAGE["empty"](run / EXPERT / "expert.pt"),
+    "summary.json truncated": lambda run: DAMAGE["truncate"](run / EXPERT / "summary.json"),
+    "checkpoint.pt of an unfinished expert garbled": lambda run: (
+        unfinish(EXPERT, ("summary.json", "expert.pt"))(run), garble(run / EXPERT / "checkpoint.pt")),
+    "two experts' folders deleted": lambda run: [shutil.rmtree(run / "experts" / t) for t in (
+        "speed=2_torso_length=0.5", "speed=-4_torso_length=0.5")],
+    "expert.pt garbled in a run made before packing.json": lambda run: (_drop_plan(run),
+                                                                       garble(run / EXPERT / "expert.pt")),
+}
+
+
+def redo_trials(base: Path, work: Path, log: list) -> tuple[int, int]:
+    """Each damage on a copy of the base run, then the same command: the redone experts must be the base run's
+    bytes, and so must eval/results.csv (nothing made from them is redone)."""
+    handled = tried = 0
+    base_experts, base_results = expert_hashes(base), (base / "eval" / "results.csv").read_bytes()
+    for name, prepare in REDO.items():
+        run = work / "redo-trial"
+        shutil.rmtree(run, ignore_errors=True)
+        shutil.copytree(base, run)
+        prepare(run)
+        proc = run_tiny(run)
+        tried += 1
+        ok = (proc.returncode == 0 and "bit for bit" in proc.stderr and expert_hashes(run) == base_experts
+              and (run / "eval" / "results.csv").read_bytes() == base_results and "Traceback" not in proc.stderr)
+        handled += ok
+        if not ok:
+            log.append(f"redo {name}: rc={proc.returncode}\n{proc.stderr[-2000:]}")
+    return tried, handled
+
+
+# ------------------------------------------------------------------------------------------ disk full
+def _mount_tmpfs(path: Path, size: int, remount: bool = False) -> bool:
+    cmd = ["mount", "-t", "tmpfs", "-o", f"{'remount,' if remount else ''}size={size}", "tmpfs", str(path)]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def disk_full_trials(base: Path, work: Path, log: list, fractions=(0.05, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
+                     ) -> tuple[int, int]:
+    """`hyperzero run tiny` on a tmpfs too small for it (a fraction of the base run's disk usage): it must stop with
+    one line naming the file it could not write and no traceback; after the disk is enlarged the same command
+    must finish with the base run's experts and results, byte for byte. Needs root (mount); else skipped."""
+    used = int(subprocess.run(["du", "-s", "--block-size=1", str(base)], capture_output=True, text=True
+                              ).stdout.split()[0])
+    mnt = work / "tmpfs"
+    handled = tried = 0
+    base_experts, base_results = expert_hashes(base), (base / "eval" / "results.csv").read_bytes()
+    for fraction in fractions:
+        mnt.mkdir(parents=True, exist_ok=True)
+        if not _mount_tmpfs(mnt, int(used * fraction)):
+            log.append("disk full: cannot mount a tmpfs (not root?); family skipped")
+            return tried, handled
+        try:
+            run = mnt / "run"
+            first = run_tiny(run)
+            tried += 1
+            said = first.stderr
+            named = "No space left on device while writing" in said and "Traceback" not in said
+            where = said.split("while writing ", 1)[-1].split(" (", 1)[0] if named else "?"
+            NOTES.append(f"disk full at {fraction:.0%} of {used} bytes: stopped writing "
+                         f"{Path(where).relative_to(run) if where.startswith(str(run)) else where}")
+            _mount_tmpfs(mnt, used * 4, remount=True)
+            second = run_tiny(run)
+            ok = (first.returncode == 2 and named and second.returncode == 0 and expert_hashes(run) == base_experts
+                  and (run / "eval" / "results.csv").read_bytes() == base_results)
+            handled += ok
+            if not ok:
+                log.append(f"disk full at {fraction:.0%} of {used} bytes: first rc={first.returncode}, second "
+                           f"rc={second.returncode}\n{said[-1500:]}\n--- rerun:\n{second.stderr[-1500:]}")
+        finally:
+            subprocess.run(["umount", str(mnt)], capture_output=True)
+    return tried, handled
+
+
+# ------------------------------------------------------------------------------------------ resource bounds
+def _alias_bomb(levels: int) -> str:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines)
+
+
+def resource_trials(base: Path, work: Path, log: list, memory_limit: int = 4 << 30) -> tuple[int, int]:
+    """Inputs that used to hang, eat gigabytes or fail late: each must exit 2 within 60 s under a 4 GiB address-space
+    limit, with one line naming the key, option or file, no traceback, and nothing written."""
+    import resource
+
+    out = work / "bounds-run"
+    bomb = work / "bomb.yaml"
+    bomb.write_text(_alias_bomb(9) + "\nfamily: cheetah-run\ncontexts: {grid: {speed: [1, 2]}}\n")
+    dup = work / "dup.yaml"
+    dup.write_text("family: cheetah-run\ncontexts: {grid: {speed: [1, 2]}}\nexperts: {seed: 1, seed: 2}\n")
+    utf16 = work / "utf16.yaml"
+    utf16.write_bytes("family: cheetah-run\ncontexts: {grid: {speed: [1, 2]}}\n".encode("utf-16"))
+    blocker = work / "a-file"
+    blocker.write_text("x")
+    train = ["experts", "train", "--family", "cheetah-run", "--out", str(work / "bounds-experts"), "--no-progress"]
+    cases = [
+        (["run", "tiny", "--set", "contexts.sample={n: 1000000000, seed: 0}"], ["contexts.sample.n"]),
+        (train + ["--sample", "1000000000"], ["--sample"]),
+        (["run", "tiny", "--set", "experts.batch_size=1e12"], ["experts.batch_size"]),
+        (["run", "tiny", "--set", "experts.hidden_sizes=[1e9, 1e9]"], ["experts.hidden_sizes"]),
+        (["run", "tiny", "--set", "experts.train_steps=1e9", "--set", "experts.replay_capacity=1e9"],
+         ["experts stage", "memory", "experts.replay_capacity"]),
+        (["run", "tiny", "--set", "fit.model.hidden_dim=1e9"], ["fit.model.hidden_dim"]),
+        (["run", "tiny", "--set", "fit.batch_size=1e12"], ["fit.batch_size"]),
+        (["run", "tiny", "--set", "evaluate.video_steps=1e9"], ["evaluate.video_steps"]),
+        (["run", str(bomb)], [str(bomb), "aliases are not allowed"]),
+        (["run", "tiny", "--set", "experts.extra=" + _alias_bomb(8).replace("\n", ", ").join("{}")],
+         ["experts.extra", "aliases are not allowed"]),
+        (["run", "tiny", "--set", "experts.seed=-1"], ["experts.seed=-1"]),
+        (["run", "tiny", "--set", "fit.model.embed_dims=[]"], ["fit.model", "embedding"]),
+        (["run", str(dup)], [str(dup), "key 'seed' twice"]),
+        (train + ["--contexts", "speed=2,speed=3"], ["speed is given twice"]),
+        (train + ["--grid", "speed=1,2", "speed=3"], ["--grid gives speed more than once"]),
+        (["run", "tiny", "--set", "contexts.grid.speed=[1,2]", "--set", "contexts.sample={n: 3}"],
+         ["contexts.grid.speed", "contexts.sample", "exactly one of grid, sample or list"]),
+        (["run", "tiny", "--set", "experts.seed=1", "--set", "experts.seed=2"], ["experts.seed is given twice"]),
+        (["run", "tiny", "--device", "tpu"], ["--device 'tpu'"]),
+        (["run", "tiny", "--executor", "ray", "--device", "tpu"], ["--device 'tpu'"]),
+        (["run", str(utf16)], [str(utf16), "not UTF-8"]),
+        (["export-policy", "--fit", str(base / FIT), "--context", "speed=3", "--out", str(blocker / "x.npz")],
+         [str(blocker), "regular file"]),
+    ]
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    tried = handled = 0
+    for argv, words in cases:
+        if argv[0] == "run" and "--out" not in argv:
+            argv = argv + ["--out", str(out)]
+        start = time.time()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "hyperzero", *argv], cwd=REPO, env=ENV, capture_output=True,
+                                  text=True, timeout=60, preexec_fn=limit)
+            rc, err = proc.returncode, proc.stderr
+        except subprocess.TimeoutExpired:
+            rc, err = None, "timed out after 60 s"
+        tried += 1
+        lines = [line for line in err.splitlines() if line.startswith("hyperzero: error:")]
+        ok = (rc == 2 and "Traceback" not in err and len(lines) == 1 and all(w in lines[0] for w in words)
+              and len(lines[0]) < 1000 and not (out / "config.yaml").exists()
+              and not (work / "bounds-experts").exists())
+        handled += ok
+        if not ok:
+            log.append(f"resource bound {' '.join(argv)[:300]}: rc={rc} after {time.time() - start:.0f} s\n{err[-1500:]}")
+    return tried, handled
+
+
+# ------------------------------------------------------------------------------------------ file modes
+def _bad_modes(run: Path, umask: int) -> list[str]:
+    import stat
+
+    bad = []
+    for p in run.rglob("*"):
+        want = (0o777 if p.is_dir() else 0o666) & ~umask
+        mode = stat.S_IMODE(p.stat().st_mode)
+        if not p.is_symlink() and mode != want:
+            bad.append(f"{p.relative_to(run)} {oct(mode)} (want {oct(want)})")
+    return bad
+
+
+def mode_trials(base: Path, work: Path, log: list, umasks=(0o007,)) -> tuple[int, int]:
+    """Every file and folder of a run has the mode the umask gives (a shared run directory is readable by the
+    team): the base run (this process's umask) and one run per extra umask."""
+    tried = handled = 0
+    own = os.umask(0)
+    os.umask(own)
+    for umask, run in [(own, base)] + [(u, work / f"modes-{u:03o}") for u in umasks]:
+        if run != base:
+            shutil.rmtree(run, ignore_errors=True)
+            proc = subprocess.run([sys.executable, "-m", "hyperzero", "run", "tiny", "--out", str(run), "--no-progress",
+                                   *OVERRIDES], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=900,
+                                  preexec_fn=lambda u=umask: os.umask(u))
+            if proc.returncode != 0:
+                log.append(f"modes with umask {umask:03o}: run failed rc={proc.returncode}\n{proc.stderr[-1500:]}")
+                tried += 1
+                continue
+        bad = _bad_modes(run, umask)
+        tried += 1
+        handled += not bad
+        if bad:
+            log.append(f"modes with umask {umask:03o}: {len(bad)} wrong, e.g. {bad[:5]}")
+    return tried, handled
+
+
+# ------------------------------------------------------------------------------------------ Ray worker death
+def ray_trials(work: Path, log: list) -> tuple[int, int]:
+    """`experts train --executor ray`; its Ray worker is SIGKILLed after the first checkpoint: the command must end
+    with exit status 2 and one line naming the ensemble and saying to rerun; the rerun must give the experts of an
+    uninterrupted local run, byte for byte."""
+    args = ["experts", "train", "--family", "cheetah-run", "--contexts", "speed=2", "speed=4", "--steps", "3000",
+            "--max-episode-steps", "100", "--checkpoint-every", "100", "--seed-steps", "100", "--random-steps", "50",
+            "--hidden", "32,32", "--batch-size", "32", "--eval-every", "0", "--eval-episodes", "1",
+            "--ensemble-size", "2", "--workers", "1", "--threads", "1", "--no-gate", "--no-progress"]
+    local, out = work / "ray-reference", work / "ray-experts"
+    shutil.rmtree(local, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    ref = hz(*args, "--out", str(local), timeout=900)
+    if ref.returncode != 0:
+        log.append(f"ray: the local reference failed\n{ref.stderr[-1500:]}")
+        return 1, 0
+    proc = start_hz(*args, "--out", str(out), "--executor", "ray")
+    killed = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and killed is None:
+        time.sleep(0.5)
+        if not list(out.glob("*/checkpoint.pt")):
+            continue
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+        for line in ps:
+            if "ray::_group_entry" in line:
+                killed = int(line.split()[0])
+                os.kill(killed, signal.SIGKILL)
+                break
+    _, err = proc.communicate(timeout=300)
+    lines = [line for line in err.splitlines() if line.startswith("hyperzero: error:")]
+    first_ok = (killed is not None and proc.returncode == 2 and "Traceback" not in err and len(lines) == 1
+                and "a Ray worker died while training ensemble" in lines[0] and "rerun the same command" in lines[0])
+    again = hz(*args, "--out", str(out), "--executor", "ray", timeout=900)
+    same = again.returncode == 0 and {p.parent.name: sha(p) for p in out.glob("*/expert.pt")} == {
+        p.parent.name: sha(p) for p in local.glob("*/expert.pt")}
+    if not (first_ok and same):
+        log.append(f"ray worker death: killed pid {killed}, rc={proc.returncode}, rerun rc={again.returncode}, "
+                   f"same experts={same}\n{err[-1500:]}\n--- rerun:\n{again.stderr[-1000:]}")
+    return 1, int(first_ok and same)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="/tmp/hz-trials", help="scratch directory (deleted first)")
     p.add_argument("--report", default=None, help="also write the markdown table (and failures) here")
     p.add_argument("--kills", type=int, default=27, help="SIGKILLs in the kill trial")
-    p.add_argument("--only", nargs="*", default=None, help="subset: corruption inputs concurrency kill")
+    p.add_argument("--only", nargs="*", default=None,
+                   help="subset: corruption inputs concurrency kill redo diskfull bounds modes ray")
     args = p.parse_args()
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -375,7 +626,8 @@ def main() -> int:
         return 1
     log: list[str] = []
     rows = []
-    only = set(args.only or ["corruption", "inputs", "concurrency", "kill"])
+    only = set(args.only or ["corruption", "inputs", "concurrency", "kill", "redo", "diskfull", "bounds", "modes",
+                             "ray"])
     if "corruption" in only:
         tried, ok = corruption_trials(base, work, log)
         rows.append(("corrupted artifacts (garble / truncate / empty, every file kind a rerun reads)", tried, ok))
@@ -388,9 +640,26 @@ def main() -> int:
     if "kill" in only:
         tried, ok = kill_trials(base, work, log, args.kills)
         rows.append(("SIGKILL then rerun", tried, ok))
+    if "redo" in only:
+        tried, ok = redo_trials(base, work, log)
+        rows.append(("damaged expert redone: same expert.pt and results.csv bytes", tried, ok))
+    if "diskfull" in only:
+        tried, ok = disk_full_trials(base, work, log)
+        rows.append(("disk full (tmpfs) mid-run, then rerun: path named, same bytes", tried, ok))
+    if "bounds" in only:
+        tried, ok = resource_trials(base, work, log)
+        rows.append(("unbounded or late-failing inputs refused at once (4 GiB limit)", tried, ok))
+    if "modes" in only:
+        tried, ok = mode_trials(base, work, log)
+        rows.append(("file and folder modes follow the umask (runs)", tried, ok))
+    if "ray" in only:
+        tried, ok = ray_trials(work, log)
+        rows.append(("Ray worker SIGKILLed: one line, rerun gives the same experts", tried, ok))
     table = ["| trial | tried | handled | failed |", "|---|---|---|---|"]
     table += [f"| {name} | {tried} | {ok} | {tried - ok} |" for name, tried, ok in rows]
     text = "\n".join(table) + f"\n\n({time.time() - t0:.0f} s)\n"
+    if NOTES:
+        text += "\n" + "\n".join(f"* {n}" for n in NOTES) + "\n"
     if log:
         text += "\nFailures:\n\n" + "\n\n".join(log) + "\n"
     print(text)

@@ -20,7 +20,24 @@ def _contexts_from_args(args) -> list[dict]:
     if len(chosen) != 1:
         raise ValueError("give exactly one of --grid, --contexts or --sample "
                          f"(got {', '.join(chosen) or 'none'}); e.g. --grid speed=-10:10:0.5")
+    from hyperzero.launchers.config import MAX_TASKS
+
     if args.grid:
+        names = [spec.partition("=")[0].strip() for spec in args.grid]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"--grid gives {', '.join(twice)} more than once; give each feature once, "
+                             f"e.g. --grid speed=1,2,3")
+        count = 1
+        for spec in args.grid:
+            values = spec.partition("=")[2]
+            try:
+                count *= max(1, len(parse_values(values)))
+            except ValueError:
+                pass  # parse_grid names the bad spec
+        if count > MAX_TASKS:
+            raise ValueError(f"--grid {' '.join(args.grid)}: {count} tasks, more than {MAX_TASKS} (one expert each); "
+                             f"use larger steps or fewer values")
         for spec in args.grid:
             name, _, values = spec.partition("=")
             feature = space.features.get(name.strip())
@@ -29,6 +46,8 @@ def _contexts_from_args(args) -> list[dict]:
                       file=sys.stderr)
         return space.parse_grid(args.grid, allow_extrapolation=args.allow_extrapolation, skip_zero=True)
     if args.contexts:
+        if len(args.contexts) > MAX_TASKS:
+            raise ValueError(f"--contexts: {len(args.contexts)} contexts, more than {MAX_TASKS}")
         out = []
         for spec in args.contexts:
             ctx = {}
@@ -36,14 +55,17 @@ def _contexts_from_args(args) -> list[dict]:
                 name, eq, value = item.partition("=")
                 if not eq:
                     raise ValueError(f"--contexts {spec!r}: each item must be name=value, e.g. speed=2,torso_length=0.6")
+                if name.strip() in ctx:
+                    raise ValueError(f"--contexts {spec!r}: {name.strip()} is given twice; give each feature once "
+                                     f"per context, e.g. --contexts speed=2 speed=3 for two tasks")
                 try:
                     ctx[name.strip()] = float(value)
                 except ValueError:
                     raise ValueError(f"--contexts {spec!r}: {value!r} is not a number") from None
             out.append(ctx)
         return out
-    if args.sample < 1:
-        raise ValueError(f"--sample must be >= 1 (got {args.sample})")
+    if not 1 <= args.sample <= MAX_TASKS:
+        raise ValueError(f"--sample must be in 1 .. {MAX_TASKS} (tasks, one expert each; got {args.sample})")
     names = args.vary.split(",") if args.vary else [n for n, f in space.features.items() if not f.optional]
     seed = args.sample_seed if args.sample_seed is not None else args.seed
     return space.sample(args.sample, seed=seed, names=names)
@@ -79,17 +101,58 @@ def _train(args) -> int:
     space = get_family(args.family).context_space
     contexts = [space.validate(c, allow_extrapolation=args.allow_extrapolation) for c in contexts]
     config = _config_from_args(args)
-    config.resolved(args.family)
+    _check_resources(args, config, len(contexts))
     gate = None if args.no_gate else GateConfig(max_retries=args.gate_retries)
     with run_dir_lock(args.out):  # one writer per directory
         return _train_locked(args, Path(args.out), contexts, config, gate)
+
+
+# TD3Config field -> the option that sets it, so that a refused value names what the user typed
+_OPTIONS = {"train_steps": "--steps", "seed": "--seed", "batch_size": "--batch-size", "hidden_sizes": "--hidden",
+            "eval_episodes": "--eval-episodes", "eval_every": "--eval-every", "checkpoint_every": "--checkpoint-every",
+            "max_episode_steps": "--max-episode-steps", "seed_steps": "--seed-steps", "random_steps": "--random-steps",
+            "torch_threads": "--threads", "precision": "--precision", "device": "--device"}
+
+
+def _check_resources(args, config, n_tasks: int) -> None:
+    """The config's own checks (naming the option), packing options, and an estimate of one worker's memory
+    against this machine's, before the output directory is touched."""
+    import os
+
+    from hyperzero.envs import get_family
+    from hyperzero.experts.sweep import MAX_ENSEMBLE
+    from hyperzero.utils.hardware import human_bytes, memory_bytes
+
+    try:
+        cfg = config.resolved(args.family)
+    except ValueError as e:
+        text = str(e)
+        field = text[len("TD3Config."):].split("=", 1)[0] if text.startswith("TD3Config.") else None
+        raise ValueError(f"{_OPTIONS[field]}: {text}" if field in _OPTIONS else text) from None
+    for option, value in (("--ensemble-size", args.ensemble_size), ("--workers", args.workers),
+                          ("--gate-retries", args.gate_retries)):
+        if value is not None and value < (0 if option == "--gate-retries" else 1):
+            raise ValueError(f"{option} must be >= {0 if option == '--gate-retries' else 1} (got {value})")
+    if args.executor != "local":
+        return  # Ray workers may run on other machines
+    fam = get_family(args.family)
+    members = min(args.ensemble_size or MAX_ENSEMBLE, n_tasks)
+    workers = min(args.workers or os.cpu_count() or 1, -(-n_tasks // members))
+    parts = cfg.memory_bytes(fam.obs_dim, fam.act_dim, members)
+    total, available = sum(parts.values()) * workers, memory_bytes()
+    if available and total > available:
+        shown = ", ".join(f"{k} {human_bytes(v)}" for k, v in parts.items())
+        raise ValueError(f"training would need about {human_bytes(total)} of memory ({shown} per worker, {workers} "
+                         f"worker(s)), more than this machine's {human_bytes(available)}; lower --batch-size, "
+                         f"--hidden, --steps (the replay holds every step), --ensemble-size or --workers")
 
 
 def _train_locked(args, out, contexts, config, gate) -> int:
     from hyperzero.experts import train_experts
     from hyperzero.launchers.pipeline import check_expert
 
-    for task_dir in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in ("corrupt", "stale")):
+    for task_dir in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in ("corrupt", "stale")
+                           and not p.name.startswith(".")):  # .shadow/: re-simulated ensemble members (sweep.py)
         check_expert(out, task_dir)  # damaged files are named and moved to OUT/corrupt/; those tasks are redone
     summaries = train_experts(args.family, contexts, args.out, config, ensemble_size=args.ensemble_size,
                               num_workers=args.workers, executor=args.executor, ray_address=args.address,
@@ -125,7 +188,7 @@ def _collect(args) -> int:
 
 def _collect_locked(args, names, collect_dataset) -> int:
     collect_dataset(args.experts, args.out, n_episodes=args.episodes, seed=args.seed, context_names=names,
-                    exclude_flagged=args.exclude_flagged, progress=not args.no_progress)
+                    exclude_flagged=args.exclude_flagged, progress=not args.no_progress, action_noise=args.action_noise)
     return 0
 
 
@@ -194,6 +257,9 @@ def register(subparsers) -> None:
     c.add_argument("--out", required=True, help="dataset directory to write (manifest.json + tasks/)")
     c.add_argument("--episodes", type=int, default=10, help="episodes per task")
     c.add_argument("--seed", type=int, default=0, help="seed of the rollout episodes")
+    c.add_argument("--action-noise", type=float, default=0.0,
+                   help="std of Gaussian noise added to the executed action (then clipped to [-1, 1]); the stored "
+                        "labels stay the expert's clean action and q*, so the data cover recovery from errors (DART)")
     c.add_argument("--context-names", help="varied context features, comma list (default: inferred from the tasks)")
     c.add_argument("--exclude-flagged", action="store_true", help="skip experts flagged by the quality gate")
     c.add_argument("--no-progress", action="store_true", help="no progress bars")

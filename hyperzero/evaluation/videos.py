@@ -29,6 +29,18 @@ def default_video_contexts(dataset) -> list[dict[str, float]]:
     return [{**base, first: lo}, {**base, first: hi}] if lo != hi else [{**base, first: lo}]
 
 
+def _save_checked_video(frames, path: Path, save_video) -> Path:
+    """Encode the video in a scratch folder, then write it like every other published file (atomically, with
+    a `.sha256` sidecar, the umask's mode), so that a truncated or damaged video is found on a rerun."""
+    import tempfile
+
+    from hyperzero.utils.io import atomic_write_bytes
+
+    with tempfile.TemporaryDirectory(prefix="hyperzero-video-") as scratch:
+        encoded = save_video(frames, Path(scratch) / path.name, fps=VIDEO_FPS)
+        return atomic_write_bytes(path, Path(encoded).read_bytes())
+
+
 def render_videos(run_dir: str | Path, dataset, fits: Sequence[Any], config, load_fit: Callable[[Path], Any],
                   progress: bool = True) -> list[Path]:
     """mp4 per context in `eval/videos/` and one strip figure `eval/figures/rollout_strip.{png,pdf}`."""
@@ -58,7 +70,7 @@ def render_videos(run_dir: str | Path, dataset, fits: Sequence[Any], config, loa
         act = numpy_policy(model.policy(context))
         frames, total = render_episode(dataset.family, context, act, seed=config.eval_seed, steps=config.video_steps)
         name = f"{method}_seed{fit.seed}_{context_id(context)}"
-        written.append(save_video(frames, out_dir / "videos" / f"{name}.mp4", fps=VIDEO_FPS))
+        written.append(_save_checked_video(frames, out_dir / "videos" / f"{name}.mp4", save_video))
         strips.append(filmstrip(frames, n=STRIP_FRAMES))
         shown = ", ".join(f"{n}={context[n]:g}" for n in dataset.context_names)
         labels.append(f"{shown}  (return over {len(frames) - 1} steps: {total:.0f})")

@@ -10,6 +10,13 @@ FAMILY_DEFAULTS: dict[str, dict[str, object]] = {
 }
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# Bounds that keep a typo (1e9 for 1e3) from asking the allocator for petabytes: far above any sensible setting.
+MAX_WIDTH, MAX_LAYERS = 65_536, 64
+MAX_BATCH = 1 << 20
+MAX_TRAIN_STEPS = 10 ** 10
+MAX_EVAL_EPISODES = 100_000
+MAX_EPISODE_STEPS = 10 ** 7
+MAX_N_STEP = 1_000
 
 
 @dataclass
@@ -68,36 +75,69 @@ class TD3Config:
         return cfg
 
     def validate(self) -> None:
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"TD3Config: {msg}")
+        """Types, then ranges and resource bounds; a ValueError names the field (`TD3Config.<field>=<value>`)."""
+        from hyperzero.utils.typed import check_fields, short_repr
 
-        from hyperzero.utils.typed import check_fields
+        def need(cond: bool, key: str, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"TD3Config.{key}={short_repr(getattr(self, key))}: {msg}")
 
         check_fields(self)  # types first (TD3Config(train_steps="10") is refused naming the field), then ranges
-        need(self.train_steps > 0, f"train_steps must be > 0 (got {self.train_steps}); pass --steps N with N >= 1")
-        need(self.seed_steps >= 0 and self.random_steps >= 0, "seed_steps and random_steps must be >= 0")
-        need(self.critic_update_every >= 1 and self.actor_update_every >= 1,
-             "critic_update_every and actor_update_every must be >= 1")
-        need(all(h > 0 for h in self.hidden_sizes) and len(self.hidden_sizes) >= 1,
-             f"hidden_sizes must be positive widths (got {self.hidden_sizes})")
-        need(self.actor_lr > 0 and self.critic_lr > 0, "learning rates must be > 0")
-        need(0 < self.tau <= 1, f"tau must be in (0, 1] (got {self.tau})")
-        need(0 <= self.gamma < 1, f"gamma must be in [0, 1) (got {self.gamma})")
-        need(self.batch_size is None or self.batch_size > 0, f"batch_size must be > 0 (got {self.batch_size})")
-        need(self.replay_capacity > 0, "replay_capacity must be > 0")
-        need(self.std_start >= 0 and self.std_end >= 0, "exploration stds must be >= 0")
-        need(self.std_decay_steps > 0, "std_decay_steps must be > 0")
-        need(self.target_noise_clip >= 0, "target_noise_clip must be >= 0")
-        need(self.eval_every >= 0, "eval_every must be >= 0 (0 = evaluate only at the end)")
-        need(self.eval_episodes >= 1, f"eval_episodes must be >= 1 (got {self.eval_episodes})")
-        need(self.checkpoint_every >= 0, "checkpoint_every must be >= 0 (0 = only at the end)")
-        need(self.max_episode_steps is None or self.max_episode_steps > 0, "max_episode_steps must be > 0 or None")
-        need(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS} (got {self.precision!r}); "
-                                           "use --precision auto, fp32 or bf16")
-        need(isinstance(self.n_step, int) and self.n_step >= 1, f"n_step must be an integer >= 1 (got {self.n_step!r})")
-        need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-             f"device must be auto, cpu or cuda (got {self.device!r})")
+        need(self.train_steps > 0, "train_steps", "must be > 0; pass --steps N with N >= 1")
+        need(self.train_steps <= MAX_TRAIN_STEPS, "train_steps", f"must be <= {MAX_TRAIN_STEPS:.0e}")
+        need(self.seed_steps >= 0, "seed_steps", "must be >= 0")
+        need(self.random_steps >= 0, "random_steps", "must be >= 0")
+        need(self.critic_update_every >= 1, "critic_update_every", "must be >= 1")
+        need(self.actor_update_every >= 1, "actor_update_every", "must be >= 1")
+        need(len(self.hidden_sizes) >= 1 and all(h > 0 for h in self.hidden_sizes), "hidden_sizes",
+             "must be positive widths, e.g. [256, 256]")
+        need(len(self.hidden_sizes) <= MAX_LAYERS and all(h <= MAX_WIDTH for h in self.hidden_sizes), "hidden_sizes",
+             f"at most {MAX_LAYERS} layers of at most {MAX_WIDTH} units each")
+        need(self.actor_lr > 0, "actor_lr", "must be > 0")
+        need(self.critic_lr > 0, "critic_lr", "must be > 0")
+        need(self.adam_eps > 0, "adam_eps", "must be > 0")
+        need(0 < self.tau <= 1, "tau", "must be in (0, 1]")
+        need(0 <= self.gamma < 1, "gamma", "must be in [0, 1)")
+        need(self.batch_size is None or self.batch_size > 0, "batch_size", "must be > 0")
+        need(self.batch_size is None or self.batch_size <= MAX_BATCH, "batch_size",
+             f"must be <= {MAX_BATCH} (samples per member and gradient step)")
+        need(self.replay_capacity > 0, "replay_capacity", "must be > 0")
+        need(self.std_start >= 0, "std_start", "must be >= 0")
+        need(self.std_end >= 0, "std_end", "must be >= 0")
+        need(self.std_decay_steps > 0, "std_decay_steps", "must be > 0")
+        need(self.target_noise_std is None or self.target_noise_std >= 0, "target_noise_std", "must be >= 0 or null")
+        need(self.target_noise_clip >= 0, "target_noise_clip", "must be >= 0")
+        need(self.eval_every >= 0, "eval_every", "must be >= 0 (0 = evaluate only at the end)")
+        need(1 <= self.eval_episodes <= MAX_EVAL_EPISODES, "eval_episodes", f"must be in 1 .. {MAX_EVAL_EPISODES}")
+        need(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = only at the end)")
+        need(self.max_episode_steps is None or 0 < self.max_episode_steps <= MAX_EPISODE_STEPS, "max_episode_steps",
+             f"must be in 1 .. {MAX_EPISODE_STEPS}, or null for the family's episode length")
+        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}; use --precision auto, fp32 or bf16")
+        need(isinstance(self.n_step, int) and 1 <= self.n_step <= MAX_N_STEP, "n_step",
+             f"must be an integer in 1 .. {MAX_N_STEP}")
+        need(0 <= self.seed < 2 ** 63, "seed", "must be >= 0 (and below 2**63); e.g. --seed 2")
+        need(self.torch_threads is None or 1 <= self.torch_threads <= 4096, "torch_threads",
+             "must be >= 1, or null for cores / workers")
+        need(self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+             "device", "must be auto, cpu, cuda or cuda:<index>")
+
+    def memory_bytes(self, obs_dim: int, act_dim: int, members: int) -> dict[str, int]:
+        """Estimated peak memory of one ensemble of `members` experts in one process, by part (bytes): the
+        replay buffers, the networks with their targets, gradients and Adam moments, and one update's batch
+        and activations. A bound for refusing what cannot fit, not a measurement (within ~2x of one)."""
+        rows = min(self.replay_capacity, self.train_steps)
+        replay = members * rows * ((2 * obs_dim + act_dim + 3) * 4 + 1)
+        widths = list(self.hidden_sizes)
+
+        def mlp(inp: int, out: int) -> int:
+            dims = [inp, *widths, out]
+            return sum(a * b + b for a, b in zip(dims, dims[1:]))
+
+        params = mlp(obs_dim, act_dim) + 2 * mlp(obs_dim + act_dim, 1)
+        networks = members * params * 4 * 5  # online, target, gradient, two Adam moments
+        batch = self.batch_size or 256
+        activations = members * batch * (sum(widths) * 3 * 4 + (2 * obs_dim + act_dim + 2) * 4 * self.n_step) * 4
+        return {"replay": replay, "networks": networks, "batch": activations}
 
     def exploration_std(self, step: int) -> float:
         """The authors' `linear(std_start, std_end, std_decay_steps)` schedule."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -10,10 +11,11 @@ from typing import Mapping, Sequence
 
 from hyperzero.experts.config import TD3Config
 from hyperzero.experts.gate import GateConfig, judge, warm_start_source
-from hyperzero.experts.trainer import (EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step,
+from hyperzero.experts.trainer import (CHECKPOINT, EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step,
                                        dynamics_key, is_finished, train_group)
+from hyperzero.utils.integrity import CorruptFileError, fingerprint, move_aside
 from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
-from hyperzero.utils.ray_local import start_ray
+from hyperzero.utils.ray_local import RESUME_HINT, WorkerDiedError, start_ray, worker_died
 from hyperzero.utils.runinfo import write_run_info
 from hyperzero.utils.torch_utils import resolve_device
 from hyperzero.utils.workers import default_threads, exit_with_parent
@@ -72,7 +74,7 @@ def pack_groups(tasks: Sequence[TaskSpec], ensemble_size: int, dynamics_key=None
 
 
 def _group_entry(family: str, tasks: list[TaskSpec], config_dict: dict, progress: bool, position: int,
-                 parent_pid: int | None = None) -> list[dict]:
+                 parent_pid: int | None = None, fresh: bool = False) -> list[dict]:
     """Worker entry point (a fresh process or a Ray worker)."""
     import torch
 
@@ -81,7 +83,7 @@ def _group_entry(family: str, tasks: list[TaskSpec], config_dict: dict, progress
     config = TD3Config.from_dict(config_dict)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    return train_group(family, tasks, config, progress=progress, position=position)
+    return train_group(family, tasks, config, progress=progress, position=position, fresh=fresh)
 
 
 def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir: str | Path,
@@ -115,39 +117,233 @@ def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir:
     if progress and done:
         print(f"experts: {done}/{len(tasks)} task(s) already finished in {out_dir}; not retrained", file=sys.stderr)
     _train_tasks(family, pending, cfg, out_dir, ensemble_size, num_workers, executor, ray_address, progress,
-                 all_task_ids=[t.task_id for t in tasks])
+                 all_task_ids=[t.task_id for t in tasks], stage_members=tasks)
     summaries = [read_json(t.dir / SUMMARY) for t in tasks]
-    if gate is None:
-        return summaries
-    return _apply_gate(family, tasks, summaries, cfg, gate, out_dir, ensemble_size, num_workers, executor,
-                       ray_address, progress)
+    shutil.rmtree(out_dir / SHADOW / "experts", ignore_errors=True)  # re-simulated members: kept only across kills
+    if gate is not None:
+        summaries = _apply_gate(family, tasks, summaries, cfg, gate, out_dir, ensemble_size, num_workers, executor,
+                                ray_address, progress)
+    shutil.rmtree(out_dir / SHADOW, ignore_errors=True)
+    return summaries
+
+
+PLAN = "packing.json"  # which tasks were trained together, per stage: a redo is packed the same way
+SHADOW = ".shadow"     # scratch folders of finished members re-simulated beside a redone one
+PLAN_FORMAT = 1
+
+
+@dataclasses.dataclass
+class _Run:
+    """One ensemble to train now: its members in planned order, whether it starts from step 0 whatever the
+    checkpoints, and the members that are only re-simulated (planned member dict, scratch folder)."""
+    tasks: list[TaskSpec]
+    fresh: bool
+    shadows: list[tuple[dict, Path]]
+
+
+def _rel(out_dir: Path, path: Path) -> str:
+    try:
+        return Path(path).relative_to(out_dir).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _member(out_dir: Path, t: TaskSpec) -> dict:
+    return {"dir": _rel(out_dir, t.dir), "task_id": t.task_id, "context": dict(t.context), "seed": int(t.seed),
+            "warm_start": _rel(out_dir, t.warm_start) if t.warm_start else None}
+
+
+def _spec(out_dir: Path, m: dict, directory: Path) -> TaskSpec:
+    return TaskSpec(m["task_id"], dict(m["context"]), int(m["seed"]), directory,
+                    warm_start=out_dir / m["warm_start"] if m.get("warm_start") else None)
+
+
+def load_plan(out_dir: Path, progress: bool = True) -> dict | None:
+    """`out_dir/packing.json`, or None when there is none (a run made before it existed, or a new one). A
+    damaged one is moved to `out_dir/corrupt/` (named on stderr) and the packing is reconstructed."""
+    path = Path(out_dir) / PLAN
+    if not path.exists():
+        return None
+    try:
+        plan = read_json(path)
+        if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT or not isinstance(plan.get("stages"), dict):
+            raise CorruptFileError(path, "is not a packing record this hyperzero knows")
+        return plan
+    except (CorruptFileError, OSError) as e:
+        target = move_aside(out_dir, path)
+        print(f"experts: {path}: {getattr(e, 'reason', e)}; moved to {target}; the packing is reconstructed",
+              file=sys.stderr)
+        return None
+
+
+def _has_progress(task_dir: Path) -> bool:
+    return (task_dir / SUMMARY).exists() or (task_dir / CHECKPOINT).exists()
+
+
+def _legacy_stage_plan(family: str, members: Sequence[TaskSpec], cfg: TD3Config, out_dir: Path, on_gpu: bool,
+                       num_workers: int | None, ensemble_size: int | None) -> dict | None:
+    """The packing an earlier run without packing.json used for these stage members: one pack_groups of all of
+    them (every member pending, at step 0, in their order). None when nothing was trained yet, or when the
+    finished members' summaries (their `ensemble_size`) contradict it."""
+    if not members or not any(_has_progress(t.dir) for t in members):
+        return None
+    workers, size = default_packing(len(members), os.cpu_count() or 1, on_gpu, num_workers, ensemble_size)
+    ordered = sorted(members, key=lambda t: dynamics_key(family)(t.context)) if cfg.share_experience else list(members)
+    groups = [ordered[i:i + size] for i in range(0, len(ordered), size)]
+    for g in groups:
+        for t in g:
+            try:
+                recorded = read_json(t.dir / SUMMARY).get("ensemble_size") if (t.dir / SUMMARY).exists() else None
+            except (OSError, ValueError):
+                recorded = None
+            if recorded is not None and recorded != len(g):
+                print(f"experts: the packing of this earlier run cannot be reconstructed ({t.task_id} was trained in an "
+                      f"ensemble of {recorded}, not {len(g)}); a redone expert may differ from the one it replaces "
+                      f"within float rounding (docs/reliability.md §8)", file=sys.stderr)
+                return None
+    threads = cfg.torch_threads or default_threads(min(workers, len(groups)))
+    return {"ensemble_size": size, "torch_threads": threads, "reconstructed": True,
+            "groups": [[_member(out_dir, t) for t in g] for g in groups]}
+
+
+def _start_step(task_dir: Path, shadow: bool) -> int:
+    """The checkpoint step a member would resume from (0 without one); -1 for a damaged shadow checkpoint."""
+    try:
+        return checkpoint_step(task_dir)
+    except (CorruptFileError, OSError, KeyError, ValueError):
+        if not shadow:
+            raise
+        return -1
+
+
+def plan_runs(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: Path, ensemble_size: int | None,
+              num_workers: int | None, on_gpu: bool, stage_key: str, stage_members: Sequence[TaskSpec] = (),
+              progress: bool = True) -> tuple[list[_Run], dict]:
+    """The ensembles to train for `pending` and the stage's packing record (written to packing.json).
+
+    Every member of a stage is trained in the ensemble it was first packed into: a member's numbers depend
+    on its ensemble (docs/reliability.md §8), so a task redone after damage is trained beside its original
+    ensemble mates again, and those that are already finished are re-simulated in `out_dir/.shadow/` (their
+    results are compared with the saved ones, then deleted). Members whose checkpoints are at different steps
+    (a damaged one moved aside, a kill or a full disk between two members' checkpoints) restart together from
+    step 0. Tasks the record does not know are packed as before (`pack_groups`) and added to it."""
+    plan = load_plan(out_dir, progress) or {"format": PLAN_FORMAT, "stages": {}}
+    stage = plan["stages"].get(stage_key)
+    if stage is None:
+        stage = _legacy_stage_plan(family, stage_members, cfg, out_dir, on_gpu, num_workers, ensemble_size)
+    by_dir = {_rel(out_dir, t.dir): t for t in pending}
+    if stage is not None:
+        planned = {m["dir"]: m for g in stage["groups"] for m in g}
+        changed = [d for d, t in by_dir.items() if d in planned and planned[d] != _member(out_dir, t)]
+        if changed:
+            if progress:
+                print(f"experts: {', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''}: seed, context or warm "
+                      f"start differ from {PLAN}; these stage members are packed anew", file=sys.stderr)
+            stage = None
+    if stage is None:
+        stage = {"ensemble_size": None, "torch_threads": None, "groups": []}
+    planned = {m["dir"] for g in stage["groups"] for m in g}
+    unplanned = [t for t in pending if _rel(out_dir, t.dir) not in planned]
+    if unplanned:
+        workers, size = default_packing(len(unplanned), os.cpu_count() or 1, on_gpu, num_workers, ensemble_size)
+        groups = pack_groups(unplanned, size, dynamics_key(family) if cfg.share_experience else None)
+        stage["groups"] += [[_member(out_dir, t) for t in g] for g in groups]
+        stage["ensemble_size"] = stage["ensemble_size"] or size
+        stage["torch_threads"] = stage["torch_threads"] or cfg.torch_threads or default_threads(
+            min(workers, len(groups)))
+    runs = []
+    for group in stage["groups"]:
+        if not any(m["dir"] in by_dir for m in group):
+            continue
+        tasks, shadows = [], []
+        for m in group:
+            if m["dir"] in by_dir:
+                tasks.append(by_dir[m["dir"]])
+            else:
+                scratch = Path(out_dir) / SHADOW / stage_key / m["dir"].replace("/", "__")
+                tasks.append(_spec(Path(out_dir), m, scratch))
+                shadows.append((m, scratch))
+        shadow_dirs = {d for _, d in shadows}
+        steps = [_start_step(t.dir, t.dir in shadow_dirs) for t in tasks]
+        fresh = len(set(steps)) > 1
+        if fresh and progress:
+            print(f"experts: ensemble {', '.join(t.task_id for t in tasks)} restarts from step 0: its members' "
+                  f"checkpoints are at steps {sorted(set(steps))}, and a member is reproduced only in the ensemble "
+                  f"it was first trained in", file=sys.stderr)
+        runs.append(_Run(tasks, fresh, shadows))
+    plan["stages"][stage_key] = stage
+    return runs, plan
+
+
+def _check_shadows(out_dir: Path, runs: list[_Run], progress: bool) -> None:
+    """Compare each re-simulated member with its saved expert (a check that the redo reproduced the original
+    computation), then delete the scratch folders."""
+    same, differ = [], []
+    for run in runs:
+        for m, scratch in run.shadows:
+            saved, redone = Path(out_dir) / m["dir"] / EXPERT, scratch / EXPERT
+            if saved.exists() and redone.exists() and is_finished(Path(out_dir) / m["dir"]):
+                try:
+                    (same if fingerprint(saved) == fingerprint(redone) else differ).append(m["dir"])
+                except OSError:
+                    pass
+            shutil.rmtree(scratch, ignore_errors=True)
+    if same and not differ:
+        print(f"experts: the {len(same)} re-simulated ensemble mate(s) reproduced their saved experts bit for bit, "
+              f"so the redone task(s) were trained exactly as first", file=sys.stderr)
+    if differ:
+        print(f"experts: warning: re-simulated {', '.join(differ)} differ(s) from the saved expert.pt: this machine "
+              f"(CPU, threads, torch) rounds differently from the one that trained them, so the redone task(s) match "
+              f"the originals only within float rounding (docs/reliability.md §8)", file=sys.stderr)
+    shadow_root = Path(out_dir) / SHADOW
+    if shadow_root.is_dir() and not any(p.is_file() for p in shadow_root.rglob("*")):
+        shutil.rmtree(shadow_root, ignore_errors=True)
 
 
 def _train_tasks(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: Path, ensemble_size: int | None,
                  num_workers: int | None, executor: str, ray_address: str | None, progress: bool,
-                 all_task_ids: list[str], stage: str = "experts") -> None:
+                 all_task_ids: list[str], stage: str = "experts", stage_key: str = "experts",
+                 stage_members: Sequence[TaskSpec] = ()) -> None:
     if not pending:
         return
     # Local workers share this machine's GPU; Ray workers may be elsewhere, so there the CPU rule holds.
     on_gpu = executor == "local" and resolve_device(cfg.device).type == "cuda"
-    workers, size = default_packing(len(pending), os.cpu_count() or 1, on_gpu, num_workers, ensemble_size)
-    groups = pack_groups(pending, size, dynamics_key(family) if cfg.share_experience else None)
-    workers = min(workers, len(groups))
-    run_cfg = dataclasses.replace(cfg, torch_threads=cfg.torch_threads or default_threads(workers))
+    runs, plan = plan_runs(family, pending, cfg, out_dir, ensemble_size, num_workers, on_gpu, stage_key,
+                           stage_members, progress)
+    record = plan["stages"][stage_key]
+    workers = min(num_workers or default_packing(len(pending), os.cpu_count() or 1, on_gpu)[0], len(runs))
+    threads = cfg.torch_threads or record["torch_threads"] or default_threads(workers)
+    if cfg.torch_threads and record["torch_threads"] and cfg.torch_threads != record["torch_threads"] and progress:
+        print(f"experts: {cfg.torch_threads} thread(s) per worker, but {stage_key} was first trained with "
+              f"{record['torch_threads']}: results may differ within float rounding", file=sys.stderr)
+    if ensemble_size and record["ensemble_size"] and ensemble_size != record["ensemble_size"] and progress:
+        print(f"experts: ensembles of {ensemble_size} were asked for, but {stage_key} was first packed in ensembles of "
+              f"{record['ensemble_size']} ({PLAN}); its tasks are trained in those, so they reproduce",
+              file=sys.stderr)
+    run_cfg = dataclasses.replace(cfg, torch_threads=threads)
+    atomic_write_json(Path(out_dir) / PLAN, plan)  # before training: a kill now still leaves the packing known
+    size = record["ensemble_size"]
     if stage == "experts":  # a retry's config is in its own summary.json (the retry-<k> folder)
         write_run_info(out_dir, run_cfg, seeds={"expert": cfg.seed}, stage=stage, family=family,
                        executor=executor, ensemble_size=size, num_workers=workers, task_ids=all_task_ids,
-                       trained_now=[t.task_id for t in pending])
+                       trained_now=[t.task_id for t in pending], packing=PLAN)
+    n_shadows = sum(len(r.shadows) for r in runs)
     if progress:
-        print(f"{stage}: training {len(pending)} task(s) as {len(groups)} ensemble(s) of <= {size} on "
+        print(f"{stage}: training {len(pending)} task(s) as {len(runs)} ensemble(s) of <= {size} on "
               f"{workers} worker(s) x {run_cfg.torch_threads} thread(s), executor={executor}", file=sys.stderr)
+    if n_shadows:
+        print(f"{stage}: also re-simulating {n_shadows} finished ensemble mate(s) in {SHADOW}/ "
+              f"({', '.join(m['task_id'] for r in runs for m, _ in r.shadows)}): a task is redone in the ensemble "
+              f"it was first trained in, so that it reproduces the expert it replaces", file=sys.stderr)
     if executor == "ray":
-        _run_ray(family, groups, run_cfg, ray_address, progress)
+        _run_ray(family, runs, run_cfg, ray_address, progress)
     elif workers == 1:
-        for g in groups:
-            train_group(family, g, run_cfg, progress=progress)
+        for r in runs:
+            train_group(family, r.tasks, run_cfg, progress=progress, fresh=r.fresh)
     else:
-        _run_processes(family, groups, run_cfg, workers, progress)
+        _run_processes(family, runs, run_cfg, workers, progress)
+    if n_shadows:
+        _check_shadows(out_dir, runs, progress)
 
 
 RETRY_SEED_STRIDE = 1000  # retry k of an expert with seed s uses seed s + k * 1000
@@ -158,13 +354,16 @@ def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: 
     """Judge, retry failures (warm start from the nearest passing expert, new seed), keep each task's best attempt."""
     by_id = {t.task_id: t for t in tasks}
     for attempt in range(1, gate.max_retries + 1):
-        verdicts = judge(family, summaries, gate)
+        # judged on the summaries as they were when this attempt was first judged: a task redone since then
+        # must get the verdict (and warm start) it got the first time, not one against promoted neighbours
+        seen = [_as_of(t, s, attempt) for t, s in zip(tasks, summaries)]
+        verdicts = judge(family, seen, gate)
         retry = []
         for i, (s, v) in enumerate(zip(summaries, verdicts)):
             if v.passed or len(s.get("retries", [])) >= attempt:
                 continue
             t = by_id[s["task_id"]]
-            source = warm_start_source(family, summaries, verdicts, i)
+            source = warm_start_source(family, seen, verdicts, i)
             warm = out_dir / source / EXPERT if source else None
             retry.append(TaskSpec(t.task_id, t.context, t.seed + attempt * RETRY_SEED_STRIDE,
                                   t.dir / f"retry-{attempt}", warm_start=warm))
@@ -177,8 +376,11 @@ def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: 
         pending = [r for r in retry if not is_finished(r.dir)]
         for warm in (True, False):  # warm-started and fresh retries differ in random_steps: separate ensembles
             group = [r for r in pending if (r.warm_start is not None) == warm]
+            members = _retry_members(tasks, summaries, [r for r in retry if (r.warm_start is not None) == warm],
+                                     attempt, warm, out_dir)
             _train_tasks(family, group, gate.retry_config(cfg, warm), out_dir, ensemble_size, num_workers, executor,
-                         ray_address, progress, all_task_ids=[r.task_id for r in retry], stage="gate-retry")
+                         ray_address, progress, all_task_ids=[r.task_id for r in retry], stage="gate-retry",
+                         stage_key=f"gate-retry-{attempt}-{'warm' if warm else 'fresh'}", stage_members=members)
         for r in retry:
             _record_retry(by_id[r.task_id], r, attempt)
         summaries = [read_json(t.dir / SUMMARY) for t in tasks]
@@ -196,6 +398,45 @@ def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: 
               f"{'y' if gate.max_retries == 1 else 'ies'}: " + "; ".join(
                   f"{s['task_id']} ({s['gate']['reason']})" for s in flagged), file=sys.stderr)
     return summaries
+
+
+_PROMOTED = ("seed", "eval_return_mean", "eval_return_std", "eval_returns", "floor_return")
+
+
+def _as_of(task: TaskSpec, summary: dict, attempt: int) -> dict:
+    """The task's summary as the gate saw it when it first judged `attempt`: its first attempt, with the retries
+    before `attempt` promoted where they scored higher (as `_record_retry` promotes them)."""
+    first = summary.get("first_attempt")
+    if not first:
+        return summary  # never promoted: its numbers are the first attempt's
+    seen = {**summary, **first}
+    for r in sorted(summary.get("retries", []), key=lambda r: r["attempt"]):
+        if r["attempt"] >= attempt or not r["eval_return_mean"] > seen["eval_return_mean"]:
+            continue
+        try:
+            result = read_json(task.dir / r["dir"] / SUMMARY)
+        except (OSError, ValueError):
+            result = {"eval_return_mean": r["eval_return_mean"], "seed": r.get("seed")}
+        seen.update({k: result[k] for k in _PROMOTED if k in result})
+    return seen
+
+
+def _retry_members(tasks: list[TaskSpec], summaries: list[dict], retries: list[TaskSpec], attempt: int, warm: bool,
+                   out_dir: Path) -> list[TaskSpec]:
+    """Every retry of `attempt` of one kind (warm or fresh), in task order: this round's and those recorded in
+    the summaries (for reconstructing the packing of a run made before packing.json existed)."""
+    pending_by_id = {r.task_id: r for r in retries}
+    members = []
+    for t, s in zip(tasks, summaries):
+        if t.task_id in pending_by_id:
+            members.append(pending_by_id[t.task_id])
+            continue
+        for r in s.get("retries", []):
+            if r.get("attempt") == attempt and (r.get("warm_start") is not None) == warm:
+                source = Path(r["warm_start"]).parent.name if r.get("warm_start") else None
+                members.append(TaskSpec(t.task_id, t.context, int(r["seed"]), t.dir / r["dir"],
+                                        warm_start=Path(out_dir) / source / EXPERT if source else None))
+    return members
 
 
 def _record_retry(task: TaskSpec, retry: TaskSpec, attempt: int) -> None:
@@ -220,32 +461,49 @@ def _record_retry(task: TaskSpec, retry: TaskSpec, attempt: int) -> None:
     atomic_write_json(task.dir / SUMMARY, summary)
 
 
-def _run_processes(family: str, groups, cfg: TD3Config, workers: int, progress: bool) -> None:
+def _ensemble_name(run: _Run) -> str:
+    ids = [t.task_id for t in run.tasks]
+    return f"ensemble {', '.join(ids[:4])}{' ...' if len(ids) > 4 else ''}"
+
+
+def _run_processes(family: str, runs: list[_Run], cfg: TD3Config, workers: int, progress: bool) -> None:
     import multiprocessing as mp
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_group_entry, family, g, cfg.to_dict(), progress, i % workers, os.getpid())
-                   for i, g in enumerate(groups)]
-        for f in futures:
-            f.result()  # re-raises a worker's exception here
+        futures = [pool.submit(_group_entry, family, r.tasks, cfg.to_dict(), progress, i % workers, os.getpid(),
+                               r.fresh) for i, r in enumerate(runs)]
+        for r, f in zip(runs, futures):
+            try:
+                f.result()  # re-raises a worker's exception here
+            except BrokenProcessPool:
+                raise WorkerDiedError(f"a worker process died while training {_ensemble_name(r)} (killed, or out "
+                                      f"of memory?); {RESUME_HINT}") from None
 
 
 # ----------------------------------------------------------------------------- Ray
-def _run_ray(family: str, groups, cfg: TD3Config, address: str | None, progress: bool) -> None:
+def _run_ray(family: str, runs: list[_Run], cfg: TD3Config, address: str | None, progress: bool) -> None:
     import ray
 
     started = start_ray(address)
     try:
         remote = ray.remote(num_cpus=cfg.torch_threads, max_retries=0)(_group_entry)
-        refs = [remote.remote(family, g, cfg.to_dict(), False, 0) for g in groups]
+        refs = {remote.remote(family, r.tasks, cfg.to_dict(), False, 0, None, r.fresh): r for r in runs}
         from tqdm import tqdm
 
         with tqdm(total=len(refs), desc="ensembles (ray)", disable=not progress, unit="ensemble") as bar:
             remaining = list(refs)
             while remaining:
                 ready, remaining = ray.wait(remaining, num_returns=1)
-                for summaries in ray.get(ready):
+                for ref in ready:
+                    try:
+                        summaries = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - a lost worker is one line; a task's own error is itself
+                        died = worker_died(e, f"training {_ensemble_name(refs[ref])}")
+                        if died is None:
+                            raise
+                        raise died from None
                     bar.update(1)
                     bar.set_postfix_str(" ".join(f"{s['task_id']}:{s['eval_return_mean']:.0f}" for s in summaries))
     finally:

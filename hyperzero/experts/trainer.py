@@ -87,7 +87,7 @@ class GroupTrainer:
     """Runs N tasks of one family in lockstep as one EnsembleTD3."""
 
     def __init__(self, family: str, tasks: Sequence[TaskSpec], config: TD3Config, progress: bool = True,
-                 position: int = 0):
+                 position: int = 0, fresh: bool = False):
         from hyperzero.envs import get_family
 
         if not tasks:
@@ -119,7 +119,10 @@ class GroupTrainer:
         self.episodes = np.zeros(self.n, np.int64)  # train episodes started, per member
         self.last_eval: list[dict | None] = [None] * self.n
         self.cpu_seconds_before = 0.0  # process CPU time of earlier invocations (from the checkpoint)
-        self._resume()
+        if fresh:  # from step 0 whatever checkpoints exist (they are overwritten by the first new one)
+            self._warm_start()
+        else:
+            self._resume()
         self._cpu_start = time.process_time()
         for t in tasks:
             t.dir.mkdir(parents=True, exist_ok=True)
@@ -342,9 +345,10 @@ def experience_pools(family: str, contexts: Sequence[dict]) -> list[list[int]]:
 
 
 def train_group(family: str, tasks: Sequence[TaskSpec], config: TD3Config, progress: bool = True,
-                position: int = 0) -> list[dict]:
-    """Train (or resume) one ensemble; returns the members' summaries."""
-    return GroupTrainer(family, tasks, config, progress=progress, position=position).train()
+                position: int = 0, fresh: bool = False) -> list[dict]:
+    """Train (or resume) one ensemble; returns the members' summaries. `fresh` starts from step 0 even where
+    checkpoints exist (the sweep's choice when its members' checkpoints are at different steps)."""
+    return GroupTrainer(family, tasks, config, progress=progress, position=position, fresh=fresh).train()
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -31,7 +31,35 @@ from hyperzero.experts.profiles import profile_config
 
 class ConfigLoader(yaml.SafeLoader):
     """YAML with the YAML 1.2 core schema's scalars: `-10:10:0.5` stays a string (YAML 1.1 reads it as a
-    base-60 number), `1e3` is a number, and only true/false are booleans (not yes/no/on/off)."""
+    base-60 number), `1e3` is a number, and only true/false are booleans (not yes/no/on/off).
+
+    Safe against hostile or mistaken input: aliases (`*name`) are refused, so nested aliases cannot expand a
+    small file into gigabytes (a "billion laughs"), and a key given twice in one mapping is an error, not
+    silently the last value."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"found the alias *{event.anchor}: YAML aliases are not allowed in hyperzero configs "
+                            "(a few nested ones expand into gigabytes); write the values out", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    continue  # an unhashable key: the base class reports it
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        "while reading a mapping", node.start_mark,
+                        f"found the key {key!r} twice (first on line {first.start_mark.line + 1}); give each key once",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 class ConfigDumper(yaml.SafeDumper):
@@ -61,6 +89,39 @@ _core_schema_resolvers()
 def load_yaml(text: str):
     """Parse config YAML (see ConfigLoader)."""
     return yaml.load(text, Loader=ConfigLoader)
+
+
+def yaml_error_text(e: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (line, column), without the quoted source."""
+    problem = getattr(e, "problem", None)
+    mark = getattr(e, "problem_mark", None)
+    if not problem:
+        return " ".join(str(e).split())[:400]
+    context = getattr(e, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{context + ': ' if context else ''}{problem}{where}"
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file larger than 1 MiB is a mistake (presets are ~1 KiB)
+MAX_SET_CHARS = 100_000     # one --set value
+MAX_TASKS = 10_000          # tasks (experts) in one run: far above any sweep here (the paper's largest: 360)
+
+
+def read_config_text(path: Path) -> str:
+    """A config file's text: UTF-8 (a BOM is allowed), at most MAX_CONFIG_BYTES; every error names the file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ValueError(f"config file {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES} bytes")
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"config file {path}: cannot read it ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        bom = " (it starts with a UTF-16 byte-order mark)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ValueError(f"config file {path}: not UTF-8 text{bom}, byte {e.start} cannot be decoded; save it as "
+                         f"UTF-8") from None
 
 
 PRESETS_PACKAGE = "hyperzero.launchers.presets"
@@ -108,7 +169,7 @@ def load_config_source(source: str) -> tuple[dict, str]:
             raise ValueError(f"config file {source} does not exist; pass a preset name ({', '.join(list_presets())}) "
                              f"or an existing YAML file")
         where = str(path)  # as given: an absolute path would record the build machine in config.yaml
-        text = path.read_text()
+        text = read_config_text(path)
     else:
         presets = list_presets()
         if source not in presets:
@@ -119,7 +180,7 @@ def load_config_source(source: str) -> tuple[dict, str]:
     try:
         data = load_yaml(text)
     except yaml.YAMLError as e:
-        raise ValueError(f"{where}: not valid YAML ({e})") from e
+        raise ValueError(f"{where}: not valid YAML: {yaml_error_text(e)}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{where}: the config must be a YAML mapping with sections {', '.join(SECTIONS)}")
     return data, where
@@ -136,20 +197,44 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
 
 
 def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
-    """`["experts.train_steps=30000", "fit.seeds=[0,1]"]`: dotted key, YAML value."""
+    """`["experts.train_steps=30000", "fit.seeds=[0,1]"]`: dotted key, YAML value.
+
+    Refused: a key given twice with different values, and two different kinds of `contexts` (grid, sample,
+    list) in one command: the later would silently drop the earlier. A `--set contexts.<kind>` replaces the
+    config file's other kind, which is how a preset's grid is swapped for a sample."""
+    from hyperzero.utils.typed import short_repr
+
     config = copy.deepcopy(config)
+    given: dict[str, tuple[str, Any]] = {}  # dotted key -> (the --set item, its value)
+    context_kind: tuple[str, str] | None = None  # (kind, the --set item that chose it)
     for item in overrides:
+        shown = short_repr(item)
         if "=" not in item:
-            raise ValueError(f"--set {item!r} must look like key=value, e.g. --set experts.train_steps=30000")
+            raise ValueError(f"--set {shown} must look like key=value, e.g. --set experts.train_steps=30000")
         key, raw = item.split("=", 1)
         parts = [p for p in key.strip().split(".") if p]
         if not parts or parts[0] not in SECTIONS:
-            raise ValueError(f"--set {item!r}: unknown section {parts[0] if parts else key!r}; sections are "
+            raise ValueError(f"--set {shown}: unknown section {short_repr(parts[0] if parts else key)}; sections are "
                              f"{', '.join(SECTIONS)}")
+        dotted = ".".join(parts)
+        if len(raw) > MAX_SET_CHARS:
+            raise ValueError(f"--set {dotted}=...: the value has {len(raw)} characters (at most {MAX_SET_CHARS})")
         try:
             value = load_yaml(raw)
         except yaml.YAMLError as e:
-            raise ValueError(f"--set {item!r}: value is not valid YAML ({e})") from e
+            raise ValueError(f"--set {dotted}: value is not valid YAML: {yaml_error_text(e)}") from None
+        if dotted in given and given[dotted][1] != value:
+            raise ValueError(f"--set {dotted} is given twice with different values ({short_repr(given[dotted][0])} "
+                             f"and {shown}); give it once")
+        given[dotted] = (item, value)
+        if parts[0] == "contexts":
+            kinds = [parts[1]] if len(parts) > 1 else (list(value) if isinstance(value, Mapping) else [])
+            for kind in kinds:
+                if context_kind is not None and context_kind[0] != kind:
+                    raise ValueError(f"--set {short_repr(context_kind[1])} and --set {shown} conflict: contexts hold "
+                                     f"exactly one of grid, sample or list (the later would drop the earlier); "
+                                     f"give one kind")
+                context_kind = (kind, item)
         if parts[0] == "contexts" and len(parts) > 1 and isinstance(config.get("contexts"), dict):
             # contexts holds exactly one of grid/sample/list: setting one kind replaces the preset's other kind
             config["contexts"] = {k: v for k, v in config["contexts"].items() if k == parts[1]}
@@ -158,7 +243,7 @@ def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
             if node.get(p) is None:
                 node[p] = {}
             if not isinstance(node[p], dict):
-                raise ValueError(f"--set {item!r}: {p!r} is not a section")
+                raise ValueError(f"--set {shown}: {p!r} is not a section")
             node = node[p]
         node[parts[-1]] = value
     return config
@@ -201,6 +286,7 @@ class DatasetSettings:
     n_episodes: int = 10           # deterministic expert episodes recorded per task
     seed: int = 0                  # seed of the dataset's episode seeds (disjoint from the experts' own)
     exclude_flagged: bool = True   # leave out experts flagged by the quality gate (listed in the manifest, said on stderr)
+    action_noise: float = 0.0      # std of Gaussian noise on the executed action; labels stay the expert's (DART)
 
 
 @dataclasses.dataclass
@@ -226,12 +312,15 @@ def _section(config: dict, name: str) -> dict:
     return config[name]
 
 
-def _stage_check(section: str, check) -> Any:
-    """Run a stage config's own range checks; their ValueError is prefixed with the section."""
+def _stage_check(section: str, check, cls_name: str | None = None) -> Any:
+    """Run a stage config's own range checks; their ValueError is prefixed with the section (a message that
+    names `<cls_name>.<field>` is renamed to the dotted key `<section>.<field>`)."""
     try:
         return check()
     except ValueError as e:
         text = str(e)
+        if cls_name and text.startswith(f"{cls_name}."):
+            raise ValueError(f"{section}.{text[len(cls_name) + 1:]}") from None
         raise ValueError(text if text.startswith(f"{section}.") else f"config section {section!r}: {text}") from None
 
 
@@ -249,6 +338,25 @@ def _number_list(key: str, value: Any) -> list:
     return [convert(f"{key}[{i}]", v, float, coerce=True) for i, v in enumerate(value)]
 
 
+def _axis_size(values: Any) -> int:
+    """Values one grid axis would have (a 'lo:hi:step' string is counted the way ContextSpace.grid parses it)."""
+    from hyperzero.envs.context import parse_values
+
+    if isinstance(values, str):
+        try:
+            return len(parse_values(values))
+        except ValueError:
+            return 1  # ContextSpace.grid reports the bad string itself
+    return len(values)
+
+
+def _grid_size(axes: Mapping[str, Any]) -> int:
+    count = 1
+    for values in axes.values():
+        count *= max(1, _axis_size(values))
+    return count
+
+
 def resolve_contexts(family: str, spec: Any) -> list[dict[str, float]]:
     """The task list of a `contexts:` section, validated by the family's context space."""
     from hyperzero.envs import context_id, get_family
@@ -264,7 +372,12 @@ def resolve_contexts(family: str, spec: Any) -> list[dict[str, float]]:
             if not isinstance(value, Mapping) or not value:
                 raise ValueError(f"contexts.grid={value!r}: must map feature names to value lists or 'lo:hi:step' "
                                  f"strings, e.g. {{speed: -10:10:0.5}}")
-            contexts = space.grid(**{str(k): _number_list(f"contexts.grid.{k}", v) for k, v in value.items()})
+            axes = {str(k): _number_list(f"contexts.grid.{k}", v) for k, v in value.items()}
+            count = _grid_size(axes)
+            if count > MAX_TASKS:
+                raise ValueError(f"contexts.grid: {' x '.join(str(_axis_size(v)) for v in axes.values())} = {count} "
+                                 f"tasks, more than {MAX_TASKS} (one expert each); use larger steps or fewer values")
+            contexts = space.grid(**axes)
         elif kind == "sample":
             if not isinstance(value, Mapping) or "n" not in value:
                 raise ValueError(f"contexts.sample={value!r}: needs n (and optionally seed, names), "
@@ -273,8 +386,8 @@ def resolve_contexts(family: str, spec: Any) -> list[dict[str, float]]:
             if unknown:
                 raise ValueError(f"contexts.sample: unknown keys {unknown}; allowed: ['n', 'names', 'seed']")
             n = convert("contexts.sample.n", value["n"], int, coerce=True)
-            if n < 1:
-                raise ValueError(f"contexts.sample.n={n}: must be >= 1")
+            if not 1 <= n <= MAX_TASKS:
+                raise ValueError(f"contexts.sample.n={n}: must be in 1 .. {MAX_TASKS} (tasks, one expert each)")
             seed = convert("contexts.sample.seed", value.get("seed", 0), int, coerce=True)
             names = convert("contexts.sample.names", value.get("names"), Optional[list[str]], coerce=True)
             contexts = space.sample(n, seed, names)
@@ -282,6 +395,8 @@ def resolve_contexts(family: str, spec: Any) -> list[dict[str, float]]:
             if not isinstance(value, list) or not value:
                 raise ValueError(f"contexts.list={value!r}: must be a non-empty list of context mappings, "
                                  f"e.g. [{{speed: 2}}, {{speed: -4}}]")
+            if len(value) > MAX_TASKS:
+                raise ValueError(f"contexts.list has {len(value)} tasks, more than {MAX_TASKS}")
             contexts = [space.validate(c) for c in value]
     except ValueError as e:
         text = str(e)
@@ -318,7 +433,7 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
     family = config.get("family")
     if not isinstance(family, str) or family not in FAMILIES:
         raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
-    resolve_contexts(family, config.get("contexts"))
+    contexts = resolve_contexts(family, config.get("contexts"))
 
     experts = _section(config, "experts")
     packing = ("ensemble_size", "num_workers")
@@ -331,15 +446,19 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
     for key in packing:
         if experts.get(key) is not None and experts[key] < 1:
             raise ValueError(f"experts.{key}={experts[key]}: must be >= 1 (or null for the default)")
-    _stage_check("experts", lambda: expert_settings(experts)[0].resolved(family))
+    _stage_check("experts", lambda: expert_settings(experts)[0].resolved(family), cls_name="TD3Config")
 
     dataset = _section(config, "dataset")
     _check_fields("dataset", dataset, DatasetSettings)
     dataset.update(coerce_fields(DatasetSettings, dataset, "dataset"))
     if dataset.get("n_episodes", 1) < 1:
         raise ValueError(f"dataset.n_episodes={dataset['n_episodes']}: must be >= 1")
+    if not 0.0 <= float(dataset.get("action_noise", 0.0)) <= 1.0:
+        raise ValueError(f"dataset.action_noise={dataset['action_noise']}: must be a std in [0, 1] (0 = no noise)")
     if dataset.get("seed", 0) < 0:
         raise ValueError(f"dataset.seed={dataset['seed']}: must be >= 0")
+    if dataset.get("n_episodes", 1) > MAX_EPISODES_PER_TASK:
+        raise ValueError(f"dataset.n_episodes={dataset['n_episodes']}: must be <= {MAX_EPISODES_PER_TASK}")
 
     fit = _section(config, "fit")
     fit.update(coerce_fields(FitSweep, fit, "fit"))
@@ -353,7 +472,7 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
         raise ValueError(f"fit.seeds={fit['seeds']}: split seeds must be distinct and >= 0")
     if fit.get("num_workers") is not None and fit["num_workers"] < 1:
         raise ValueError(f"fit.num_workers={fit['num_workers']}: must be >= 1 (or null for one per core)")
-    _check_fit_section(fit)
+    _check_fit_section(fit, family, _context_dim(contexts))
 
     evaluate = _section(config, "evaluate")
     _check_fields("evaluate", evaluate, EvalConfig, excluded=("methods", "seeds"))
@@ -362,10 +481,144 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
     for i, ctx in enumerate(evaluate.get("video_contexts") or []):
         _stage_check(f"evaluate.video_contexts[{i}]", lambda ctx=ctx: space.validate(ctx))
     _stage_check("evaluate", lambda: EvalConfig(**evaluate))
+    if evaluate.get("video_steps", 0) > MAX_VIDEO_STEPS:
+        raise ValueError(f"evaluate.video_steps={evaluate['video_steps']}: must be <= {MAX_VIDEO_STEPS} "
+                         f"(the frames are held in memory)")
     return config
 
 
-def _check_fit_section(fit: Mapping) -> None:
+MAX_EPISODES_PER_TASK = 100_000
+MAX_VIDEO_STEPS = 20_000
+MAX_FIT_BATCH = 1 << 20
+MAX_FIT_LIMITS = {"batch_size": MAX_FIT_BATCH, "tasks_per_batch": MAX_TASKS, "val_samples_per_task": 1 << 20,
+                  "val_episodes": 10_000}
+MAX_MODEL_WIDTH, MAX_MODEL_LAYERS = 65_536, 64
+
+
+def _context_dim(contexts: Sequence[Mapping[str, float]]) -> int:
+    """How many context features vary over the tasks (the models' context input; at least 1)."""
+    names = {k for c in contexts for k in c}
+    return max(1, sum(1 for n in names if len({c.get(n) for c in contexts}) > 1))
+
+
+def _check_model_bounds(model: Mapping) -> None:
+    """Widths and sizes of fit.model (any field named *dim*/*size*) within bounds, before anything is built."""
+    for key, value in model.items():
+        if "dim" not in key and "size" not in key:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and len(value) > MAX_MODEL_LAYERS:
+            raise ValueError(f"fit.model.{key}: {len(value)} entries, at most {MAX_MODEL_LAYERS}")
+        for v in values:
+            if isinstance(v, int) and not isinstance(v, bool) and v > MAX_MODEL_WIDTH:
+                raise ValueError(f"fit.model.{key}={v}: must be <= {MAX_MODEL_WIDTH}")
+
+
+def model_parameters(fit: Mapping, family: str, context_dim: int) -> dict[str, int]:
+    """method -> parameter count, by building each method's model on torch's meta device (no memory, no data):
+    a fit.model the model refuses (e.g. embed_dims: []) is a ValueError naming fit.model before anything runs."""
+    import torch
+
+    from hyperzero.envs import get_family
+    from hyperzero.models.registry import build_method
+
+    fam = get_family(family)
+    counts = {}
+    for method in fit["methods"]:
+        cfg = fit_config(fit, method, fit["seeds"][0])
+        try:
+            with torch.device("meta"):
+                model = build_method(method, context_dim, fam.obs_dim, fam.act_dim, cfg.model)
+        except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, AssertionError) as e:
+            raise ValueError(f"fit.model: method {method} cannot be built with this model config "
+                             f"({type(e).__name__}: {e})") from None
+        except Exception:  # noqa: BLE001 - a model that cannot be built on the meta device is checked when fitted
+            continue
+        counts[method] = sum(p.numel() for p in model.parameters())
+    return counts
+
+
+def memory_estimate(config: Mapping, cores: int | None = None) -> dict[str, tuple[int, dict[str, int], int]]:
+    """Estimated peak memory of each stage of a resolved config on this machine (local executor):
+    stage -> (bytes, {part: bytes}, processes at once). Deliberately rough (within ~2x): it exists to refuse
+    a config that cannot fit (a typo such as batch_size 1e12) before anything is written, not to plan a run."""
+    import os
+
+    from hyperzero.envs import get_family
+    from hyperzero.experts.sweep import MAX_ENSEMBLE
+
+    cores = cores or os.cpu_count() or 1
+    family = config["family"]
+    fam = get_family(family)
+    contexts = resolve_contexts(family, config["contexts"])
+    n_tasks = len(contexts)
+    td3, _, ensemble_size, num_workers = expert_settings(config["experts"])
+    td3 = td3.resolved(family)
+    members = min(ensemble_size or MAX_ENSEMBLE, n_tasks)
+    groups = -(-n_tasks // members)
+    expert_workers = min(num_workers or cores, groups)
+    expert_parts = td3.memory_bytes(fam.obs_dim, fam.act_dim, members)
+
+    steps = td3.max_episode_steps or fam.episode_steps
+    per_step = (2 * fam.obs_dim + fam.act_dim + 6) * 4  # obs, next_obs, action, reward, q*, discount, ...
+    n_episodes = int(config["dataset"].get("n_episodes", 10))
+    dataset_bytes = n_tasks * n_episodes * (steps + 1) * per_step
+
+    fit = config["fit"]
+    params = model_parameters(fit, family, _context_dim(contexts))
+    n_fits = len(fit["methods"]) * len(fit["seeds"])
+    fit_workers = max(1, min(fit.get("num_workers") or cores, n_fits))
+    model = fit.get("model") or {}
+    width = max([int(model.get("hidden_dim", 256))] + [int(d) for d in model.get("embed_dims", []) or []])
+    batch = int(fit.get("batch_size", 512))
+    val = n_tasks * int(fit.get("val_samples_per_task", 2048)) * per_step
+    fit_parts = {"dataset": dataset_bytes, "model": max(params.values(), default=0) * 4 * 6,
+                 "batch": batch * width * 4 * 16, "validation": val}
+
+    evaluate = config.get("evaluate") or {}
+    frames = int(evaluate.get("video_steps", 300)) * 320 * 240 * 3 if evaluate.get("videos") else 0
+    return {
+        "experts": (sum(expert_parts.values()) * expert_workers, expert_parts, expert_workers),
+        "dataset": (n_episodes * (steps + 1) * per_step, {"one task's episodes": n_episodes * (steps + 1) * per_step}, 1),
+        "fits": (sum(fit_parts.values()) * fit_workers, fit_parts, fit_workers),
+        "eval": (frames + dataset_bytes, {"video frames": frames, "dataset": dataset_bytes}, 1),
+    }
+
+
+# what to lower when a stage's part does not fit
+_MEMORY_KEYS = {
+    ("experts", "replay"): "experts.replay_capacity or experts.train_steps, experts.ensemble_size, experts.num_workers",
+    ("experts", "networks"): "experts.hidden_sizes, experts.ensemble_size, experts.num_workers",
+    ("experts", "batch"): "experts.batch_size, experts.hidden_sizes, experts.n_step",
+    ("fits", "dataset"): "dataset.n_episodes or the number of tasks (contexts), fit.num_workers",
+    ("fits", "model"): "fit.model widths (hidden_dim, embed_dims), fit.num_workers",
+    ("fits", "batch"): "fit.batch_size, fit.model widths, fit.num_workers",
+    ("fits", "validation"): "fit.val_samples_per_task, fit.num_workers",
+    ("eval", "video frames"): "evaluate.video_steps (or evaluate.videos=false)",
+    ("eval", "dataset"): "dataset.n_episodes or the number of tasks (contexts)",
+    ("dataset", "one task's episodes"): "dataset.n_episodes, experts.max_episode_steps",
+}
+
+
+def check_memory(config: Mapping, available: int | None = None, cores: int | None = None) -> None:
+    """Refuse a config whose estimated peak memory in some stage exceeds this machine's (see `memory_estimate`),
+    naming the stage, the part that dominates and the keys that set it. Nothing is written before this runs."""
+    from hyperzero.utils.hardware import human_bytes, memory_bytes
+
+    available = available or memory_bytes()
+    if not available:
+        return
+    for stage, (total, parts, processes) in memory_estimate(config, cores).items():
+        if total <= available:
+            continue
+        part, size = max(parts.items(), key=lambda kv: kv[1])
+        shown = ", ".join(f"{k} {human_bytes(v)}" for k, v in parts.items() if v)
+        each = f" in each of {processes} processes" if processes > 1 else ""
+        raise ValueError(f"the {stage} stage would need about {human_bytes(total)} of memory ({shown}{each}), more "
+                         f"than this machine's {human_bytes(available)}; lower {_MEMORY_KEYS.get((stage, part), part)}")
+
+
+def _check_fit_section(fit: Mapping, family: str | None = None, context_dim: int = 1) -> None:
     from hyperzero.models.registry import METHODS
     from hyperzero.training import FitConfig
     from hyperzero.utils.typed import coerce_fields
@@ -381,8 +634,14 @@ def _check_fit_section(fit: Mapping) -> None:
             raise ValueError(f"fit.model={fit['model']!r}: must be a mapping of ModelConfig fields")
         _check_fields("fit.model", fit["model"], ModelConfig)
     fit.update(coerce_fields(FitConfig, fit, "fit", exclude=("method", "seed")))
+    for key, limit in MAX_FIT_LIMITS.items():
+        if isinstance(fit.get(key), int) and fit[key] > limit:
+            raise ValueError(f"fit.{key}={fit[key]}: must be <= {limit}")
+    _check_model_bounds(fit.get("model") or {})
     for method in fit["methods"]:
         _stage_check("fit", lambda method=method: fit_config(fit, method, fit["seeds"][0]).check())
+    if family is not None:
+        model_parameters(fit, family, context_dim)
 
 
 def fit_config(fit_section: Mapping, method: str, seed: int, device: str | None = None):

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from hyperzero.launchers.config import (config_differences, dump_yaml, expert_settings, fit_config, incompatible,
-                                        invalidated_stages, load_config_source, resolve_config, resolve_contexts)
+from hyperzero.launchers.config import (check_memory, config_differences, dump_yaml, expert_settings, fit_config,
+                                        incompatible, invalidated_stages, load_config_source, resolve_config,
+                                        resolve_contexts)
 from hyperzero.utils.integrity import (CorruptFileError, checksum_path, damaged_files, fingerprint, move_aside,
                                        read_verified_bytes, record_checksum, recorded_checksums_or_none,
                                        remove_temp_files, sha256_file, verify)
@@ -208,6 +210,19 @@ def check_expert(run_dir: Path, task_dir: Path) -> bool:
     return True
 
 
+def check_packing(run_dir: Path) -> None:
+    """Move aside a damaged `experts/packing.json` (which tasks were trained together): it is reconstructed from
+    the experts' folders when an expert is redone (docs/reliability.md §8)."""
+    path = run_dir / "experts" / "packing.json"
+    if not path.exists():
+        return
+    try:
+        verify(path)
+        read_json(path)
+    except CorruptFileError as e:
+        _move_aside(run_dir, path, f"{e.reason}; the packing is reconstructed if an expert has to be redone")
+
+
 def run_experts_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     from hyperzero.envs import context_id
     from hyperzero.experts import train_experts
@@ -215,9 +230,11 @@ def run_experts_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     family = config["family"]
     contexts = resolve_contexts(family, config["contexts"])
     experts_dir = run_dir / "experts"
+    check_packing(run_dir)
     finished = [c for c in contexts if check_expert(run_dir, experts_dir / context_id(c))]
     td3, gate, ensemble_size, num_workers = expert_settings(config["experts"])
     if len(finished) == len(contexts) and (gate is None or (experts_dir / "gate.json").exists()):
+        shutil.rmtree(experts_dir / ".shadow", ignore_errors=True)  # a redo killed just before its cleanup
         _say(f"experts: all {len(contexts)} experts finished and valid; skipped")
         return
     if runtime.device:
@@ -304,7 +321,7 @@ def run_dataset_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     _say(f"dataset: collecting ({problem})")
     collect_dataset(experts_dir, dataset_dir, n_episodes=int(settings["n_episodes"]),
                     seed=int(settings["seed"]), exclude_flagged=bool(settings.get("exclude_flagged", False)),
-                    progress=runtime.progress)
+                    action_noise=float(settings.get("action_noise", 0.0)), progress=runtime.progress)
     problem, _ = dataset_problem(dataset_dir, expected, int(settings["n_episodes"]), experts_dir)
     if problem:
         raise RuntimeError(f"{dataset_dir}: the collected dataset {problem}")
@@ -502,6 +519,9 @@ def _run_fits_local(run_dir: Path, todo: list[tuple[str, int]], fit_section: dic
     `fit.num_workers: 1` fits one at a time in this process, with fit.num_threads threads (0 = torch's default)."""
     import multiprocessing as mp
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from hyperzero.utils.ray_local import RESUME_HINT, WorkerDiedError
 
     from tqdm.auto import tqdm
 
@@ -528,6 +548,10 @@ def _run_fits_local(run_dir: Path, todo: list[tuple[str, int]], fit_section: dic
                 if future.exception() is not None:
                     for other in pending:  # fits already running finish (or checkpoint); queued ones do not start
                         other.cancel()
+                    if isinstance(future.exception(), BrokenProcessPool):
+                        method, seed = futures[future]
+                        raise WorkerDiedError(f"a worker process died while fitting {method} seed {seed} (killed, "
+                                              f"or out of memory?); {RESUME_HINT}") from None
                     raise future.exception()
                 method, seed = futures[future]
                 bar.update(1)
@@ -540,17 +564,25 @@ def _run_fits_ray(run_dir: Path, todo: list[tuple[str, int]], fit_section: dict,
     import ray
     from tqdm.auto import tqdm
 
-    from hyperzero.utils.ray_local import start_ray
+    from hyperzero.utils.ray_local import start_ray, worker_died
 
     section = {**fit_section, "num_threads": fit_section.get("num_threads") or 1}  # one thread per 1-CPU task
     started = start_ray(runtime.address)
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(fit_one)
-        pending = [remote.remote(str(run_dir), m, s, section, runtime.device, False) for m, s in todo]
+        refs = {remote.remote(str(run_dir), m, s, section, runtime.device, False): (m, s) for m, s in todo}
+        pending = list(refs)
         with tqdm(total=len(pending), desc="fits (ray)", unit="fit", disable=not runtime.progress) as bar:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
-                ray.get(done)  # re-raises a fit's exception here
+                for ref in done:
+                    try:
+                        ray.get(ref)  # re-raises a fit's exception here
+                    except Exception as e:  # noqa: BLE001 - a lost worker is one line; a fit's own error is itself
+                        died = worker_died(e, "fitting {} seed {}".format(*refs[ref]))
+                        if died is None:
+                            raise
+                        raise died from None
                 bar.update(len(done))
     finally:
         if started:
@@ -567,16 +599,69 @@ def eval_config(config: dict):
     return EvalConfig(**section)
 
 
-def check_eval(run_dir: Path) -> None:
-    """Move aside damaged evaluation files (cached rows, expert returns, results, done.json): they are redone."""
+def check_eval(run_dir: Path) -> list[Path]:
+    """Move aside damaged evaluation files (cached rows, expert returns, results, done.json, figures, videos):
+    they are redone. Returns where they were."""
     eval_dir = run_dir / "eval"
+    moved = []
     for path, reason in damaged_files(eval_dir):
         _move_aside(run_dir, path, f"{reason}; it is recomputed")
+        moved.append(path)
     for path in sorted(eval_dir.glob("rows/*/*.json")) + sorted(eval_dir.glob("*.json")):
         try:  # written before checksums existed: it must at least parse
             read_json(path)
         except CorruptFileError as e:
             _move_aside(run_dir, path, f"{e.reason}; it is recomputed")
+            moved.append(path)
+    return moved
+
+
+def media_problem(run_dir: Path, config: dict, moved: Sequence[Path] = ()) -> str | None:
+    """Why the evaluation's figures or videos must be made again (one was damaged and moved aside, a video has no
+    checksum, or videos are asked for and there are none), or None."""
+    eval_dir = run_dir / "eval"
+    for path in moved:
+        if path.parent.name in ("videos", "figures"):
+            return f"{_rel(run_dir, path)} was damaged"
+    if (config.get("evaluate") or {}).get("videos"):
+        videos = sorted((eval_dir / "videos").glob("*.mp4"))
+        if not videos:
+            return "the videos are missing"
+        unverified = [v for v in videos if not checksum_path(v).exists()]
+        if unverified:  # written before videos had checksums: a truncated one could not be told from a good one
+            return f"{_rel(run_dir, unverified[0])} has no checksum"
+    return None
+
+
+def restore_expert_returns(run_dir: Path, config: dict) -> None:
+    """Recompute `eval/expert_returns.json` (the experts' and do-nothing floors' reference returns) when it is
+    missing, e.g. moved aside as damaged, while every fit's rows were cached: `evaluate` rolls the references
+    out only for fits it rolls out, so the file would otherwise stay missing."""
+    path = run_dir / "eval" / "expert_returns.json"
+    rows = sorted((run_dir / "eval" / "rows").glob("*/*.json"))
+    if path.exists() or not rows:
+        return
+    from hyperzero.datasets import load_dataset
+    from hyperzero.evaluation.evaluate import ExpertReference, _default_load_expert
+
+    dataset = load_dataset(run_dir / "dataset")
+    tasks = {t.task_id: t for t in dataset.tasks}
+    needed = set()
+    for row_file in rows:
+        try:
+            needed |= {r["task_id"] for r in read_json(row_file).get("rows", [])}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            continue
+    seeds = eval_config(config).episode_seeds
+    reference = ExpertReference(run_dir, dataset.family, _default_load_expert, path)
+    for task_id in sorted(needed & set(tasks)):
+        context = dict(tasks[task_id].context)
+        try:
+            reference.returns(task_id, context, seeds)
+        except FileNotFoundError:
+            pass  # a flagged task without an expert: its rows say so
+        reference.floor_returns(task_id, context, seeds)
+    _say(f"evaluate: recomputed eval/expert_returns.json ({len(needed & set(tasks))} task(s))")
 
 
 def eval_is_current(run_dir: Path, config: dict) -> bool:
@@ -625,12 +710,19 @@ def _eval_settings(cfg) -> dict[str, Any]:
 def run_eval_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
     from hyperzero.evaluation import evaluate
 
-    check_eval(run_dir)
+    moved = check_eval(run_dir)
     if eval_is_current(run_dir, config):
-        _say("evaluate: results are current; skipped")
-        return
-    _say("evaluate: rolling out every fit on its held-out tasks (intact cached rows of unchanged fits are reused)")
+        media = media_problem(run_dir, config, moved)
+        if media is None:
+            restore_expert_returns(run_dir, config)
+            _say("evaluate: results are current; skipped")
+            return
+        _say(f"evaluate: results are current but {media}; remaking the summary, figures and videos (cached rows are "
+             "reused)")
+    else:
+        _say("evaluate: rolling out every fit on its held-out tasks (intact cached rows of unchanged fits are reused)")
     evaluate(run_dir, eval_config(config), progress=runtime.progress)
+    restore_expert_returns(run_dir, config)
 
 
 def run_report_stage(run_dir: Path, config: dict, runtime: Runtime) -> None:
@@ -672,12 +764,25 @@ def packing_record(config: dict) -> dict[str, Any]:
     }
 
 
+def check_device_names(config: dict, runtime: Runtime) -> None:
+    """Refuse a device name hyperzero cannot run on (e.g. --device tpu), naming the option or key."""
+    from hyperzero.utils.torch_utils import DEVICE_FORMS, valid_device
+
+    if runtime.device is not None and not valid_device(runtime.device):
+        raise ValueError(f"--device {runtime.device!r}: must be {DEVICE_FORMS}")
+    for section in ("experts", "fit", "evaluate"):
+        device = (config.get(section) or {}).get("device")
+        if device is not None and not valid_device(device):
+            raise ValueError(f"{section}.device={device!r}: must be {DEVICE_FORMS}")
+
+
 def check_local_devices(config: dict, runtime: Runtime) -> None:
     """Refuse a device this machine lacks (e.g. --device cuda without CUDA), or an experts' bf16 it would only
     emulate, before anything is written. Not for --executor ray: there the workers' hardware counts, not the
     driver's."""
     from hyperzero.utils.torch_utils import bf16_emulated_reason, resolve_device
 
+    check_device_names(config, runtime)
     for section in ("experts", "fit"):
         device = runtime.device or config[section].get("device") or "auto"
         try:
@@ -707,8 +812,10 @@ def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequ
         raise ValueError(f"stop_after must be one of {STAGES} (got {stop_after!r})")
     raw, where = load_config_source(source)
     config = resolve_config(raw, overrides)
-    if runtime.executor == "local":
+    check_device_names(config, runtime)
+    if runtime.executor == "local":  # Ray workers may run elsewhere: their hardware counts, not this machine's
         check_local_devices(config, runtime)
+        check_memory(config)
     run_dir = ensure_directory(run_dir_for(config, source, out_dir), "run directory (--out)")
     with run_dir_lock(run_dir):
         leftovers = remove_temp_files(run_dir)

@@ -52,6 +52,18 @@ class CurveLogger:
                 self._tb = None
 
     def log(self, step: int, scalars: Mapping[str, float]) -> None:
+        try:
+            self._log(step, scalars)
+        except OSError as e:  # a full disk names the file (the curve is diagnostics, but the run must stop cleanly)
+            from hyperzero.utils.io import _FULL, DiskFullError
+
+            if e.errno in _FULL and not isinstance(e, DiskFullError):
+                raise DiskFullError(e.errno, f"{os.strerror(e.errno)} while writing {self.path}; free space on that "
+                                             "device (or use another --out), then rerun the same command to resume"
+                                    ) from None
+            raise
+
+    def _log(self, step: int, scalars: Mapping[str, float]) -> None:
         row = {"step": step, **{k: float(v) for k, v in scalars.items()}}
         if self._fields is None:
             self._fields = list(row.keys())

@@ -69,3 +69,28 @@ def describe() -> dict[str, object]:
     return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
             "bf16_kernels": cpu_bf16_kernels(), "onednn_isa_cap": onednn_isa_cap(),
             "isa": sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", *BF16_CPU_FLAGS))}
+
+
+def memory_bytes() -> int | None:
+    """Memory this process may use: physical RAM, or a smaller cgroup limit (a container's); None if unknown."""
+    limits = []
+    try:
+        limits.append(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            limits.append(int(text))
+    return min(limits) if limits else None
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} EiB"

@@ -50,3 +50,24 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
         raise RuntimeError(f"local Ray bound to {node_ip}, not 127.0.0.1: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 did not "
                            "take effect (was Ray imported and started before?)")
     return True
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker process (Ray or local) died under a task, e.g. killed or out of memory. One line: what died."""
+
+
+RESUME_HINT = "what had finished is kept; rerun the same command to resume"
+
+
+def worker_died(error: BaseException, what: str) -> WorkerDiedError | None:
+    """A one-line WorkerDiedError when `error` means Ray lost the worker, node or object running `what` (not an
+    exception the task itself raised, which keeps its own type and message); None otherwise."""
+    try:
+        import ray.exceptions as rx
+    except ImportError:
+        return None
+    if not isinstance(error, rx.RayError) or isinstance(error, rx.RayTaskError):
+        return None
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    first = first if len(first) <= 200 else first[:200] + "..."
+    return WorkerDiedError(f"a Ray worker died while {what} ({type(error).__name__}: {first}); {RESUME_HINT}")

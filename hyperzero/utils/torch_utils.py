@@ -6,12 +6,23 @@ import random
 import numpy as np
 
 
+DEVICE_FORMS = "auto, cpu, cuda or cuda:<index>"
+
+
+def valid_device(device) -> bool:
+    """Whether `device` is a device name hyperzero runs on (auto | cpu | cuda | cuda:<index>)."""
+    return isinstance(device, str) and (device in ("auto", "cpu", "cuda") or (
+        device.startswith("cuda:") and device[5:].isdigit()))
+
+
 def resolve_device(device: str = "auto"):
     """`auto` picks CUDA when present, else CPU; anything else is passed to torch.device."""
     import torch
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not valid_device(device):
+        raise ValueError(f"device {device!r}: must be {DEVICE_FORMS}")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device!r} was asked for but CUDA is not available; use --device cpu or auto")

@@ -22,6 +22,17 @@ class ConfigTypeError(ValueError):
     """A config value of the wrong type. The message names the key, the value and the allowed form."""
 
 
+SHOWN_CHARS = 120  # a value quoted in a message is cut to this many characters (a huge --set value stays one line)
+
+
+def short_repr(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """`repr(value)` cut to `limit` characters, saying how long it was (never builds more than it shows)."""
+    if isinstance(value, (list, tuple, dict)) and len(value) > limit:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _form(tp: Any) -> str:
     """A readable description of what a type annotation allows."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -62,7 +73,7 @@ def _number_from_text(text: str) -> float | None:
 def convert(key: str, value: Any, tp: Any, coerce: bool) -> Any:
     """`value` checked (and with `coerce`, exactly converted) against annotation `tp`; ConfigTypeError otherwise."""
     def fail() -> ConfigTypeError:
-        return ConfigTypeError(f"{key}={value!r}: must be {_form(tp)}")
+        return ConfigTypeError(f"{key}={short_repr(value)}: must be {_form(tp)}")
 
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any or tp is object:
@@ -97,7 +108,7 @@ def convert(key: str, value: Any, tp: Any, coerce: bool) -> Any:
             if isinstance(number, float) and math.isfinite(number) and number == int(number):
                 return int(number)
             if isinstance(number, float) and math.isfinite(number):
-                raise ConfigTypeError(f"{key}={value!r}: must be an integer, and {value!r} has a fractional part "
+                raise ConfigTypeError(f"{key}={short_repr(value)}: must be an integer, and {short_repr(value)} has a fractional part "
                                       f"(e.g. {math.floor(number)} or {math.ceil(number)})")
         raise fail()
     if tp is float:
@@ -110,7 +121,7 @@ def convert(key: str, value: Any, tp: Any, coerce: bool) -> Any:
         else:
             raise fail()
         if not math.isfinite(number):
-            raise ConfigTypeError(f"{key}={value!r}: must be a finite number (not NaN or infinity)")
+            raise ConfigTypeError(f"{key}={short_repr(value)}: must be a finite number (not NaN or infinity)")
         return number if coerce else value
     if tp is str:
         if isinstance(value, str):
@@ -162,7 +173,7 @@ def coerce_fields(cls: type, values: Mapping[str, Any], section: str, exclude: t
     Unknown keys are left for the caller to report (it knows the section's extra keys).
     """
     if not isinstance(values, Mapping):
-        raise ConfigTypeError(f"{section}={values!r}: must be a mapping of {cls.__name__} fields")
+        raise ConfigTypeError(f"{section}={short_repr(values)}: must be a mapping of {cls.__name__} fields")
     hints = _hints(cls)
     known = {f.name for f in dataclasses.fields(cls)} - set(exclude)
     return {k: (convert(f"{section}.{k}", v, hints.get(k, Any), coerce=True) if k in known else v)
