@@ -1,0 +1,201 @@
+"""Imitation before transfer: the same experts, datasets and fits that differ in one choice at a time.
+
+Each variant is a full `hyperzero run` of a preset with a few `--set` overrides, in its own run directory under
+ROOT/<preset>/<variant>/, sharing the experts of one base run (hard links, so they are trained once). Evaluation
+scores every fit on held-out tasks (transfer) and on training tasks (cloning), so the table shows whether a choice
+helps a method copy its experts, transfer, or both.
+
+    python benchmarks/imitation.py run --preset walker-walk-dynamics-small --base ~/hz-runs/wdyn --root ~/hz-runs/imitation
+    python benchmarks/imitation.py table --preset walker-walk-dynamics-small --root ~/hz-runs/imitation
+    python benchmarks/imitation.py curves --preset walker-walk-dynamics-small --root ~/hz-runs/imitation --out docs/figures/x.png
+
+`run` is resumable (each variant is a resumable pipeline run; a finished one is skipped by the pipeline itself).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# the methods of a variant: HyperZero, its policy-only ablation (does the Q head help?) and the context-blind policy
+# (what knowing the task is worth)
+METHODS = ["hyperzero", "hyperzero_without_q", "context_blind"]
+OBS_NORM = ["fit.model.obs_norm=true"]
+DART = ["dataset.action_noise=0.2", "dataset.n_episodes=10"]
+LONG = ["fit.steps=4000", "fit.eval_interval=500", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
+# name -> (methods, overrides); each adds one change to one before it
+VARIANTS: dict[str, tuple[list[str], list[str]]] = {
+    "preset": (METHODS, []),
+    "obs_norm": (METHODS, OBS_NORM),
+    "obs_norm+dart": (METHODS, OBS_NORM + DART),
+    # the authors' unscaled value targets (κ = 1) against κ = 1 / mean |q*| of "obs_norm+dart"
+    "obs_norm+dart+unscaled": (["hyperzero"], OBS_NORM + DART + ["fit.value_scale=1.0"]),
+    "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM + DART + LONG),
+}
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return "unknown CPU"
+
+
+def link_experts(base: Path, out: Path) -> None:
+    """Hard-link the base run's experts into a fresh variant directory (atomic rewrites never touch the base)."""
+    if (out / "experts").exists():
+        return
+    if not (base / "experts").is_dir():
+        raise SystemExit(f"--base {base}: no experts/ folder; run `hyperzero run <preset> --out {base} "
+                         f"--stop-after experts` first")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / "experts.linking"
+    shutil.rmtree(staging, ignore_errors=True)
+    subprocess.run(["cp", "-al", str(base / "experts"), str(staging)], check=True)
+    os.replace(staging, out / "experts")
+
+
+def run(args) -> int:
+    names = args.variants.split(",") if args.variants else list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    hyperzero = str(Path(sys.executable).with_name("hyperzero"))
+    for name in names:
+        out = Path(args.root) / args.preset / name
+        if args.base:
+            link_experts(Path(args.base), out)
+        methods, changes = VARIANTS[name]
+        overrides = [f"fit.methods=[{','.join(methods)}]", "evaluate.videos=false", *changes, *(args.set or [])]
+        cmd = [hyperzero, "run", args.preset, "--out", str(out), "--no-progress"]
+        for o in overrides:
+            cmd += ["--set", o]
+        load_before, start = os.getloadavg(), time.time()
+        print(f"[imitation] {name}: {' '.join(cmd)}", flush=True)
+        subprocess.run(cmd, check=True)
+        record = {"variant": name, "overrides": overrides, "command": cmd, "seconds": round(time.time() - start, 1),
+                  "load_before": load_before, "load_after": os.getloadavg(), "cpu": cpu_model(),
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        (out / "imitation.json").write_text(json.dumps(record, indent=1))
+    return 0
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _cell(row: dict | None, value: str = "score") -> str:
+    if row is None:
+        return "—"
+    point, lo, hi = (float(row.get(f"iqm_{value}{k}") or "nan") for k in ("", "_lo", "_hi"))
+    if point != point:  # NaN: too few pairs for an IQM
+        mean = float(row.get(f"mean_{value}") or "nan")
+        return "—" if mean != mean else f"mean {mean:.2f} (n={row.get('n_pairs')})"
+    digits = 2 if value == "score" else 0
+    return f"{point:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _fit_cpu_minutes(run: Path, method: str) -> str:
+    """Mean CPU-minutes of one method's fits (learning-rate sweep included), from their done.json."""
+    seconds = []
+    for done in sorted((run / "fits" / method).glob("seed_*/done.json")):
+        record = json.loads(done.read_text())
+        seconds.append(record.get("sweep_cpu_seconds") or record.get("cpu_seconds") or 0.0)
+    return f"{sum(seconds) / len(seconds) / 60:.1f}" if seconds else "—"
+
+
+def table(args) -> int:
+    """One row per (variant, method): cloning (training tasks) and transfer (held-out, between / outside)."""
+    root = Path(args.root) / args.preset
+    print(f"| variant | method | cloning: IQM score [95 % CI] | cloning: IQM return | held-out: IQM score | "
+          f"held-out: IQM return | between | outside | expert return (train / held-out) | fit CPU-min |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in VARIANTS:
+        run = root / name
+        if not (run / "eval" / "summary.csv").exists():
+            continue
+        held_out = {r["method"]: r for r in _rows(run / "eval" / "summary.csv")}
+        groups = [*(_rows(run / "eval" / "cloning.csv") if (run / "eval" / "cloning.csv").exists() else []),
+                  *(_rows(run / "eval" / "positions.csv") if (run / "eval" / "positions.csv").exists() else [])]
+        by_group = {(g["method"], g["group"]): g for g in groups}
+        for method in VARIANTS[name][0]:
+            if method not in held_out:
+                continue
+            train = by_group.get((method, "train"))
+            expert_train = float(train["expert_return_mean"]) if train else float("nan")
+            held = held_out[method]
+            experts = [float(r["expert_return"]) for r in _rows(run / "eval" / "results.csv") if r["method"] == method
+                       and r.get("role", "test") == "test" and not r.get("excluded")]
+            held["expert_return_mean"] = sum(experts) / len(experts) if experts else "nan"
+            print(f"| {name} | {method} | {_cell(train)} | {_cell(train, 'return')} | {_cell(held)} | "
+                  f"{_cell(held, 'return')} | {_cell(by_group.get((method, 'between')))} | "
+                  f"{_cell(by_group.get((method, 'outside')))} | {expert_train:.0f} / "
+                  f"{float(held.get('expert_return_mean') or 'nan'):.0f} | {_fit_cpu_minutes(run, method)} |")
+    print(f"\nCPU: {cpu_model()}. Variants: " + "; ".join(
+        f"**{n}** = " + (", ".join(f"`{o}`" for o in VARIANTS[n][1]) or "the preset as published") for n in VARIANTS))
+    return 0
+
+
+def curves(args) -> int:
+    """Validation return against gradient steps of every fit of one variant (the data behind the fit budget)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fits = Path(args.root) / args.preset / args.variant / "fits"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for method_dir in sorted(p for p in fits.iterdir() if p.is_dir()):
+        for seed_dir in sorted(method_dir.glob("seed_*")):
+            progress = seed_dir / "progress.csv"
+            if not progress.exists():
+                continue
+            rows = [r for r in _rows(progress) if r.get("val/return") not in (None, "")]
+            steps = [int(float(r["step"])) for r in rows]
+            ax.plot(steps, [float(r["val/return"]) for r in rows], alpha=0.7,
+                    color=f"C{sorted(p.name for p in fits.iterdir()).index(method_dir.name)}",
+                    label=method_dir.name if seed_dir.name == "seed_0" else None)
+    ax.set_xlabel("gradient steps")
+    ax.set_ylabel("validation return (zero-shot, val tasks)")
+    ax.set_title(f"{args.preset} / {args.variant} ({cpu_model()})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(args.out)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the variants (resumable)")
+    r.add_argument("--preset", required=True)
+    r.add_argument("--root", required=True, help="variants go to ROOT/<preset>/<variant>/")
+    r.add_argument("--base", help="a run directory whose experts/ every variant reuses (hard links)")
+    r.add_argument("--variants", help=f"comma-separated subset of {list(VARIANTS)}")
+    r.add_argument("--set", action="append", help="an extra override for every variant (repeatable)")
+    r.set_defaults(func=run)
+    t = sub.add_parser("table", help="the cloning / transfer table of every variant, as markdown")
+    t.add_argument("--preset", required=True)
+    t.add_argument("--root", required=True)
+    t.set_defaults(func=table)
+    c = sub.add_parser("curves", help="validation-return curves of one variant's fits, as a PNG")
+    c.add_argument("--preset", required=True)
+    c.add_argument("--root", required=True)
+    c.add_argument("--variant", required=True)
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=curves)
+    args = p.parse_args()
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
