@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"hyperzero {__version__}")
     parser.add_argument("--debug", action="store_true", default=False, help=DEBUG_HELP)
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE", help=PLUGIN_HELP)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     modules = []
     for info in pkgutil.iter_modules(__path__):
@@ -46,16 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEBUG_HELP = "on an error, print the full traceback (by default bad input prints one clear line)"
+PLUGIN_HELP = ("import MODULE (a module name, or a path to a .py file) first: it registers your own family with "
+               "hyperzero.envs.register_family (repeatable; docs/own-environment.md). Families of installed packages "
+               "(entry points of group hyperzero.families) need no option")
 
 
 def _add_debug_flag(subparsers: argparse._SubParsersAction) -> None:
-    """`--debug` is accepted after any command too (`hyperzero run tiny --debug`)."""
+    """`--debug` is accepted after any command too (`hyperzero run tiny --debug`), and so is `--plugin` after a
+    command that has no subcommands (`hyperzero experts train --plugin my_family.py ...`)."""
     for child in {id(p): p for p in subparsers.choices.values()}.values():
         if not any("--debug" in a.option_strings for a in child._actions):
             child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
-        for action in child._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                _add_debug_flag(action)
+        nested = [a for a in child._actions if isinstance(a, argparse._SubParsersAction)]
+        if not nested and not any("--plugin" in a.option_strings for a in child._actions):
+            child.add_argument("--plugin", dest="plugin_after_command", action="append", default=argparse.SUPPRESS,
+                               metavar="MODULE", help=PLUGIN_HELP)
+        for action in nested:
+            _add_debug_flag(action)
 
 
 # Errors that describe the user's input or environment (bad option, damaged file, busy run directory,
@@ -70,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        plugins = list(getattr(args, "plugin", []) or []) + list(getattr(args, "plugin_after_command", []) or [])
+        if plugins:
+            from hyperzero.envs import load_plugins
+
+            load_plugins(plugins)
         return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into `head` and closed: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

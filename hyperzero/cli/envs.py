@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from hyperzero.cli import HelpFormatter
@@ -12,6 +13,9 @@ ORDER = 10
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("envs", help="list the contextual families with their context features, bounds and defaults",
+                       description="List the shipped families and your own (registered by --plugin MODULE or by an "
+                                   "installed package's entry point of group hyperzero.families; "
+                                   "docs/own-environment.md).",
                        formatter_class=HelpFormatter)
     p.add_argument("--family", help="show only this family (e.g. cheetah-run)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
@@ -30,24 +34,43 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def list_envs(args) -> int:
-    from hyperzero.envs import FAMILIES, get_family, gym_id
+    from hyperzero.envs import family_names, family_source, get_family, gym_id
 
-    families = [get_family(args.family)] if args.family else list(FAMILIES.values())
+    from hyperzero.envs import PluginError
+
+    broken = []
+    if args.family:
+        families = [get_family(args.family)]
+    else:
+        families = []
+        for name in family_names():
+            try:
+                families.append(get_family(name))
+            except PluginError as e:  # list the others, and name what is wrong with this one
+                broken.append(str(e))
+        for message in broken:
+            print(f"hyperzero envs: {message}", file=sys.stderr)
     if args.json:
-        print(json.dumps([{"family": f.name, "gym_id": gym_id(f.name), "obs_dim": f.obs_dim, "act_dim": f.act_dim,
-                           "episode_steps": f.episode_steps, "features": f.context_space.describe()}
+        print(json.dumps([{"family": f.name, "kind": f.kind, "source": family_source(f.name), "gym_id": gym_id(f.name),
+                           "obs_dim": f.obs_dim, "act_dim": f.act_dim, "episode_steps": f.episode_steps,
+                           "features": f.context_space.describe()}
                           for f in families], indent=2))
-        return 0
+        return 2 if broken else 0
     for f in families:
-        print(f"{f.name}  ({gym_id(f.name)}; obs {f.obs_dim}, act {f.act_dim}, {f.episode_steps} steps) - {f.doc}")
-        print(f"  {'feature':<15}{'kind':<10}{'unit':<7}{'default':>8}  {'nominal range':<16}{'limits':<16}meaning")
-        for feat in f.context_space.features.values():
-            extra = " (optional)" if feat.optional else ""
-            nominal = f"[{feat.bounds[0]:g}, {feat.bounds[1]:g}]"
-            limits = f"[{feat.limits[0]:g}, {feat.limits[1]:g}]"
-            print(f"  {feat.name:<15}{feat.kind:<10}{feat.unit:<7}{feat.default:>8g}  {nominal:<16}{limits:<16}{feat.doc}{extra}")
+        source = family_source(f.name)
+        where = "" if source is None or "shipped" in source else f", {f.kind}, from {source}"
+        print(f"{f.name}  ({gym_id(f.name)}; obs {f.obs_dim}, act {f.act_dim}, {f.episode_steps} steps{where}) - "
+              f"{f.doc}")
+        rows = [(feat.name, feat.kind, feat.unit, f"{feat.default:g}", f"[{feat.bounds[0]:g}, {feat.bounds[1]:g}]",
+                 f"[{feat.limits[0]:g}, {feat.limits[1]:g}]", feat.doc + (" (optional)" if feat.optional else ""))
+                for feat in f.context_space.features.values()]
+        header = ("feature", "kind", "unit", "default", "nominal range", "limits", "meaning")
+        widths = [max(len(r[i]) for r in rows + [header]) + 2 for i in range(6)]
+        for r in [header] + rows:
+            print("  " + "".join(c.rjust(w - 2) + "  " if i == 3 else c.ljust(w) for i, (c, w) in
+                                 enumerate(zip(r[:6], widths))) + r[6])
         print()
-    return 0
+    return 2 if broken else 0
 
 
 def parse_context(spec: str) -> dict[str, float]:

@@ -32,7 +32,9 @@ def register(subparsers) -> None:
                     "apart from every held-out number, and held-out tasks are split into those between and those "
                     "outside the training tasks (eval/positions.csv).",
         formatter_class=HelpFormatter)
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory with dataset/, experts/ and fits/")
+    p.add_argument("run_dir", metavar="RUN_DIR",
+                   help="a run directory with dataset/ and fits/ (and experts/, unless the dataset records its experts' "
+                        "returns or --expert-returns gives them)")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per task (the paper: 10)")
     p.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED,
                    help="episode i is reset with seed EVAL_SEED+i; must not overlap the dataset's episode seeds")
@@ -48,7 +50,14 @@ def register(subparsers) -> None:
     p.add_argument("--cloning-tasks", type=int, default=3, metavar="N",
                    help="training tasks per fit rolled out for the cloning score (did the method learn to copy the "
                         "experts it was trained on?); drawn per split seed, the same for every method; 0 = off")
-    p.add_argument("--videos", action="store_true", help="also render mp4 videos and rollout strips")
+    p.add_argument("--expert-returns", metavar="FILE.json", default=None,
+                   help="a JSON object {task_id: expert return}: R_expert of those tasks, used as given (not re-rolled) "
+                        "instead of rolling experts/<task>/expert.pt out; without it a task with no expert of ours "
+                        "takes the return its dataset manifest records (ExpertInfo.return_mean). The report says "
+                        "which tasks' references came from where")
+    p.add_argument("--videos", action="store_true",
+                   help="also render mp4 videos and rollout strips (skipped, with a note, for a family that cannot "
+                        "render)")
     p.add_argument("--video-steps", type=int, default=300, help="control steps per video")
     p.add_argument("--workers", type=int, default=None,
                    help="processes rolling out the fits (default: one per core; 1 = all in this process)")
@@ -78,7 +87,7 @@ def _evaluate(args, run_dir) -> int:
     config = EvalConfig(episodes=args.episodes, eval_seed=args.eval_seed, few_shot_k=tuple(args.few_shot_k),
                         methods=args.methods, videos=args.videos, video_steps=args.video_steps,
                         figures=not args.no_figures, bootstrap_reps=args.bootstrap_reps, baseline=args.baseline,
-                        num_workers=args.workers, cloning_tasks=args.cloning_tasks)
+                        num_workers=args.workers, cloning_tasks=args.cloning_tasks, expert_returns=args.expert_returns)
     result = evaluate(run_dir, config)
     print((run_dir / "eval" / "summary.md").read_text())
     if not args.no_report:

@@ -201,7 +201,8 @@ def register(subparsers) -> None:
 
     t = sub.add_parser("train", help="train one TD3 expert per context (resumable; finished experts are skipped)",
                        formatter_class=fmt)
-    t.add_argument("--family", required=True, help="contextual family: cheetah-run, walker-walk or finger-spin")
+    t.add_argument("--family", required=True, help="contextual family: cheetah-run, walker-walk, finger-spin, or your own (--plugin MODULE; "
+                        "`hyperzero envs` lists them)")
     t.add_argument("--grid", nargs="+", metavar="NAME=VALUES",
                    help="grid of contexts, e.g. speed=-10:10:0.5 torso_length=0.3,0.5 (speed 0 is skipped)")
     t.add_argument("--contexts", nargs="+", metavar="NAME=V,NAME=V",
@@ -247,7 +248,8 @@ def register(subparsers) -> None:
     t.add_argument("--hidden", help="hidden widths of actor and critics, e.g. 256,256 (default)")
     t.add_argument("--seed-steps", type=int, help="env steps before the first update (default 4000)")
     t.add_argument("--random-steps", type=int, help="uniform-random action steps at the start (default 2000)")
-    t.add_argument("--max-episode-steps", type=int, help="shorter episodes, for smoke tests (default: 1000)")
+    t.add_argument("--max-episode-steps", type=int,
+                   help="shorter episodes, for smoke tests (default: the family's, 1000 for the shipped ones)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=_train)
 

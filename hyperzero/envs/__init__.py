@@ -1,27 +1,28 @@
-"""Contextual DeepMind Control families: reward and dynamics set by a context vector.
+"""Contextual families: reward and dynamics set by a context vector.
 
     from hyperzero.envs import make, get_family
     env = make("cheetah-run", context={"speed": -4, "torso_length": 0.6}, seed=0)
     # or: gymnasium.make("hyperzero/cheetah-run-v0", context={...}) after `import hyperzero.envs`
+
+Three dm_control families are shipped; add your own (a dm_control domain as a `Family`, or any Gymnasium env
+as a `GymnasiumFamily`) with `register_family`, `hyperzero --plugin MODULE`, or an entry point of group
+`hyperzero.families` (hyperzero.envs.registry; docs/own-environment.md).
 """
 from __future__ import annotations
 
-import gymnasium
 
 from hyperzero.envs import cheetah, finger, walker
 from hyperzero.envs.context import (MIN_ABS_SPEED, ContextFeature, ContextSpace, ExtrapolationWarning, context_id,
                                     parse_values)
 from hyperzero.envs.family import Family
-from hyperzero.envs.gym_env import ContextualEnv, make, make_vector
+from hyperzero.envs.gym_env import ContextualEnv, GymnasiumContextualEnv, make, make_vector
+from hyperzero.envs.gymnasium_family import GymnasiumFamily, RenderUnavailable
+from hyperzero.envs.registry import (ENTRY_POINT_GROUP, FAMILIES, PLUGINS_ENV, PluginError, family_names,
+                                     family_source, get_family, has_family, install_shipped, load_plugin,
+                                     load_plugins, register_family, unregister_family)
 from hyperzero.envs.wrappers import ContextObservation
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (cheetah.FAMILY, walker.FAMILY, finger.FAMILY)}
-
-
-def get_family(name: str) -> Family:
-    if name not in FAMILIES:
-        raise ValueError(f"unknown family {name!r}; choose one of: {', '.join(FAMILIES)}")
-    return FAMILIES[name]
+install_shipped((cheetah.FAMILY, walker.FAMILY, finger.FAMILY))
 
 
 def validate_context(family: str, context, allow_extrapolation: bool = False,
@@ -52,8 +53,8 @@ def validate_context(family: str, context, allow_extrapolation: bool = False,
                              f"{f' or a vector of {len(names)} values ({names})' if names else ''}, got "
                              f"{type(context).__name__} {context!r}")
         context = dict(zip(names, (v.item() if hasattr(v, "item") else v for v in context)))
-    if family in FAMILIES:
-        space = FAMILIES[family].context_space
+    if has_family(family):
+        space = get_family(family).context_space
         if names is None:
             return space.validate(context, allow_extrapolation)
         return space.validate_for(context, names, fixed, allow_extrapolation, who)
@@ -71,15 +72,13 @@ def gym_id(family: str) -> str:
     return f"hyperzero/{family}-v0"
 
 
-for _name in FAMILIES:
-    if gym_id(_name) not in gymnasium.registry:
-        # dm_control itself ends the episode at 1000 steps, as a truncation; max_episode_steps states that limit
-        # on the spec (gym.spec(id).max_episode_steps, read by SB3/CleanRL/Minari) and makes gym.make add a
-        # TimeLimit at the same step, which `gym.make(id, max_episode_steps=n)` shortens (docs/gymnasium.md).
-        gymnasium.register(id=gym_id(_name), entry_point="hyperzero.envs.gym_env:ContextualEnv",
-                           kwargs={"family": _name}, disable_env_checker=False,
-                           max_episode_steps=FAMILIES[_name].episode_steps)
+# Every family is registered in Gymnasium as hyperzero/<family>-v0 (registry._install): dm_control itself ends the
+# episode at 1000 steps, as a truncation; max_episode_steps states that limit on the spec (gym.spec(id).
+# max_episode_steps, read by SB3/CleanRL/Minari) and makes gym.make add a TimeLimit at the same step, which
+# `gym.make(id, max_episode_steps=n)` shortens (docs/gymnasium.md).
 
-__all__ = ["FAMILIES", "MIN_ABS_SPEED", "ContextFeature", "ContextObservation", "ContextSpace", "ContextualEnv",
-           "ExtrapolationWarning",
-           "Family", "context_id", "get_family", "gym_id", "make", "make_vector", "parse_values", "validate_context"]
+__all__ = ["ENTRY_POINT_GROUP", "FAMILIES", "MIN_ABS_SPEED", "PLUGINS_ENV", "ContextFeature", "ContextObservation",
+           "ContextSpace", "ContextualEnv", "ExtrapolationWarning", "Family", "GymnasiumContextualEnv",
+           "GymnasiumFamily", "PluginError", "RenderUnavailable", "context_id", "family_names", "family_source",
+           "get_family", "gym_id", "has_family", "load_plugin", "load_plugins", "make", "make_vector",
+           "parse_values", "register_family", "unregister_family", "validate_context"]

@@ -1,4 +1,9 @@
-"""A contextual MDP family: a dm_control domain whose reward and dynamics are set by a context."""
+"""A contextual MDP family: a dm_control domain whose reward and dynamics are set by a context.
+
+The shipped families (cheetah-run, walker-walk, finger-spin) are `Family` objects; a family of your own is
+one too (any dm_control domain), or a `GymnasiumFamily` (any Gymnasium env built from a context), added with
+`hyperzero.envs.register_family` or a plugin (docs/own-environment.md).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,16 +48,32 @@ class Family:
     act_dim: int
     episode_steps: int = 1000
     doc: str = ""
-    max_reward: float = 1.0        # per step: every family's reward is a dm_control tolerance product in [0, 1]
+    max_reward: float | None = 1.0  # per step: every family's reward is a dm_control tolerance product in [0, 1]
+    min_reward: float = 0.0        # per step: the lowest reward (the quality gate's scale is [min, max] x steps)
+
+    kind = "dm_control"            # (a class attribute, not a field) what builds the env: hyperzero.envs.make
+
+    @staticmethod
+    def from_gymnasium(name: str, factory: Callable[..., Any], context_space, episode_steps: int, **kwargs):
+        """A family of any Gymnasium env built from a context: `GymnasiumFamily(name, context_space, factory,
+        episode_steps, **kwargs)` (hyperzero.envs.gymnasium_family; docs/own-environment.md)."""
+        from hyperzero.envs.gymnasium_family import GymnasiumFamily
+
+        return GymnasiumFamily(name=name, features=context_space, factory=factory, episode_steps=episode_steps,
+                               **kwargs)
+
+    def render_problem(self) -> str | None:
+        """Why this family cannot render frames, or None (dm_control renders with MuJoCo, headless with EGL)."""
+        return None
 
     @property
     def context_space(self) -> ContextSpace:
         return ContextSpace(self.features)
 
     @property
-    def max_return(self) -> float:
-        """The ceiling of an episode's return: every step at the maximum reward."""
-        return self.max_reward * self.episode_steps
+    def max_return(self) -> float | None:
+        """The ceiling of an episode's return: every step at the maximum reward (None: no max_reward declared)."""
+        return None if self.max_reward is None else self.max_reward * self.episode_steps
 
     def model_xml(self, context: Mapping[str, float]) -> str:
         """The MJCF for a (validated) context: geometry features edited with lxml."""

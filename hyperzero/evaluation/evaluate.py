@@ -8,6 +8,12 @@ original code got wrong: its evaluation seed equalled the data seed). Each task'
 do-nothing policy (a = 0, the floor) are rolled out on the same seeds as references; those returns
 are cached in `eval/expert_returns.json`. Each row's score is (R - R_floor) / (R_expert - R_floor).
 
+A dataset from another solver has no `experts/<task>/expert.pt` to roll out: R_expert is then the return its
+manifest records for the task (`ExpertInfo.return_mean`, the producer's own evaluation), or the one a JSON file
+gives (`EvalConfig.expert_returns`, CLI `--expert-returns FILE`: {task_id: return}; it takes precedence over
+both). Those are not re-rolled on the evaluation seeds, and `done.json`, `summary.md` and the report say which
+tasks' references came from where (`expert_reference_sources`).
+
 Cloning: each fit is also rolled out, zero-shot only, on `cloning_tasks` of its split's TRAINING tasks, on the
 same fresh episode seeds and scored against the same references (rows with role "train"). A method that does
 badly there never learned to copy the experts; one that does well there but badly on held-out tasks does not
@@ -35,6 +41,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,6 +81,7 @@ class EvalConfig:
     bootstrap_seed: int = 0               # seed of those resamples (the intervals are reproducible)
     baseline: str | None = None           # Y of P(X > Y); None = the baseline method with the best IQM score
     cloning_tasks: int = 3                # training tasks per fit also rolled out, for the cloning score (0 = off)
+    expert_returns: str | None = None     # JSON file {task_id: expert return}: R_expert for those tasks, not re-rolled
 
     def __post_init__(self):
         from hyperzero.utils.typed import check_fields
@@ -225,13 +233,62 @@ def _cloning_ids_of(model: Any, fit: FitRef, n: int) -> list[str]:
     return cloning_task_ids(train, fit.seed, n)
 
 
+SOURCE_ROLLED = "rolled out"   # experts/<task>/expert.pt, on the evaluation episode seeds
+SOURCE_MANIFEST = "manifest"   # the dataset manifest's ExpertInfo.return_mean
+SOURCE_FILE = "file"           # EvalConfig.expert_returns (--expert-returns FILE)
+
+
+def read_expert_returns(path: str | Path, task_ids: Sequence[str]) -> dict[str, float]:
+    """A user's expert returns file: a JSON object {task_id: return} (a return may also be {"return_mean": R}).
+    Every task must be one of `task_ids` and every return a finite number; a ValueError names the file and the
+    problem."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ValueError(f"--expert-returns {path}: cannot read it ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"--expert-returns {path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"--expert-returns {path}: must be a JSON object mapping task ids to expert returns, e.g. "
+                         f'{{"{task_ids[0] if task_ids else "speed=2"}": 812.5}}')
+    unknown = sorted(set(data) - set(task_ids))
+    if unknown:
+        raise ValueError(f"--expert-returns {path}: tasks {unknown[:5]}{' ...' if len(unknown) > 5 else ''} are not in "
+                         f"the dataset; its tasks are {list(task_ids)[:8]}{' ...' if len(task_ids) > 8 else ''}")
+    out = {}
+    for task_id, value in data.items():
+        if isinstance(value, dict):
+            value = value.get("return_mean")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"--expert-returns {path}: the return of task {task_id!r} must be a finite number (or "
+                             f'{{"return_mean": R}}), got {data[task_id]!r}')
+        out[task_id] = float(value)
+    return out
+
+
+def manifest_expert_returns(dataset) -> dict[str, float]:
+    """task_id -> the expert return the dataset's manifest records (ExpertInfo.return_mean), where it records one."""
+    return {t.task_id: float(t.expert.return_mean) for t in dataset.tasks
+            if t.expert is not None and t.expert.return_mean is not None and np.isfinite(t.expert.return_mean)}
+
+
 class ExpertReference:
-    """Expert returns per (task, episode seeds), computed once and cached in `eval/expert_returns.json`."""
+    """Expert returns per (task, episode seeds), computed once and cached in `eval/expert_returns.json`.
+
+    Where a task's reference comes from (`source`): `file_returns` (the user's --expert-returns file) first, else
+    `experts/<task>/expert.pt` rolled out on the seeds (the default), else, when the run has no `experts/<task>/`
+    folder at all (a dataset from another solver), `manifest_returns` (the dataset's ExpertInfo.return_mean).
+    The do-nothing floor is always rolled out."""
 
     def __init__(self, run_dir: Path, family: str, load_expert: Callable[[Path], Any], cache_path: Path,
-                 writes: bool = True):
+                 writes: bool = True, manifest_returns: Mapping[str, float] | None = None,
+                 file_returns: Mapping[str, float] | None = None, file_path: str | None = None):
         self.run_dir, self.family, self.load_expert, self.cache_path = run_dir, family, load_expert, cache_path
         self.writes = writes  # evaluation workers read the cache; only the parent process writes it
+        self.manifest_returns = dict(manifest_returns or {})
+        self.file_returns = dict(file_returns or {})
+        self.file_path = file_path
         self.cache: dict[str, Any] = {}
         if cache_path.exists():
             try:
@@ -242,9 +299,44 @@ class ExpertReference:
     def _fingerprint(self, task_id: str) -> str:
         expert_file = self.run_dir / "experts" / task_id / "expert.pt"
         if not expert_file.exists():
-            raise FileNotFoundError(f"{expert_file} is missing: the expert of task {task_id} is needed as the "
-                                    f"reference; train it (`hyperzero run` resumes) before evaluating")
+            raise FileNotFoundError(
+                f"{expert_file} is missing: the expert of task {task_id} is needed as the reference; train it "
+                f"(`hyperzero run` resumes) before evaluating, or give its return: in the dataset manifest "
+                f"(DatasetWriter.add_task(..., expert={{'return_mean': R}})) or in a JSON file "
+                f"{{task_id: return}} passed as `hyperzero evaluate --expert-returns FILE`")
         return fingerprint(expert_file)[:16]  # content: a retrained expert is re-rolled
+
+    def source(self, task_id: str) -> str | None:
+        """Where the task's expert return comes from: SOURCE_FILE, SOURCE_ROLLED, SOURCE_MANIFEST, or None."""
+        if task_id in self.file_returns:
+            return SOURCE_FILE
+        if (self.run_dir / "experts" / task_id / "expert.pt").exists():
+            return SOURCE_ROLLED
+        if task_id in self.manifest_returns and not (self.run_dir / "experts" / task_id).exists():
+            return SOURCE_MANIFEST  # no expert of ours for the task (an expert folder without expert.pt is damage)
+        return None
+
+    def recorded_key(self, task_ids: Sequence[str]) -> str | None:
+        """A digest of the recorded (not rolled-out) references of `task_ids` (None when there are none): a
+        changed file or manifest value invalidates the cached rows."""
+        used = {}
+        for t in sorted(task_ids):
+            source = self.source(t)
+            if source == SOURCE_FILE:
+                used[t] = ["file", self.file_returns[t]]
+            elif source == SOURCE_MANIFEST:
+                used[t] = ["manifest", self.manifest_returns[t]]
+        if not used:
+            return None
+        return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe_sources(self, task_ids: Sequence[str]) -> dict[str, Any]:
+        """{"rolled out": [...], "manifest": [...], "file": [...], "file_path": ..., "none": [...]} over `task_ids`."""
+        out: dict[str, Any] = {SOURCE_ROLLED: [], SOURCE_MANIFEST: [], SOURCE_FILE: [], "none": []}
+        for t in sorted(set(task_ids)):
+            out[self.source(t) or "none"].append(t)
+        out["file_path"] = self.file_path
+        return out
 
     @staticmethod
     def _keys(task_id: str, seeds: Sequence[int]) -> tuple[str, str]:
@@ -256,6 +348,8 @@ class ExpertReference:
         key, floor_key = self._keys(task_id, seeds)
         if floor_key not in self.cache:
             return False
+        if self.source(task_id) in (SOURCE_FILE, SOURCE_MANIFEST):
+            return True  # recorded, nothing to roll out
         try:
             return self.cache.get(key, {}).get("expert") == self._fingerprint(task_id)
         except FileNotFoundError:
@@ -271,6 +365,12 @@ class ExpertReference:
             atomic_write_json(self.cache_path, self.cache)
 
     def returns(self, task_id: str, context: Mapping[str, float], seeds: Sequence[int]) -> np.ndarray:
+        """The expert's returns on `seeds` (rolled out), or [R] with R the recorded return (file, manifest)."""
+        source = self.source(task_id)
+        if source == SOURCE_FILE:
+            return np.asarray([self.file_returns[task_id]], dtype=np.float64)
+        if source == SOURCE_MANIFEST:
+            return np.asarray([self.manifest_returns[task_id]], dtype=np.float64)
         key = self._keys(task_id, seeds)[0]
         fingerprint = self._fingerprint(task_id)
         entry = self.cache.get(key)
@@ -366,10 +466,14 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
         raise ValueError(f"no complete fits under {run_dir / 'fits'} (a fit is complete when it has done.json); "
                          f"run the fit stage first (`hyperzero run` resumes it)")
     tasks = {t.task_id: t for t in dataset.tasks}
-    experts = ExpertReference(run_dir, dataset.family, load_expert, eval_dir / "expert_returns.json")
+    references = reference_settings(dataset, config)
+    experts = ExpertReference(run_dir, dataset.family, load_expert, eval_dir / "expert_returns.json", **references)
     settings = {"episode_seeds": seeds, "few_shot_k": list(config.few_shot_k), "dataset": _dataset_fingerprint(dataset),
                 "cloning_tasks": config.cloning_tasks,
                 "rows": "v3-roles"}  # rows carry the floor return since v2, role (test/train) and position since v3
+    recorded = experts.recorded_key(list(tasks))
+    if recorded is not None:  # only then: the rows cached by earlier versions stay valid
+        settings["expert_returns"] = recorded
     flagged = flagged_tasks(run_dir, dataset)
 
     rows_of: dict[int, list[ResultRow]] = {}  # fit index -> its rows; the results keep the fits' order
@@ -392,7 +496,7 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
         bar.update(1)
 
     if workers > 1:
-        _evaluate_in_processes(run_dir, todo, tasks, dataset, experts, config, flagged, workers, keep)
+        _evaluate_in_processes(run_dir, todo, tasks, dataset, experts, config, flagged, workers, keep, references)
     else:
         for i, fit, cache_path, key in todo:
             bar.set_postfix_str(f"{fit.method} seed {fit.seed}")
@@ -402,6 +506,7 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
     rows = [r for i in sorted(rows_of) for r in rows_of[i]]
 
     rows = mark_exclusions(rows, flagged)
+    sources = experts.describe_sources([r.task_id for r in rows])
     written = [write_results(eval_dir / "results.csv", rows, dataset.context_names)]
     # the held-out summary sees the test rows only (aggregate filters them), exactly as before cloning rows existed
     summary = aggregate(rows, reps=config.bootstrap_reps, seed=config.bootstrap_seed, baseline=config.baseline)
@@ -409,7 +514,8 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
     positions = [g for group in ("between", "outside")
                  for g in group_aggregate(rows, group, reps=config.bootstrap_reps, seed=config.bootstrap_seed)]
     written.append(atomic_write_text(eval_dir / "summary.csv", stats_to_csv_text(summary)))
-    written.append(atomic_write_text(eval_dir / "summary.md", summary_markdown(summary, cloning, positions, rows)))
+    written.append(atomic_write_text(eval_dir / "summary.md", summary_markdown(summary, cloning, positions, rows)
+                                     + sources_markdown(sources)))
     written.append(atomic_write_text(eval_dir / "cloning.csv", groups_to_csv_text(cloning)))
     written.append(atomic_write_text(eval_dir / "cloning.md", f"# {CLONING_HEADING}\n\n{CLONING_INTRO}\n"
                                      + cloning_to_markdown(cloning, summary, rows)))
@@ -419,11 +525,20 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
 
         written += make_all_figures(rows, dataset.context_names, eval_dir / "figures", stats=summary,
                                     run_dir=run_dir, family=dataset.family)
+    media: dict[str, Any] = {}
     if config.videos:
-        written += render_videos(run_dir, dataset, fits, config, load_fit, progress)
+        from hyperzero.envs import get_family
+
+        problem = get_family(dataset.family).render_problem()
+        if problem is None:
+            written += render_videos(run_dir, dataset, fits, config, load_fit, progress)
+        else:
+            media["videos_skipped"] = f"family {dataset.family!r} cannot render frames: {problem}"
+            print(f"evaluate: videos skipped: {media['videos_skipped']}", file=sys.stderr, flush=True)
     atomic_write_json(eval_dir / "done.json", {"key": {**settings, "fits": {f"{f.method}/seed_{f.seed}": f.fingerprint
                                                                                for f in fits}},
-                                              "n_rows": len(rows), "config": _jsonable_config(config)})
+                                              "n_rows": len(rows), "config": _jsonable_config(config),
+                                              "expert_returns": sources, **media})
     return EvalResult(rows=rows, summary=summary, written=written, cloning=cloning, positions=positions)
 
 
@@ -446,8 +561,57 @@ def summary_markdown(summary: Sequence, cloning: Sequence, positions: Sequence, 
             + f"\n## {POSITIONS_HEADING}\n\n{POSITIONS_INTRO}\n" + positions_to_markdown(positions))
 
 
+def reference_settings(dataset, config: EvalConfig) -> dict[str, Any]:
+    """The ExpertReference keyword arguments for a dataset and an EvalConfig: the manifest's recorded expert
+    returns and, with config.expert_returns, the user's file (read and checked here)."""
+    out: dict[str, Any] = {"manifest_returns": manifest_expert_returns(dataset)}
+    if config.expert_returns:
+        out["file_returns"] = read_expert_returns(config.expert_returns, dataset.task_ids)
+        out["file_path"] = str(config.expert_returns)
+    return out
+
+
+def references_digest(run_dir: str | Path, manifest: Mapping[str, Any], config: EvalConfig) -> str | None:
+    """`ExpertReference.recorded_key` over every task of a dataset manifest, without loading the dataset: what
+    `evaluate` stores in eval/done.json's key (None when every reference is rolled out)."""
+    task_ids = [e["task_id"] for e in manifest["tasks"]]
+    manifest_returns = {e["task_id"]: float(e["expert"]["return_mean"]) for e in manifest["tasks"]
+                        if isinstance(e.get("expert"), Mapping) and e["expert"].get("return_mean") is not None
+                        and np.isfinite(e["expert"]["return_mean"])}
+    file_returns = read_expert_returns(config.expert_returns, task_ids) if config.expert_returns else {}
+    reference = ExpertReference(Path(run_dir), manifest["family"], _default_load_expert,
+                                Path(run_dir) / "eval" / ".no-cache", writes=False, manifest_returns=manifest_returns,
+                                file_returns=file_returns)
+    return reference.recorded_key(task_ids)
+
+
+def sources_markdown(sources: Mapping[str, Any]) -> str:
+    """Where R_expert came from, for summary.md: "" in the default case (every reference rolled out)."""
+    text = expert_sources_sentence(sources)
+    return "" if not (sources.get(SOURCE_MANIFEST) or sources.get(SOURCE_FILE)) else f"\n{text}\n"
+
+
+def expert_sources_sentence(sources: Mapping[str, Any]) -> str:
+    """One sentence saying where the expert returns (R_expert) of the scored tasks came from."""
+    parts = []
+    if sources.get(SOURCE_ROLLED):
+        parts.append(f"rolled out from experts/<task>/expert.pt on the evaluation episode seeds "
+                     f"({len(sources[SOURCE_ROLLED])} task(s))")
+    if sources.get(SOURCE_MANIFEST):
+        parts.append(f"from the dataset manifest (ExpertInfo.return_mean, the producer's own evaluation), not "
+                     f"re-rolled ({len(sources[SOURCE_MANIFEST])} task(s): {', '.join(sources[SOURCE_MANIFEST][:6])}"
+                     f"{' ...' if len(sources[SOURCE_MANIFEST]) > 6 else ''})")
+    if sources.get(SOURCE_FILE):
+        parts.append(f"from {sources.get('file_path') or 'the --expert-returns file'} (given with --expert-returns), "
+                     f"not re-rolled ({len(sources[SOURCE_FILE])} task(s))")
+    if sources.get("none"):
+        parts.append(f"none for {len(sources['none'])} flagged task(s) without an expert")
+    return "Expert returns: " + ("; ".join(parts) if parts else "none scored") + "."
+
+
 def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], dataset, experts: ExpertReference,
-                           config: EvalConfig, flagged: Mapping[str, str], workers: int, keep: Callable) -> None:
+                           config: EvalConfig, flagged: Mapping[str, str], workers: int, keep: Callable,
+                           references: Mapping[str, Any] | None = None) -> None:
     """Reference returns of every task the fits are rolled out on (held-out tasks, and the training tasks of the
     cloning score), then the fits, each in `workers` processes.
     Only this process writes files: the references' cache before the fits start, each fit's rows as it ends."""
@@ -460,12 +624,13 @@ def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], 
     needed = _reference_tasks(todo, tasks, experts, seeds, config.cloning_tasks)
     # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        references = dict(references or {})
         futures = {t: pool.submit(_reference_entry, str(run_dir), dataset.family, t, dict(tasks[t].context), seeds,
-                                  threads, parent) for t in needed}
+                                  threads, parent, references) for t in needed}
         for t, future in futures.items():
             experts.merge(future.result())
         futures = {pool.submit(_fit_rows_entry, str(run_dir), fit, list(dataset.context_names), config,
-                               dict(flagged), threads, parent): (i, fit, cache_path, key)
+                               dict(flagged), threads, parent, references): (i, fit, cache_path, key)
                    for i, fit, cache_path, key in todo}
         for future in as_completed(futures):
             keep(*futures[future], future.result())  # re-raises a worker's exception here
@@ -481,7 +646,7 @@ def _reference_tasks(todo: list, tasks, experts: ExpertReference, seeds: Sequenc
 
 
 def _reference_entry(run_dir: str, family: str, task_id: str, context: Mapping[str, float], seeds: Sequence[int],
-                     threads: int, parent_pid: int) -> dict[str, Any]:
+                     threads: int, parent_pid: int, references: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Worker: the cache entries of the task's expert returns (if it has an expert.pt) and floor returns."""
     import torch
 
@@ -490,7 +655,7 @@ def _reference_entry(run_dir: str, family: str, task_id: str, context: Mapping[s
     exit_with_parent(parent_pid)
     torch.set_num_threads(threads)
     experts = ExpertReference(Path(run_dir), family, _default_load_expert,
-                              Path(run_dir) / "eval" / "expert_returns.json", writes=False)
+                              Path(run_dir) / "eval" / "expert_returns.json", writes=False, **(references or {}))
     try:
         experts.returns(task_id, context, seeds)
     except FileNotFoundError:
@@ -500,7 +665,8 @@ def _reference_entry(run_dir: str, family: str, task_id: str, context: Mapping[s
 
 
 def _fit_rows_entry(run_dir: str, fit: FitRef, context_names: list[str], config: EvalConfig,
-                    flagged: dict[str, str], threads: int, parent_pid: int) -> list[ResultRow]:
+                    flagged: dict[str, str], threads: int, parent_pid: int,
+                    references: Mapping[str, Any] | None = None) -> list[ResultRow]:
     """Worker: one fit's rows, with the references read from the cache the parent wrote."""
     import torch
 
@@ -510,7 +676,7 @@ def _fit_rows_entry(run_dir: str, fit: FitRef, context_names: list[str], config:
     torch.set_num_threads(threads)
     family, tasks = _dataset_tasks(run_dir)
     experts = ExpertReference(Path(run_dir), family, _default_load_expert,
-                              Path(run_dir) / "eval" / "expert_returns.json", writes=False)
+                              Path(run_dir) / "eval" / "expert_returns.json", writes=False, **(references or {}))
     return _evaluate_fit(fit, _default_load_fit(fit.directory), tasks, context_names, experts, config, False, flagged)
 
 

@@ -194,6 +194,30 @@ def portable_command(argv: Sequence[str]) -> list[str]:
     return args
 
 
+def _family_origin(name: str) -> str:
+    """" (your own, a Gymnasium env, from module m)" for a family that is not shipped, "" otherwise."""
+    try:
+        from hyperzero.envs import family_source, get_family
+
+        fam = get_family(name)
+        source = family_source(name)
+    except (ValueError, OSError):
+        return ""
+    if source is None or "shipped" in source:
+        return ""
+    kind = "a Gymnasium env" if fam.kind == "gymnasium" else "a dm_control domain"
+    return f" (your own: {kind}, from {source})"
+
+
+def _eval_record(run_dir: Path) -> dict:
+    """eval/done.json ({} when missing or unreadable)."""
+    try:
+        record = read_json(run_dir / "eval" / "done.json")
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
 def _read_csv(path: Path) -> list[dict] | None:
     if not path.exists():
         return None
@@ -249,7 +273,8 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
     family = manifest.get("family") or config.get("family", "unknown")
     tasks = manifest.get("tasks", [])
     doc.heading("Family and tasks")
-    doc.para(f"Family {family}; varied context features: {', '.join(manifest.get('context_names', [])) or 'n/a'}; "
+    doc.para(f"Family {family}{_family_origin(family)}; varied context features: "
+             f"{', '.join(manifest.get('context_names', [])) or 'n/a'}; "
              f"{len(tasks)} tasks in the dataset"
              + (f" ({len(manifest.get('excluded_tasks', []))} excluded)" if manifest.get("excluded_tasks") else "") + ".")
 
@@ -334,6 +359,11 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
                  "probability that the method's score on a held-out task beats the strongest baseline's. The last "
                  "column is the paper's metric (mean of R / R_expert, ± std over seeds), for comparison only.")
         doc.table(list(MARKDOWN_HEADER), stats_table(summary))
+        done = _eval_record(run_dir)
+        if done.get("expert_returns"):
+            from hyperzero.evaluation.evaluate import expert_sources_sentence
+
+            doc.para(expert_sources_sentence(done["expert_returns"]))
         held_out = test_rows(rows)
         excluded = sorted({(r.task_id, r.excluded) for r in held_out if r.excluded})
         doc.para("Tasks left out of the aggregates: " + ("; ".join(f"{t} ({why})" for t, why in excluded)
@@ -362,6 +392,10 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
         for png in figures:
             doc.figure(png, run_dir, FIGURE_CAPTIONS.get(png.stem, png.stem))
     videos = sorted((run_dir / "eval" / "videos").glob("*.mp4"))
+    skipped = _eval_record(run_dir).get("videos_skipped")
+    if skipped and not videos:
+        doc.heading("Videos")
+        doc.para(f"No videos: {skipped}.")
     if videos:
         doc.heading("Videos")
         for v in videos:

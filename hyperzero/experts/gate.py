@@ -114,27 +114,40 @@ def judge(family: str, summaries: Sequence[Mapping], gate: GateConfig) -> list[V
     from hyperzero.envs import get_family
 
     fam = get_family(family)
+    short = summaries[0].get("config", {}).get("max_episode_steps") if summaries else None
+    steps = short or fam.episode_steps
+    if getattr(fam, "max_reward", None) is None:  # a family of your own may not know its reward's ceiling
+        why = (f"not judged: family {family!r} declares no max_reward, so there is no ceiling to judge an expert "
+               f"against (set max_reward and min_reward on the family to gate its experts)")
+        return [Verdict(s["task_id"], True, why, float(s["eval_return_mean"]), float(s.get("floor_return", 0.0)),
+                        None, None) for s in summaries]
     points = _points(family, summaries)
     returns = np.array([float(s["eval_return_mean"]) for s in summaries])
-    short = summaries[0].get("config", {}).get("max_episode_steps") if summaries else None
-    ceiling = fam.max_reward * (short or fam.episode_steps)
+    ceiling = fam.max_reward * steps
+    # the gate's fractions are of the scale [base, ceiling]: base = every step at the lowest reward (0 for the
+    # shipped families, whose rewards are in [0, 1], so a fraction of the ceiling is a fraction of the scale)
+    base = (getattr(fam, "min_reward", None) or 0.0) * steps
+
+    def at(fraction: float) -> float:
+        return base + fraction * (ceiling - base)
+
     verdicts = []
     for i, s in enumerate(summaries):
         floor = float(s.get("floor_return", 0.0))
         r = returns[i]
-        if r >= gate.ceiling_fraction * ceiling:
-            verdicts.append(Verdict(s["task_id"], True, f"{r:.0f} >= {gate.ceiling_fraction:g} x ceiling {ceiling:.0f}",
+        if r >= at(gate.ceiling_fraction):
+            verdicts.append(Verdict(s["task_id"], True, f"{r:.0f} >= {_of_ceiling(gate.ceiling_fraction, ceiling, base)}",
                                     float(r), floor, None, None))
             continue
         dist = np.linalg.norm(points - points[i], axis=1)
         dist[i] = np.inf
         near = [j for j in np.argsort(dist, kind="stable")[: gate.neighbours] if np.isfinite(dist[j])]
-        vouching = [j for j in near if returns[j] >= gate.vouch_fraction * ceiling]
+        vouching = [j for j in near if returns[j] >= at(gate.vouch_fraction)]
         if not vouching:
-            what = (f"none of its {len(near)} nearest tasks reached {gate.vouch_fraction:g} x ceiling, so no "
-                    "neighbour vouches for a lower bar" if near else "no neighbouring task to compare with")
-            verdicts.append(Verdict(s["task_id"], False, f"{r:.0f} < {gate.ceiling_fraction:g} x ceiling "
-                                    f"{ceiling:.0f} and {what}", float(r), floor, None, None))
+            what = (f"none of its {len(near)} nearest tasks reached {_of_ceiling(gate.vouch_fraction, None, base)}, "
+                    "so no neighbour vouches for a lower bar" if near else "no neighbouring task to compare with")
+            verdicts.append(Verdict(s["task_id"], False, f"{r:.0f} < {_of_ceiling(gate.ceiling_fraction, ceiling, base)} "
+                                    f"and {what}", float(r), floor, None, None))
             continue
         best = max(vouching, key=lambda j: returns[j])
         ref = returns[best]
@@ -144,3 +157,10 @@ def judge(family: str, summaries: Sequence[Mapping], gate: GateConfig) -> list[V
                f"(neighbour {summaries[best]['task_id']} {ref:.0f} - floor)")
         verdicts.append(Verdict(s["task_id"], bool(ok), why, float(r), floor, float(ref), summaries[best]["task_id"]))
     return verdicts
+
+
+def _of_ceiling(fraction: float, ceiling: float | None, base: float) -> str:
+    """"0.9 x ceiling 1000" (the shipped families: base 0), or "0.9 of the way from base -3255 to ceiling 0"."""
+    if base == 0.0:
+        return f"{fraction:g} x ceiling" + (f" {ceiling:.0f}" if ceiling is not None else "")
+    return f"{fraction:g} of the way from {base:.0f} to the ceiling" + (f" {ceiling:.0f}" if ceiling is not None else "")

@@ -108,8 +108,11 @@ class GroupTrainer:
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         self.agent = EnsembleTD3(self.fam.obs_dim, self.fam.act_dim, cfg, [t.seed for t in tasks], self.device)
+        if cfg.share_experience:
+            _check_relabelling(self.fam)
         self.envs = [_make_env(family, t.context, cfg.max_episode_steps) for t in tasks]
-        self.reward_tasks = [env.unwrapped.dm_env.task for env in self.envs]
+        # shared experience relabels rewards from the dm_control task's physics readings (share_experience only)
+        self.reward_tasks = [env.unwrapped.dm_env.task for env in self.envs] if cfg.share_experience else None
         self.pools = experience_pools(family, [t.context for t in tasks]) if cfg.share_experience else None
         self.relabel = [t.reward_from_readings for t in self.reward_tasks] if self.pools else None
         self.replay = StackedReplay(self.n, min(cfg.replay_capacity, cfg.train_steps), self.fam.obs_dim,
@@ -326,6 +329,19 @@ class GroupTrainer:
         }
         atomic_write_json(t.dir / SUMMARY, summary)  # written last: its presence means the expert is complete
         return summary
+
+
+def _check_relabelling(fam) -> None:
+    """share_experience needs a dm_control family whose task relabels rewards (READINGS, reward_readings,
+    reward_from_readings, as the shipped families' tasks have); a ValueError names the family otherwise."""
+    if getattr(fam, "kind", "dm_control") != "dm_control":
+        raise ValueError(f"share_experience relabels rewards from dm_control physics readings, but family {fam.name!r} "
+                         f"is built from a Gymnasium env; train its experts without share_experience")
+    task = fam.make_task(fam.context_space.validate(None), value_at_margin=0.1, random=0)
+    missing = [a for a in ("READINGS", "reward_readings", "reward_from_readings") if not hasattr(task, a)]
+    if missing:
+        raise ValueError(f"share_experience relabels rewards, but the task of family {fam.name!r} lacks {missing} "
+                         f"(see hyperzero/envs/cheetah.py for how a task defines them); train without share_experience")
 
 
 def dynamics_key(family: str):

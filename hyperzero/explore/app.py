@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hyperzero.evaluation.evaluate import is_meta
 from hyperzero.explore.config import ExploreConfig
-from hyperzero.explore.rollout import FrameRenderer, Supersession, clip_events, make_panel
+from hyperzero.explore.rollout import Supersession, clip_events, make_panel, make_renderer
 from hyperzero.explore.run import ExploreRun, FitLoadError
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -228,7 +228,7 @@ def create_app(run: ExploreRun, config: ExploreConfig | None = None) -> FastAPI:
     config = (config or ExploreConfig()).check()
     default = run.default_fit(config.method, config.seed)
     run.model(default.method, default.seed)  # load now: a broken default fit fails at start, not on the page
-    renderer = FrameRenderer(run.family, config.width, config.height, config.full_quality)
+    renderer = make_renderer(run.family, config.width, config.height, config.full_quality)
     supersession = Supersession()
     clips = ClipStore(config.kept_clips)
     episode_steps = config.episode_steps or run.episode_length

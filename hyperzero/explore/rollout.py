@@ -50,6 +50,7 @@ class FrameRenderer:
         from concurrent.futures import ThreadPoolExecutor
 
         self.family, self.width, self.height, self.full_quality = family, width, height, full_quality
+        self.env_kwargs: dict[str, Any] = {}  # the envs step without rendering; frames come from copies of the state
         self.dynamics = [n for n, f in family.context_space.features.items() if f.kind == "dynamics"]
         self._cache: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()  # touched on the GL thread only
         self._cache_size = cache_size
@@ -97,6 +98,10 @@ class FrameRenderer:
             raise RuntimeError("this FrameRenderer is closed")
         return self._gl.submit(self._render, context, physics).result()
 
+    def frame(self, context: Mapping[str, float], env) -> np.ndarray:
+        """The frame of a ContextualEnv's current state."""
+        return self.render(context, env.physics)
+
     def _close(self) -> None:
         while self._cache:
             self._free(*self._cache.popitem()[1])
@@ -113,6 +118,47 @@ class FrameRenderer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class EnvFrameRenderer:
+    """Frames of a family built from a Gymnasium env (GymnasiumFamily): the env itself renders (it is made with
+    render_mode="rgb_array"), each frame scaled to width x height. Same interface as FrameRenderer."""
+
+    env_kwargs = {"render_mode": "rgb_array"}
+
+    def __init__(self, family, width: int = 320, height: int = 240, full_quality: bool = False):
+        self.family, self.width, self.height = family, width, height
+
+    def frame(self, context: Mapping[str, float], env) -> np.ndarray:
+        frame = np.asarray(env.render())
+        if frame.shape[:2] != (self.height, self.width):
+            from PIL import Image
+
+            frame = np.asarray(Image.fromarray(frame).resize((self.width, self.height)))
+        return frame
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "EnvFrameRenderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_renderer(family, width: int = 320, height: int = 240, full_quality: bool = False):
+    """The renderer of a family's frames: FrameRenderer (dm_control) or EnvFrameRenderer (a Gymnasium env).
+    A family that cannot render is refused with a ValueError that names it and why."""
+    problem = family.render_problem()
+    if problem is not None:
+        raise ValueError(f"family {family.name!r} cannot render frames ({problem}); the explore page shows each "
+                         f"rollout as frames, so it needs a family that renders (for a Gymnasium env: a factory that "
+                         f"takes render_mode and an env that renders rgb_array). Evaluation and the report work "
+                         f"without rendering")
+    if getattr(family, "kind", "dm_control") == "gymnasium":
+        return EnvFrameRenderer(family, width, height, full_quality)
+    return FrameRenderer(family, width, height, full_quality)
 
 
 def jpeg_base64(frame: np.ndarray, quality: int) -> str:
@@ -199,10 +245,11 @@ def clip_events(family_name: str, context: Mapping[str, float], panels: Sequence
     from hyperzero.envs import make
 
     started = time.perf_counter() if started is None else started
-    envs = [make(family_name, context, seed=episode_seed, allow_extrapolation=True) for _ in panels]
+    env_kwargs = getattr(renderer, "env_kwargs", {})
+    envs = [make(family_name, context, seed=episode_seed, allow_extrapolation=True, **env_kwargs) for _ in panels]
     try:
         obs = [env.reset(seed=episode_seed)[0] for env in envs]
-        dt = float(envs[0].dm_env.control_timestep())
+        dt = float(envs[0].control_dt)
         clip_steps = min(clip_steps, episode_steps)
         every = frame_every or auto_frame_every(dt, clip_steps, fps, max_frames)
         first_actions = [p.act(o) for p, o in zip(panels, obs)]
@@ -223,7 +270,7 @@ def clip_events(family_name: str, context: Mapping[str, float], panels: Sequence
 
         def frame(i: int, t: int) -> dict[str, Any]:
             nonlocal first_frame_s
-            image = jpeg_base64(renderer.render(context, envs[i].physics), jpeg_quality)
+            image = jpeg_base64(renderer.frame(context, envs[i]), jpeg_quality)
             if keep_frame is not None:
                 keep_frame(i, image)
             new, sent[i] = rewards[i][sent[i]:], len(rewards[i])

@@ -6,7 +6,7 @@ contexts; missing keys take the defaults below, and the resolved config is writt
 
     name: quickstart                # a label for reports
     description: ...
-    family: cheetah-run             # hyperzero.envs.FAMILIES
+    family: cheetah-run             # a registered family (`hyperzero envs`; your own: docs/own-environment.md)
     contexts:                       # exactly one of:
       grid: {speed: "-8:8:2"}       #   per-feature lists or "lo:hi:step" strings (0 skipped for nonzero features)
       # sample: {n: 20, seed: 0, names: [speed, torso_length]}
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -161,8 +162,50 @@ def list_presets() -> dict[str, str]:
     return out
 
 
-def load_config_source(source: str) -> tuple[dict, str]:
-    """A preset name or a YAML file path -> (raw mapping, where it came from)."""
+def plain_config(value: Any, where: str = "config") -> Any:
+    """A config given in Python as plain YAML data: mappings with string keys, lists (from lists, tuples and
+    numpy arrays), strings (from paths), numbers (from numpy scalars), booleans and None; anything else is a
+    ValueError naming its dotted key."""
+    import numbers
+    import os
+
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where}: key {k!r} must be a string")
+            out[k] = plain_config(v, f"{where}.{k}" if where != "config" else k)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [plain_config(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if hasattr(value, "tolist") and hasattr(value, "ndim"):  # a numpy array or scalar
+        return plain_config(value.tolist(), where) if value.ndim else plain_config(value.item(), where)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if getattr(value, "kind", None) in ("dm_control", "gymnasium") and hasattr(value, "name"):
+        raise ValueError(f"{where}: give the family's name ({value.name!r}) after registering it with "
+                         f"hyperzero.envs.register_family, not the family object")
+    raise ValueError(f"{where}={value!r}: a config holds mappings, lists, strings, numbers, booleans and null, "
+                     f"not {type(value).__name__}")
+
+
+PYTHON_SOURCE = "a Python mapping (run_pipeline)"
+
+
+def load_config_source(source: str | Path | Mapping) -> tuple[dict, str]:
+    """A preset name, a YAML file path or a config mapping -> (raw mapping, where it came from)."""
+    if isinstance(source, Mapping):
+        return plain_config(source), PYTHON_SOURCE
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if not isinstance(source, str):
+        raise ValueError(f"the config must be a preset name, a YAML file or a mapping, got {type(source).__name__}")
     path = Path(source)
     if source.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
@@ -417,7 +460,7 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
     other mismatch is a ValueError naming the dotted key, the value and the allowed form. Nothing is
     written here, so a refused config leaves the run directory untouched.
     """
-    from hyperzero.envs import FAMILIES, get_family
+    from hyperzero.envs import family_names, get_family, has_family
     from hyperzero.evaluation import EvalConfig
     from hyperzero.experts import TD3Config
     from hyperzero.utils.typed import coerce_fields, convert
@@ -431,8 +474,10 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
     for key in ("name", "description"):
         config[key] = convert(key, "" if config.get(key) is None else config[key], str, coerce=True)
     family = config.get("family")
-    if not isinstance(family, str) or family not in FAMILIES:
-        raise ValueError(f"family={family!r}: must be one of {', '.join(FAMILIES)}")
+    if not isinstance(family, str) or not has_family(family):
+        from hyperzero.envs.registry import HOW_TO_ADD
+
+        raise ValueError(f"family={family!r}: must be one of {', '.join(family_names())}; {HOW_TO_ADD}")
     contexts = resolve_contexts(family, config.get("contexts"))
 
     experts = _section(config, "experts")

@@ -66,8 +66,12 @@ def _adopt(path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ config / run dir
-def run_dir_for(config: dict, source: str, out_dir: str | Path | None) -> Path:
-    return Path(out_dir) if out_dir else Path("runs") / (config.get("name") or Path(source).stem)
+def run_dir_for(config: dict, source: str | Mapping, out_dir: str | Path | None) -> Path:
+    if out_dir:
+        return Path(out_dir)
+    if isinstance(source, Mapping):
+        return Path("runs") / (config.get("name") or config["family"])
+    return Path("runs") / (config.get("name") or Path(source).stem)
 
 
 def previous_config(run_dir: Path) -> dict | None:
@@ -126,8 +130,8 @@ def _check_and_write_config(run_dir: Path, config: dict, where: str, force: bool
     atomic_write_text(run_dir / "config.yaml", f"# resolved from {where}\n" + dump_yaml(config))
 
 
-def prepare_run_dir(source: str, out_dir: str | Path | None, overrides: Sequence[str] = (), force: bool = False
-                    ) -> tuple[Path, dict]:
+def prepare_run_dir(source: str | Mapping, out_dir: str | Path | None, overrides: Sequence[str] = (),
+                    force: bool = False) -> tuple[Path, dict]:
     """Resolve the config (nothing is written if it is refused), create or check the run directory, write
     `config.yaml`. Holds the run directory's lock while it writes."""
     raw, where = load_config_source(source)
@@ -625,12 +629,21 @@ def media_problem(run_dir: Path, config: dict, moved: Sequence[Path] = ()) -> st
             return f"{_rel(run_dir, path)} was damaged"
     if (config.get("evaluate") or {}).get("videos"):
         videos = sorted((eval_dir / "videos").glob("*.mp4"))
+        if not videos and _videos_skipped(eval_dir):
+            return None  # the family cannot render: the evaluation said so, and rerunning it would not help
         if not videos:
             return "the videos are missing"
         unverified = [v for v in videos if not checksum_path(v).exists()]
         if unverified:  # written before videos had checksums: a truncated one could not be told from a good one
             return f"{_rel(run_dir, unverified[0])} has no checksum"
     return None
+
+
+def _videos_skipped(eval_dir: Path) -> bool:
+    try:
+        return bool(read_json(eval_dir / "done.json").get("videos_skipped"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def restore_expert_returns(run_dir: Path, config: dict) -> None:
@@ -642,7 +655,7 @@ def restore_expert_returns(run_dir: Path, config: dict) -> None:
     if path.exists() or not rows:
         return
     from hyperzero.datasets import load_dataset
-    from hyperzero.evaluation.evaluate import ExpertReference, _default_load_expert
+    from hyperzero.evaluation.evaluate import ExpertReference, _default_load_expert, reference_settings
 
     dataset = load_dataset(run_dir / "dataset")
     tasks = {t.task_id: t for t in dataset.tasks}
@@ -653,7 +666,8 @@ def restore_expert_returns(run_dir: Path, config: dict) -> None:
         except (OSError, ValueError, AttributeError, KeyError, TypeError):
             continue
     seeds = eval_config(config).episode_seeds
-    reference = ExpertReference(run_dir, dataset.family, _default_load_expert, path)
+    reference = ExpertReference(run_dir, dataset.family, _default_load_expert, path,
+                                **reference_settings(dataset, eval_config(config)))
     for task_id in sorted(needed & set(tasks)):
         context = dict(tasks[task_id].context)
         try:
@@ -694,6 +708,13 @@ def eval_is_current(run_dir: Path, config: dict) -> bool:
         except DatasetError:
             return False
         if key["dataset"] != _dataset_fingerprint(type("Manifest", (), {"manifest": manifest})()):
+            return False
+        from hyperzero.evaluation.evaluate import references_digest
+
+        try:  # recorded (not rolled-out) expert returns that changed since: the rows hold the old ones
+            if key.get("expert_returns") != references_digest(run_dir, manifest, cfg):
+                return False
+        except ValueError:
             return False
     return key.get("fits") == fits and {k: saved.get(k) for k in current} == current
 
@@ -798,13 +819,25 @@ def check_local_devices(config: dict, runtime: Runtime) -> None:
                                  "(picks fp32 here) or fp32")
 
 
-def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequence[str] = (), force: bool = False,
+def run_pipeline(source: str | Path | Mapping, out_dir: str | Path | None = None,
+                 overrides: Sequence[str] | Mapping[str, Any] = (), force: bool = False,
                  runtime: Runtime | None = None, stop_after: str | None = None) -> Path:
-    """Run (or resume) every stage of `source` (a preset name or YAML file) in `out_dir`. Returns the run dir.
+    """Run (or resume) every stage of `source` in `out_dir`; returns the run directory. The Python form of
+    `hyperzero run` (docs/pipeline.md, "From Python").
+
+    `source` is a preset name, a YAML file, or a config mapping with the same sections (`family`, `contexts`,
+    `experts`, `dataset`, `fit`, `evaluate`; tuples, paths and numpy numbers are taken as lists, strings and
+    numbers). `overrides` are `--set` items ("fit.seeds=[0,1]") or a mapping of dotted keys to values
+    ({"fit.seeds": [0, 1]}). Without `out_dir` the run goes to runs/<name> (a mapping without a name: runs/<family>).
+
+        from hyperzero.launchers.pipeline import run_pipeline
+        run_dir = run_pipeline({"family": "cheetah-run", "contexts": {"grid": {"speed": [-4, 2, 4]}}},
+                               out_dir="runs/mine", overrides={"experts.train_steps": 2000})
 
     The whole config is checked before anything is written; the run directory is locked for the
     duration (a second command on it is refused, naming this one).
     """
+    overrides = override_items(overrides)
     runtime = runtime or Runtime()
     if runtime.executor not in ("local", "ray"):
         raise ValueError(f"--executor must be local or ray (got {runtime.executor!r})")
@@ -831,10 +864,24 @@ def run_pipeline(source: str, out_dir: str | Path | None = None, overrides: Sequ
                 _move_aside(run_dir, info_path, f"{e.reason}; a new one is written")
         write_run_info(run_dir, config, seeds={"experts": config["experts"].get("seed"),
                                                "dataset": config["dataset"]["seed"], "fit": config["fit"]["seeds"]},
-                       stage="pipeline", source=source, overrides=list(overrides), packing=packing_record(config),
+                       stage="pipeline", source=where if isinstance(source, Mapping) else str(source), overrides=list(overrides), packing=packing_record(config),
                        runtime={"executor": runtime.executor, "address": runtime.address, "device": runtime.device})
         _run_stages(run_dir, config, runtime, stop_after)
     return run_dir
+
+
+def override_items(overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:
+    """Overrides as `--set` items: a mapping {"fit.seeds": [0, 1]} becomes ["fit.seeds=[0, 1]"] (YAML values)."""
+    if isinstance(overrides, Mapping):
+        import yaml
+
+        from hyperzero.launchers.config import ConfigDumper, plain_config
+
+        return [f"{key}={yaml.dump(plain_config(value), Dumper=ConfigDumper, default_flow_style=True, width=10**9).strip()}"
+                .removesuffix("\n...") for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        return [overrides]
+    return list(overrides)
 
 
 def _run_stages(run_dir: Path, config: dict, runtime: Runtime, stop_after: str | None) -> None:

@@ -87,9 +87,9 @@ def resolve_config(cfg: FitConfig, dataset, split=None) -> FitConfig:
 
 def resolve_selection(cfg: FitConfig, dataset, split) -> str:
     """The selection rule actually used (see FitConfig.selection and training/loop.py)."""
-    from hyperzero.envs import FAMILIES
+    from hyperzero.envs import has_family
 
-    has_env = dataset.family in FAMILIES
+    has_env = has_family(dataset.family)
     if cfg.selection == "auto":
         if not split.val:
             return "last"
@@ -175,7 +175,7 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
                                  if val_tasks else None, cfg.val_samples_per_task, cfg.seed + 1, need_q, device)
     # every fit with val tasks in a real environment records its final val return (selection "return": every eval)
     val_rollouts = (make_val_rollouts(ds.family, val_tasks, normalizer, cfg, device)
-                    if val_tasks and ds.family in _env_families() else None)
+                    if val_tasks and _has_env(ds.family) else None)
     write_run_info(out, resolved, seeds={"split": cfg.seed, "init": cfg.seed, "sampler": cfg.seed,
                                          "validation_samples": cfg.seed + 1,
                                          "validation_episodes": [cfg.val_seed + i for i in range(cfg.val_episodes)]},
@@ -230,10 +230,11 @@ def training_contexts(train_tasks, context_names) -> dict:
                        for n in context_names}}
 
 
-def _env_families() -> tuple[str, ...]:
-    from hyperzero.envs import FAMILIES
+def _has_env(family: str) -> bool:
+    """A registered family (shipped, or your own through a plugin) has an env to roll policies out in."""
+    from hyperzero.envs import has_family
 
-    return tuple(FAMILIES)
+    return has_family(family)
 
 
 def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, selection: str, progress: bool,
