@@ -26,17 +26,19 @@ from pathlib import Path
 # the methods of a variant: HyperZero, its policy-only ablation (does the Q head help?) and the context-blind policy
 # (what knowing the task is worth)
 METHODS = ["hyperzero", "hyperzero_without_q", "context_blind"]
-OBS_NORM = ["fit.model.obs_norm=true"]
-DART = ["dataset.action_noise=0.2", "dataset.n_episodes=10"]
+# every variant states each studied key, so it means the same whatever the preset's current defaults are
+BEFORE = ["fit.model.obs_norm=false", "dataset.action_noise=0.0", "dataset.n_episodes=5"]  # the protocol until 2026-12
+OBS_NORM = ["fit.model.obs_norm=true", "dataset.action_noise=0.0", "dataset.n_episodes=5"]
+OBS_NORM_DART = ["fit.model.obs_norm=true", "dataset.action_noise=0.2", "dataset.n_episodes=10"]
 LONG = ["fit.steps=4000", "fit.eval_interval=500", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
-# name -> (methods, overrides); each adds one change to one before it
+# name -> (methods, overrides)
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
-    "preset": (METHODS, []),
+    "preset": (METHODS, BEFORE),
     "obs_norm": (METHODS, OBS_NORM),
-    "obs_norm+dart": (METHODS, OBS_NORM + DART),
+    "obs_norm+dart": (METHODS, OBS_NORM_DART),
     # the authors' unscaled value targets (κ = 1) against κ = 1 / mean |q*| of "obs_norm+dart"
-    "obs_norm+dart+unscaled": (["hyperzero"], OBS_NORM + DART + ["fit.value_scale=1.0"]),
-    "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM + DART + LONG),
+    "obs_norm+dart+unscaled": (["hyperzero"], OBS_NORM_DART + ["fit.value_scale=1.0"]),
+    "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + LONG),
 }
 
 
@@ -140,7 +142,7 @@ def table(args) -> int:
                   f"{_cell(by_group.get((method, 'outside')))} | {expert_train:.0f} / "
                   f"{float(held.get('expert_return_mean') or 'nan'):.0f} | {_fit_cpu_minutes(run, method)} |")
     print(f"\nCPU: {cpu_model()}. Variants: " + "; ".join(
-        f"**{n}** = " + (", ".join(f"`{o}`" for o in VARIANTS[n][1]) or "the preset as published") for n in VARIANTS))
+        f"**{n}** = " + ", ".join(f"`{o}`" for o in VARIANTS[n][1]) for n in VARIANTS))
     return 0
 
 
@@ -153,16 +155,18 @@ def curves(args) -> int:
 
     fits = Path(args.root) / args.preset / args.variant / "fits"
     fig, ax = plt.subplots(figsize=(7, 4))
-    for method_dir in sorted(p for p in fits.iterdir() if p.is_dir()):
-        for seed_dir in sorted(method_dir.glob("seed_*")):
-            progress = seed_dir / "progress.csv"
-            if not progress.exists():
-                continue
-            rows = [r for r in _rows(progress) if r.get("val/return") not in (None, "")]
-            steps = [int(float(r["step"])) for r in rows]
-            ax.plot(steps, [float(r["val/return"]) for r in rows], alpha=0.7,
-                    color=f"C{sorted(p.name for p in fits.iterdir()).index(method_dir.name)}",
-                    label=method_dir.name if seed_dir.name == "seed_0" else None)
+    methods = sorted(p.name for p in fits.iterdir() if p.is_dir())
+    for i, method in enumerate(methods):
+        curves_of_seeds = {}
+        for seed_dir in sorted((fits / method).glob("seed_*")):
+            if (seed_dir / "progress.csv").exists():
+                rows = [r for r in _rows(seed_dir / "progress.csv") if r.get("val/return") not in (None, "")]
+                curves_of_seeds[seed_dir.name] = {int(float(r["step"])): float(r["val/return"]) for r in rows}
+        for curve in curves_of_seeds.values():  # one thin line per split seed
+            ax.plot(list(curve), list(curve.values()), color=f"C{i}", alpha=0.25, linewidth=0.8)
+        steps = sorted(set.intersection(*(set(c) for c in curves_of_seeds.values()))) if curves_of_seeds else []
+        ax.plot(steps, [sum(c[s] for c in curves_of_seeds.values()) / len(curves_of_seeds) for s in steps],
+                color=f"C{i}", linewidth=2.2, label=f"{method} (mean of {len(curves_of_seeds)} split seeds)")
     ax.set_xlabel("gradient steps")
     ax.set_ylabel("validation return (zero-shot, val tasks)")
     ax.set_title(f"{args.preset} / {args.variant} ({cpu_model()})", fontsize=9)
