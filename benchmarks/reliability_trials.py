@@ -607,13 +607,303 @@ def ray_trials(work: Path, log: list) -> tuple[int, int]:
     return 1, int(first_ok and same)
 
 
+# ------------------------------------------------------------------------------------------ omitted / unknown context
+def _training_range(run: Path, fit: str = FIT) -> tuple[float, float]:
+    """(min, max) speed over the training tasks of the fit's split, from split.json and the dataset manifest."""
+    train = set(json.loads((run / fit / "split.json").read_text())["train"])
+    speeds = [float(t["context"]["speed"]) for t in json.loads((run / "dataset" / "manifest.json").read_text())["tasks"]
+              if t["task_id"] in train]
+    return min(speeds), max(speeds)
+
+
+CONTEXT_API_SCRIPT = r'''
+import json, sys, tempfile, warnings
+import numpy as np
+from hyperzero.datasets.writer import DatasetWriter
+from hyperzero.envs import MIN_ABS_SPEED, ExtrapolationWarning
+from hyperzero.training import load_fit
+fit, inside, outside = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+tiny_below = -MIN_ABS_SPEED / 5
+results = []
+def expect(name, fn, *words, after=lambda: True):
+    try:
+        value = fn()
+    except ValueError as e:
+        results.append([name, all(w in str(e) for w in words) and after(), str(e)[:300]])
+        return
+    except Exception as e:
+        results.append([name, False, f"{type(e).__name__}: {e}"[:300]])
+        return
+    results.append([name, False, f"accepted: {value!r}"[:300]])
+
+tm = load_fit(fit)
+cases = {"missing speed": ({"torso_length": 0.6}, ["lacks features ['speed']"]),
+         "unknown feature": ({"speed": 2, "foo": 1}, ["unknown context feature", "'foo'"]),
+         "fixed feature at another value": ({"speed": 2, "gravity": 5}, ["'gravity' = 5", "not varied"]),
+         "speed 5e-324": ({"speed": 5e-324}, ["'speed'", f"below the minimum {MIN_ABS_SPEED:g}"]),
+         f"speed {tiny_below:g}": ({"speed": tiny_below}, ["'speed'", f"below the minimum {MIN_ABS_SPEED:g}"])}
+for name, (ctx, words) in cases.items():
+    expect(f"load_fit(...).policy {name}", lambda: tm.policy(ctx), *words)
+
+def caught(ctx):
+    model = load_fit(fit)  # a fresh model: the warning is given once per feature and model
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        model.policy(ctx).act(np.zeros((1, 17), np.float32))
+    return [str(w.message) for w in got if issubclass(w.category, ExtrapolationWarning)]
+got = caught({"speed": inside})
+results.append([f"policy speed={inside:g} inside the training range: no ExtrapolationWarning", got == [], repr(got)[:300]])
+got = caught({"speed": outside})
+results.append([f"policy speed={outside:g} outside the training range: one ExtrapolationWarning", len(got) == 1
+                and f"'speed' = {outside:g} is outside the range of the training tasks" in got[0], repr(got)[:300]])
+got = caught({"speed": MIN_ABS_SPEED})
+results.append([f"policy speed={MIN_ABS_SPEED:g} (the minimum itself) accepted", got == [], repr(got)[:300]])
+
+def episodes(seed=0, E=2, T=5, S=17, A=6):
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(E, T + 1, S)).astype(np.float32)
+    trunc = np.zeros((E, T), bool)
+    trunc[:, -1] = True
+    return {"obs": obs[:, :-1], "next_obs": obs[:, 1:], "action": rng.uniform(-1, 1, (E, T, A)),
+            "reward": np.ones((E, T)), "terminated": np.zeros((E, T), bool), "truncated": trunc,
+            "episode_seed": np.arange(E)}
+broken = episodes(1)
+broken["next_obs"] = broken["next_obs"].copy()
+broken["next_obs"][1, 2, 3] += 0.25
+with tempfile.TemporaryDirectory() as tmp:
+    w = DatasetWriter(tmp, "cheetah-run", ["speed"])
+    first = w.add_task({"speed": 1.2345649999}, episodes(0))["task_id"]
+    unchanged = lambda: w.task_ids == [first] and len(list(w.tasks_dir.glob("*.npz"))) == 1
+    expect("DatasetWriter.add_task missing context_names feature", lambda: w.add_task({"torso_length": 0.5}, episodes(2)),
+           "lacks features ['speed']", after=unchanged)
+    expect("DatasetWriter.add_task same context again", lambda: w.add_task({"speed": 1.2345649999,
+           "torso_length": 0.5}, episodes(3)), first, "already in the dataset", after=unchanged)
+    expect("DatasetWriter.add_task duplicate context vector (other task id, same float32 speed)",
+           lambda: w.add_task({"speed": 1.2345650001}, episodes(4)), "'speed'", "is the same as task", first,
+           after=unchanged)
+    expect("DatasetWriter.add_task broken transitions", lambda: w.add_task({"speed": 3}, broken),
+           "episode 1: next_obs[2] differs from obs[3]", after=unchanged)
+    w.close()
+print(json.dumps(results))
+'''
+
+
+def context_trials(base: Path, work: Path, log: list) -> tuple[int, int, int, int]:
+    """On the base run's speed-only hyperzero fit: contexts that omit a varied feature, name an unknown one, move a fixed
+    one, go below MIN_ABS_SPEED or repeat a feature are refused naming the feature (`export-policy`: exit 2, one line,
+    nothing written; `load_fit(...).policy`: ValueError), as are a dataset task missing a feature, repeating a context
+    vector or with next_obs[t] != obs[t+1]; a context inside the training range is accepted silently, one outside it
+    with an ExtrapolationWarning (`hyperzero: warning:` from the CLI)."""
+    from hyperzero.envs import MIN_ABS_SPEED
+
+    fit = str(base / FIT)
+    lo, hi = _training_range(base)
+    inside, outside = (lo + hi) / 2, hi + 1
+    if abs(inside) < MIN_ABS_SPEED:
+        inside = (inside + hi) / 2
+    npz = work / "ctx-policy.npz"
+    below = f"below the minimum {MIN_ABS_SPEED:g}"
+    refused = [  # (--context, words of the one error line)
+        ("torso_length=0.6", ["lacks features ['speed']"]),
+        ("speed=2,foo=1", ["unknown context feature", "'foo'"]),
+        ("speed=2,gravity=5", ["'gravity' = 5", "not varied"]),
+        ("speed=5e-324", ["'speed'", below]),
+        (f"speed={-MIN_ABS_SPEED / 5:g}", ["'speed'", below]),
+        ("speed=2,speed=3", ["speed"]),
+    ]
+    accepted = [  # (--context, a warning expected)
+        (f"speed={inside:g}", False), (f"speed={MIN_ABS_SPEED:g}", False), (f"speed={outside:g}", True)]
+    tried = handled = 0
+    for context, words in refused:
+        npz.unlink(missing_ok=True)
+        proc = hz("export-policy", "--fit", fit, "--context", context, "--out", str(npz), timeout=300)
+        tried += 1
+        lines = [line for line in proc.stderr.splitlines() if line.startswith("hyperzero: error:")]
+        ok = (proc.returncode == 2 and "Traceback" not in proc.stderr and len(lines) == 1
+              and all(w in lines[0] for w in words) and not npz.exists())
+        handled += ok
+        if not ok:
+            log.append(f"context export-policy --context {context}: rc={proc.returncode}, wrote {npz.name}: "
+                       f"{npz.exists()}\n{(proc.stderr + proc.stdout)[-1500:]}")
+    for context, warns in accepted:
+        npz.unlink(missing_ok=True)
+        proc = hz("export-policy", "--fit", fit, "--context", context, "--out", str(npz), timeout=300)
+        tried += 1
+        warning = [line for line in proc.stderr.splitlines() if line.startswith("hyperzero: warning:")]
+        value = context.split("=", 1)[1]
+        ok = proc.returncode == 0 and npz.exists() and (
+            len(warning) == 1 and f"'speed' = {value} is outside the range of the training tasks" in warning[0]
+            if warns else not warning and "warning" not in proc.stderr.lower())
+        handled += ok
+        if not ok:
+            log.append(f"context export-policy --context {context} (training range [{lo:g}, {hi:g}], warning "
+                       f"expected: {warns}): rc={proc.returncode}\n{proc.stderr[-1500:]}")
+    proc = subprocess.run([sys.executable, "-c", CONTEXT_API_SCRIPT, fit, repr(inside), repr(outside)], cwd=REPO,
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        log.append(f"context API trials crashed:\n{proc.stderr[-3000:]}")
+        return tried, handled, 1, 0
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, ok, text in data:
+        if not ok:
+            log.append(f"context API {name}: {text}")
+    NOTES.append("context trials: a repeated feature has no Python form (a dict keeps one value per key), so it is "
+                 "tried through `export-policy --context speed=2,speed=3` and the explorer's JSON body only")
+    return tried, handled, len(data), sum(ok for _, ok, _ in data)
+
+
+# ------------------------------------------------------------------------------------------ explorer faults
+def _http(url: str, body: bytes | dict | None = None, host: str | None = None, timeout: float = 120
+          ) -> tuple[int, str, str]:
+    import urllib.error
+    import urllib.request
+
+    headers = {"Host": host} if host else {}
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.headers.get("Content-Type") or "", resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type") or "", e.read().decode(errors="replace")
+    except OSError as e:
+        return 0, "", f"{type(e).__name__}: {e}"
+
+
+def _json_error(content_type: str, text: str) -> str | None:
+    if not content_type.startswith("application/json"):
+        return None
+    try:
+        return str(json.loads(text).get("error"))
+    except (ValueError, AttributeError):
+        return None
+
+
+def _start_explore(run: Path, stderr_path: Path) -> tuple[subprocess.Popen, str | None]:
+    import select
+
+    err = open(stderr_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "hyperzero", "explore", str(run), "--port", "0", "--quiet",
+                             "--method", "hyperzero", "--episode-steps", "20", "--clip-steps", "10", "--size", "96x72"],
+                            cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)
+    err.close()
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            line = proc.stdout.readline()
+            if "http://127.0.0.1:" in line:
+                return proc, line.split("at ", 1)[1].split()[0]
+    return proc, None
+
+
+def explore_trials(base: Path, work: Path, log: list) -> tuple[int, int]:
+    """`hyperzero explore RUN --port 0` on a copy of the base run whose context_blind model.pt is garbled, checked over
+    HTTP: the damaged fit gets a JSON error naming the file and the server keeps serving the other fit; a foreign Host
+    header gets a JSON 421, loopback ones are answered; path traversal gets 404 without the file; a bad context gets a
+    JSON 4xx naming the feature."""
+    from hyperzero.envs import MIN_ABS_SPEED
+
+    run = work / "explore-run"
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(base, run)
+    damaged = run / "fits" / "context_blind" / "seed_0" / "model.pt"
+    garble(damaged)
+    proc, url = _start_explore(run, work / "explore-stderr.log")
+    if url is None:
+        proc.kill()
+        log.append(f"explore: the server did not start (rc={proc.poll()})\n"
+                   f"{(work / 'explore-stderr.log').read_text()[-2000:]}")
+        return 1, 0
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    good = {"context": {"speed": 2.0}, "method": "hyperzero", "seed": 0, "episode_seed": 1_000_000, "clip_steps": 10}
+    checks: list[tuple[str, bool, str]] = []
+
+    def check(name: str, ok: bool, said: str) -> None:
+        checks.append((name, bool(ok), said))
+
+    def finished(text: str) -> bool:
+        try:
+            return json.loads(text.strip().splitlines()[-1]).get("type") == "done"
+        except (ValueError, IndexError, AttributeError):
+            return False
+
+    try:
+        # a damaged model.pt of one fit
+        for name, body in [("rollout of the damaged fit", {**good, "method": "context_blind"}),
+                           ("damaged fit as the comparison", {**good, "compare": "context_blind"}),
+                           ("damaged fit asked again", {**good, "method": "context_blind"})]:
+            code, ctype, text = _http(url + "api/rollout", body)
+            error = _json_error(ctype, text)
+            named = error is not None and str(damaged) in error and json.loads(text).get("file") == str(damaged)
+            check(f"damaged model.pt: {name}", code == 500 and named, f"{code} {ctype} {text[:400]}")
+        code, ctype, text = _http(url + "api/rollout", good)
+        check("damaged model.pt: the other fit still rolls out", code == 200 and finished(text), f"{code} {text[-400:]}")
+        code, ctype, text = _http(url + "api/run")
+        check("damaged model.pt: /api/run still served", code == 200 and "context_names" in text, f"{code} {text[:300]}")
+        # Host header (DNS rebinding)
+        for host, want in [("evil.example", 421), (f"evil.example:{port}", 421), ("localhost.evil.example", 421),
+                           (f"localhost:{port}", 200), (f"127.0.0.1:{port}", 200)]:
+            code, ctype, text = _http(url + "api/run", host=host)
+            ok = code == want and (json.loads(text).get("context_names") == ["speed"] if want == 200 else
+                                   (_json_error(ctype, text) or "").find("DNS rebinding") >= 0
+                                   and "tasks" not in text)
+            check(f"Host: {host} -> {want}", ok, f"{code} {ctype} {text[:300]}")
+        # path traversal
+        app_py = "hyperzero/explore/app.py"
+        for path in ["static/../../../../../../etc/passwd", "static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+                     "static/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd", "static/%2e%2e%2fapp.py", "static/../app.py",
+                     "static/..%5capp.py", "static/%252e%252e/app.py", "static/....//app.py",
+                     f"static/../../../../../../..{damaged.parent.parent / 'seed_0' / 'split.json'}",
+                     "api/clips/..%2f..%2f..%2fetc%2fpasswd/0.mp4", "../../../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd"]:
+            code, ctype, text = _http(url + path)
+            leaked = "root:" in text or "def create_app" in text or '"train"' in text
+            check(f"traversal GET /{path} -> 404", code == 404 and not leaked, f"{code} {ctype} {text[:300]}")
+        # bad contexts
+        below = f"below the minimum {MIN_ABS_SPEED:g}"
+        for name, context, words in [("missing feature", {}, ["'speed'"]),
+                                     ("missing feature, another given", {"torso_length": 0.5}, ["'speed'"]),
+                                     ("unknown feature", {"speed": 2.0, "foo": 1.0}, ["'foo'"]),
+                                     ("fixed feature at another value", {"speed": 2.0, "gravity": 5.0}, ["'gravity'"]),
+                                     ("speed 5e-324", {"speed": 5e-324}, ["'speed'", below]),
+                                     (f"speed {-MIN_ABS_SPEED / 5:g}", {"speed": -MIN_ABS_SPEED / 5}, ["'speed'", below])]:
+            code, ctype, text = _http(url + "api/rollout", {**good, "context": context})
+            error = _json_error(ctype, text) or ""
+            check(f"bad context {name}", 400 <= code < 500 and all(w in error for w in words), f"{code} {text[:400]}")
+        raw = (b'{"context": {"speed": 2, "speed": 3}, "method": "hyperzero", "seed": 0, "episode_seed": 1000000, '
+               b'"clip_steps": 10}')
+        code, ctype, text = _http(url + "api/rollout", raw)
+        check("bad context repeated feature (JSON key twice)", 400 <= code < 500 and "speed" in (_json_error(ctype, text)
+                                                                                             or ""), f"{code} {text[:400]}")
+        code, ctype, text = _http(url + "api/run")
+        check("still serving after every fault", code == 200 and proc.poll() is None, f"{code} rc={proc.poll()}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    stderr = (work / "explore-stderr.log").read_text()
+    for name, ok, said in checks:
+        if not ok:
+            log.append(f"explore {name}: {said}")
+    if "Traceback" in stderr:
+        NOTES.append(f"explore: the server logged a traceback: {stderr[stderr.index('Traceback'):][:600]}")
+    return len(checks), sum(ok for _, ok, _ in checks)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default="/tmp/hz-trials", help="scratch directory (deleted first)")
     p.add_argument("--report", default=None, help="also write the markdown table (and failures) here")
     p.add_argument("--kills", type=int, default=27, help="SIGKILLs in the kill trial")
     p.add_argument("--only", nargs="*", default=None,
-                   help="subset: corruption inputs concurrency kill redo diskfull bounds modes ray")
+                   help="subset: corruption inputs concurrency kill redo diskfull bounds modes ray contexts "
+                        "explore")
     args = p.parse_args()
     work = Path(args.work)
     shutil.rmtree(work, ignore_errors=True)
@@ -627,7 +917,7 @@ def main() -> int:
     log: list[str] = []
     rows = []
     only = set(args.only or ["corruption", "inputs", "concurrency", "kill", "redo", "diskfull", "bounds", "modes",
-                             "ray"])
+                             "ray", "contexts", "explore"])
     if "corruption" in only:
         tried, ok = corruption_trials(base, work, log)
         rows.append(("corrupted artifacts (garble / truncate / empty, every file kind a rerun reads)", tried, ok))
@@ -655,6 +945,15 @@ def main() -> int:
     if "ray" in only:
         tried, ok = ray_trials(work, log)
         rows.append(("Ray worker SIGKILLed: one line, rerun gives the same experts", tried, ok))
+    if "contexts" in only:
+        c_tried, c_ok, a_tried, a_ok = context_trials(base, work, log)
+        rows.append((f"omitted / unknown / fixed / below-minimum / repeated context features refused naming the "
+                     f"feature; training-range warning ({c_tried} CLI, {a_tried} Python API)", c_tried + a_tried,
+                     c_ok + a_ok))
+    if "explore" in only:
+        tried, ok = explore_trials(base, work, log)
+        rows.append(("explorer faults over HTTP (damaged model.pt, foreign Host, path traversal, bad context)",
+                     tried, ok))
     table = ["| trial | tried | handled | failed |", "|---|---|---|---|"]
     table += [f"| {name} | {tried} | {ok} | {tried - ok} |" for name, tried, ok in rows]
     text = "\n".join(table) + f"\n\n({time.time() - t0:.0f} s)\n"

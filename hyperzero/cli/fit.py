@@ -168,6 +168,9 @@ def parse_context(text: str) -> dict[str, str]:
         name, sep, value = part.partition("=")
         if not sep or not name.strip() or not value.strip():
             raise ValueError(f"--context expects name=value pairs like speed=3,torso_length=0.6 (got {part!r})")
+        if name.strip() in ctx:
+            raise ValueError(f"--context gives {name.strip()!r} twice ({ctx[name.strip()]} and {value.strip()}); "
+                             f"give each feature once")
         ctx[name.strip()] = value.strip()
     if not ctx:
         raise ValueError(f"--context expects name=value pairs like speed=3,torso_length=0.6 (got {text!r})")

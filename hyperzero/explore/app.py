@@ -42,6 +42,19 @@ log = logging.getLogger("hyperzero.explore")
 Number = Annotated[float, Field(strict=True)]  # a JSON number; "1.5" (a string) or true is malformed
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _RepeatedKey(f"the request gives {key!r} twice ({seen[key]!r} and {value!r}); give each key once")
+        seen[key] = value
+    return seen
+
+
 class RolloutRequest(BaseModel):
     """Body of POST /api/rollout."""
 
@@ -241,6 +254,18 @@ def create_app(run: ExploreRun, config: ExploreConfig | None = None) -> FastAPI:
                   lifespan=lifespan)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(HostCheck, policy=host_policy(config))
+
+    @app.middleware("http")
+    async def _refuse_repeated_keys(request: Request, call_next):
+        # JSON objects keep the last of a repeated key; {"speed": 2, "speed": 3} must not silently become speed 3
+        if request.method == "POST":
+            try:
+                json.loads(await request.body(), object_pairs_hook=_unique_keys)
+            except _RepeatedKey as e:
+                return JSONResponse({"error": str(e)}, status_code=422)
+            except ValueError:
+                pass  # not JSON at all: the route's own validation answers
+        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def _malformed(request: Request, exc: RequestValidationError):
