@@ -68,6 +68,13 @@ def test_malformed_or_out_of_range_input_gets_a_4xx_json_message(server, body, s
     assert words in json.loads(text)["error"]
 
 
+def test_a_context_feature_given_twice_is_refused(server):
+    body = json.dumps({**GOOD, "context": {"speed": 2.0}}).replace('{"speed": 2.0}', '{"speed": 2.0, "speed": 3.0}')
+    code, content_type, text = post(server, body.encode())
+    assert code == 422 and content_type.startswith("application/json")
+    assert "'speed' twice" in json.loads(text)["error"]
+
+
 def test_a_clip_streams_as_json_events(server):
     code, content_type, text = post(server, {**GOOD, "context": {"speed": 2.0}, "compare": "mlp_policy"})
     assert code == 200 and content_type.startswith("application/x-ndjson")

@@ -48,6 +48,10 @@ def test_cli_fit_two_methods_two_seeds(dataset, tmp_path):
     assert NumpyPolicy.load(tmp_path / "p.npz").metadata["context"]["speed"] == 3.0  # validated: defaults filled in
     assert main(["export-policy", "--fit", str(tmp_path / "hyperzero" / "seed_0"), "--context", "speed",
                  "--out", str(tmp_path / "p.npz")]) == 2
+    # a feature given twice is refused, not resolved to its last value
+    assert main(["export-policy", "--fit", str(tmp_path / "hyperzero" / "seed_0"), "--context", "speed=2,speed=3",
+                 "--out", str(tmp_path / "twice.npz")]) == 2
+    assert not (tmp_path / "twice.npz").exists()
 
 
 def test_cli_rejects_bad_input(dataset, tmp_path, capsys):
