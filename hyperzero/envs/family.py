@@ -35,8 +35,21 @@ class _SettotalmassNotice(logging.Filter):
 logging.getLogger("absl").addFilter(_SettotalmassNotice())
 
 
+class FamilyFacts:
+    """What every kind of family derives from its fields (`features`, `max_reward`, `episode_steps`)."""
+
+    @property
+    def context_space(self) -> ContextSpace:
+        return ContextSpace(self.features)
+
+    @property
+    def max_return(self) -> float | None:
+        """The ceiling of an episode's return: every step at the maximum reward (None: no max_reward declared)."""
+        return None if self.max_reward is None else self.max_reward * self.episode_steps
+
+
 @dataclass(frozen=True)
-class Family:
+class Family(FamilyFacts):
     name: str                      # e.g. "cheetah-run"
     features: tuple[ContextFeature, ...]
     read_xml: Callable[[], str]    # the unmodified dm_control model XML
@@ -65,15 +78,6 @@ class Family:
     def render_problem(self) -> str | None:
         """Why this family cannot render frames, or None (dm_control renders with MuJoCo, headless with EGL)."""
         return None
-
-    @property
-    def context_space(self) -> ContextSpace:
-        return ContextSpace(self.features)
-
-    @property
-    def max_return(self) -> float | None:
-        """The ceiling of an episode's return: every step at the maximum reward (None: no max_reward declared)."""
-        return None if self.max_reward is None else self.max_reward * self.episode_steps
 
     def model_xml(self, context: Mapping[str, float]) -> str:
         """The MJCF for a (validated) context: geometry features edited with lxml."""

@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from hyperzero.envs.context import ContextFeature, ContextSpace
+from hyperzero.envs.family import FamilyFacts
 
 
 class RenderUnavailable(RuntimeError):
@@ -49,7 +50,7 @@ class RenderUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class GymnasiumFamily:
+class GymnasiumFamily(FamilyFacts):
     name: str                                    # e.g. "pendulum-g"; hyperzero/<name>-v0 in Gymnasium's registry
     features: tuple[ContextFeature, ...]         # the context features (a ContextSpace is accepted too)
     factory: Callable[..., Any]                  # (context: dict[str, float][, render_mode=None]) -> gymnasium.Env
@@ -73,14 +74,6 @@ class GymnasiumFamily:
         object.__setattr__(self, "features", features)
 
     # --- facts ------------------------------------------------------------------------------------
-    @property
-    def context_space(self) -> ContextSpace:
-        return ContextSpace(self.features)
-
-    @property
-    def max_return(self) -> float | None:
-        return None if self.max_reward is None else self.max_reward * self.episode_steps
-
     @property
     def accepts_render_mode(self) -> bool:
         try:

@@ -254,16 +254,20 @@ def group_aggregate(rows: Sequence, group: str, reps: int = 2000, seed: int = 0)
     return out
 
 
-def groups_to_csv_text(groups: Sequence[GroupStats]) -> str:
+def _records_to_csv_text(records: Sequence, columns: Sequence[str]) -> str:
     import csv
     import io
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(GROUP_COLUMNS)
-    for g in groups:
-        writer.writerow([(f"{v:.6g}" if isinstance(v, float) else v) for v in (getattr(g, c) for c in GROUP_COLUMNS)])
+    writer.writerow(columns)
+    for r in records:
+        writer.writerow([(f"{v:.6g}" if isinstance(v, float) else v) for v in (getattr(r, c) for c in columns)])
     return buf.getvalue()
+
+
+def groups_to_csv_text(groups: Sequence[GroupStats]) -> str:
+    return _records_to_csv_text(groups, GROUP_COLUMNS)
 
 
 def _f(x: float, digits: int) -> str:
@@ -275,15 +279,7 @@ def _ci(point: float, lo: float, hi: float, digits: int) -> str:
 
 
 def stats_to_csv_text(stats: Sequence[MethodStats]) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(STATS_COLUMNS)
-    for s in stats:
-        writer.writerow([(f"{v:.6g}" if isinstance(v, float) else v) for v in (getattr(s, c) for c in STATS_COLUMNS)])
-    return buf.getvalue()
+    return _records_to_csv_text(stats, STATS_COLUMNS)
 
 
 def read_stats_csv(path) -> list[dict]:
