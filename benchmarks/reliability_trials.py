@@ -340,7 +340,7 @@ def kill_trials(base: Path, work: Path, log: list, kills: int, seed: int = 0) ->
             if not line:
                 break
             said.append(line)
-            if f"stage " in line and f": {stage}" in line and "done" not in line:
+            if "stage " in line and f": {stage}" in line and "done" not in line:
                 time.sleep(delay)
                 os.killpg(proc.pid, signal.SIGKILL)
                 killed = True
@@ -853,7 +853,6 @@ def explore_trials(base: Path, work: Path, log: list) -> tuple[int, int]:
                                    and "tasks" not in text)
             check(f"Host: {host} -> {want}", ok, f"{code} {ctype} {text[:300]}")
         # path traversal
-        app_py = "hyperzero/explore/app.py"
         for path in ["static/../../../../../../etc/passwd", "static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
                      "static/..%2f..%2f..%2f..%2f..%2fetc%2fpasswd", "static/%2e%2e%2fapp.py", "static/../app.py",
                      "static/..%5capp.py", "static/%252e%252e/app.py", "static/....//app.py",
@@ -924,27 +923,21 @@ def main() -> int:
     if "inputs" in only:
         c_tried, c_ok, a_tried, a_ok = bad_input_trials(base, work, log)
         rows.append((f"bad inputs ({c_tried} CLI, {a_tried} Python API)", c_tried + a_tried, c_ok + a_ok))
-    if "concurrency" in only:
-        tried, ok = concurrency_trials(base, work, log)
-        rows.append(("same run directory written twice at once", tried, ok))
-    if "kill" in only:
-        tried, ok = kill_trials(base, work, log, args.kills)
-        rows.append(("SIGKILL then rerun", tried, ok))
-    if "redo" in only:
-        tried, ok = redo_trials(base, work, log)
-        rows.append(("damaged expert redone: same expert.pt and results.csv bytes", tried, ok))
-    if "diskfull" in only:
-        tried, ok = disk_full_trials(base, work, log)
-        rows.append(("disk full (tmpfs) mid-run, then rerun: path named, same bytes", tried, ok))
-    if "bounds" in only:
-        tried, ok = resource_trials(base, work, log)
-        rows.append(("unbounded or late-failing inputs refused at once (4 GiB limit)", tried, ok))
-    if "modes" in only:
-        tried, ok = mode_trials(base, work, log)
-        rows.append(("file and folder modes follow the umask (runs)", tried, ok))
-    if "ray" in only:
-        tried, ok = ray_trials(work, log)
-        rows.append(("Ray worker SIGKILLed: one line, rerun gives the same experts", tried, ok))
+    # families that report (tried, handled): name -> (table row, trial)
+    simple = {
+        "concurrency": ("same run directory written twice at once", lambda: concurrency_trials(base, work, log)),
+        "kill": ("SIGKILL then rerun", lambda: kill_trials(base, work, log, args.kills)),
+        "redo": ("damaged expert redone: same expert.pt and results.csv bytes", lambda: redo_trials(base, work, log)),
+        "diskfull": ("disk full (tmpfs) mid-run, then rerun: path named, same bytes",
+                     lambda: disk_full_trials(base, work, log)),
+        "bounds": ("unbounded or late-failing inputs refused at once (4 GiB limit)",
+                   lambda: resource_trials(base, work, log)),
+        "modes": ("file and folder modes follow the umask (runs)", lambda: mode_trials(base, work, log)),
+        "ray": ("Ray worker SIGKILLed: one line, rerun gives the same experts", lambda: ray_trials(work, log)),
+    }
+    for family, (label, trial) in simple.items():
+        if family in only:
+            rows.append((label, *trial()))
     if "contexts" in only:
         c_tried, c_ok, a_tried, a_ok = context_trials(base, work, log)
         rows.append((f"omitted / unknown / fixed / below-minimum / repeated context features refused naming the "
