@@ -117,8 +117,8 @@ def _fit_cpu_minutes(run: Path, method: str) -> str:
 def table(args) -> int:
     """One row per (variant, method): cloning (training tasks) and transfer (held-out, between / outside)."""
     root = Path(args.root) / args.preset
-    print(f"| variant | method | cloning: IQM score [95 % CI] | cloning: IQM return | held-out: IQM score | "
-          f"held-out: IQM return | between | outside | expert return (train / held-out) | fit CPU-min |")
+    print("| variant | method | cloning: IQM score [95 % CI] | cloning: IQM return | held-out: IQM score | "
+          "held-out: IQM return | between | outside | expert return (train / held-out) | fit CPU-min |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in VARIANTS:
         run = root / name

@@ -1,7 +1,6 @@
 """`hyperzero experts train|collect`: train one TD3 expert per task; roll them out into a dataset."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from hyperzero.cli import HelpFormatter

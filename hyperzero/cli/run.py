@@ -1,7 +1,6 @@
 """`hyperzero run PRESET|config.yaml`: the whole pipeline, resumable, local or on Ray."""
 from __future__ import annotations
 
-import argparse
 
 from hyperzero.cli import HelpFormatter
 

@@ -22,7 +22,6 @@ Every figure is written as PNG and PDF with the Agg backend (no display needed).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Sequence
 

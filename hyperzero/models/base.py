@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,10 +77,8 @@ class ObsNormalizer(nn.Module):
         return dataclasses.replace(batch, obs=self(batch.obs), next_obs=self(batch.next_obs))
 
 
-def observation_statistics(observations) -> tuple["np.ndarray", "np.ndarray"]:
+def observation_statistics(observations) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std (float64) over arrays of observations [..., S] (e.g. every training task's)."""
-    import numpy as np
-
     total, total_sq, n = 0.0, 0.0, 0
     for obs in observations:
         flat = np.asarray(obs, dtype=np.float64).reshape(-1, np.shape(obs)[-1])
