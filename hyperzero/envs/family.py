@@ -66,15 +66,6 @@ class Family(FamilyFacts):
 
     kind = "dm_control"            # (a class attribute, not a field) what builds the env: hyperzero.envs.make
 
-    @staticmethod
-    def from_gymnasium(name: str, factory: Callable[..., Any], context_space, episode_steps: int, **kwargs):
-        """A family of any Gymnasium env built from a context: `GymnasiumFamily(name, context_space, factory,
-        episode_steps, **kwargs)` (hyperzero.envs.gymnasium_family; docs/own-environment.md)."""
-        from hyperzero.envs.gymnasium_family import GymnasiumFamily
-
-        return GymnasiumFamily(name=name, features=context_space, factory=factory, episode_steps=episode_steps,
-                               **kwargs)
-
     def render_problem(self) -> str | None:
         """Why this family cannot render frames, or None (dm_control renders with MuJoCo, headless with EGL)."""
         return None

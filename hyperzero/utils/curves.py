@@ -55,7 +55,7 @@ class CurveLogger:
         try:
             self._log(step, scalars)
         except OSError as e:  # a full disk names the file (the curve is diagnostics, but the run must stop cleanly)
-            from hyperzero.utils.io import _FULL, DiskFullError
+            from hyperzero.utils.atomic import _FULL, DiskFullError
 
             if e.errno in _FULL and not isinstance(e, DiskFullError):
                 raise DiskFullError(e.errno, f"{os.strerror(e.errno)} while writing {self.path}; free space on that "

@@ -21,6 +21,8 @@ import shutil
 import time
 from pathlib import Path
 
+from hyperzero.utils.atomic import write_file_atomically
+
 SUFFIX = ".sha256"
 _PREVIOUS = "# previous "
 _CHUNK = 1 << 20
@@ -82,8 +84,6 @@ def recorded_checksums(path: str | os.PathLike) -> list[str] | None:
 
 
 def _write_sidecar(path: Path, digest: str, previous: str | None) -> None:
-    from hyperzero.utils.io import write_file_atomically
-
     text = f"{digest}  {path.name}\n" + (f"{_PREVIOUS}{previous}\n" if previous and previous != digest else "")
     write_file_atomically(checksum_path(path), text.encode("ascii"))
 
