@@ -50,7 +50,9 @@ NOT_PUBLISHED: dict[str, str] = {}
 # What a published result keeps (small files only): run path -> docs path.
 PUBLISHED = {"config.yaml": "config.yaml", "report.md": "report.md", "stage_times.json": "stage_times.json",
              "experts/gate.json": "gate.json", "eval/results.csv": "results.csv", "eval/summary.csv": "summary.csv",
-             "eval/summary.md": "summary.md"}
+             "eval/summary.md": "summary.md", "eval/cloning.csv": "cloning.csv", "eval/positions.csv": "positions.csv"}
+# A setting republished under new defaults keeps its earlier result here, labelled "before" in the tables.
+BEFORE = RESULTS / "before-imitation"
 VIDEOS_KEPT = 2
 
 
@@ -73,11 +75,21 @@ def run(settings: list[str], root: Path, executor: str = "local") -> None:
         publish(setting, out)
 
 
-def publish(setting: str, run_dir: Path) -> Path:
-    """Copy the small results of a finished run into docs/results/<setting>/ (figures as PNG, two videos)."""
+def publish(setting: str, run_dir: Path, keep_before: bool = False) -> Path:
+    """Copy the small results of a finished run into docs/results/<setting>/ (figures as PNG, two videos); with
+    `keep_before`, the result published there until now moves to docs/results/before-imitation/<setting>/."""
     if not (run_dir / "eval" / "done.json").exists():
         raise SystemExit(f"{run_dir} has no finished evaluation; run it first")
     dest = RESULTS / setting
+    if keep_before and dest.exists():
+        if (BEFORE / setting).exists():
+            raise SystemExit(f"{BEFORE / setting} exists already: the earlier result is kept once; publish without "
+                             f"--keep-before to replace only {dest}")
+        BEFORE.mkdir(parents=True, exist_ok=True)
+        shutil.move(dest, BEFORE / setting)
+        report = BEFORE / setting / "report.md"  # its links to the repository's docs are one folder deeper now
+        if report.exists():
+            report.write_text(report.read_text().replace("](../", "](../../"))
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "figures").mkdir(parents=True)
@@ -190,6 +202,38 @@ def improvement_table() -> str:
     return "\n".join(lines)
 
 
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return "–"
+    return (f"{float(row['iqm_score']):.2f} [{float(row['iqm_score_lo']):.2f}, {float(row['iqm_score_hi']):.2f}]"
+            f"<br>R {float(row['iqm_return']):.0f}")
+
+
+def _rows_by(path: Path, group: str | None = None) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {r["method"]: r for r in csv.DictReader(f) if group is None or r.get("group") == group}
+
+
+def before_after_table() -> str:
+    """Per republished setting and method: held-out IQM score before (the earlier defaults) and after, the cloning
+    score after (on training tasks), and the held-out score split into pairs between / outside the training tasks."""
+    lines = ["| setting | method | held-out before | held-out after | cloning after | between after | outside after |",
+             "|---|---|---|---|---|---|---|"]
+    for setting in ORDER:
+        if not (BEFORE / setting / "summary.csv").exists() or not (RESULTS / setting / "summary.csv").exists():
+            continue
+        before, after = _rows_by(BEFORE / setting / "summary.csv"), _rows_by(RESULTS / setting / "summary.csv")
+        cloning = _rows_by(RESULTS / setting / "cloning.csv", "train")
+        between = _rows_by(RESULTS / setting / "positions.csv", "between")
+        outside = _rows_by(RESULTS / setting / "positions.csv", "outside")
+        for m in [m for m in after if m in before] + [m for m in after if m not in before]:
+            lines.append(f"| [{setting}]({setting}/report.md) | {m} | {_cell(before.get(m))} | {_cell(after.get(m))} | "
+                         f"{_cell(cloning.get(m))} | {_cell(between.get(m))} | {_cell(outside.get(m))} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -203,13 +247,19 @@ def main() -> None:
     p = sub.add_parser("publish", help="copy a finished run's small results into docs/results/<setting>/")
     p.add_argument("setting", choices=ORDER)
     p.add_argument("--root", type=Path, default=Path.home() / "hz-runs" / "nine")
+    p.add_argument("--run", type=Path, default=None, help="the finished run directory (default: ROOT/SETTING)")
+    p.add_argument("--keep-before", action="store_true",
+                   help="move the result published until now to docs/results/before-imitation/SETTING/ first")
+    sub.add_parser("before-after", help="print held-out before / after and cloning per republished setting")
     sub.add_parser("table", help="print the nine-row markdown table from docs/results/*-small/")
     sub.add_parser("improvement", help="print P(HyperZero > each baseline and ablation) per published setting")
     args = ap.parse_args()
     if args.command == "run":
         run(args.settings, args.root, args.executor)
     elif args.command == "publish":
-        publish(args.setting, args.root / args.setting)
+        publish(args.setting, args.run or args.root / args.setting, keep_before=args.keep_before)
+    elif args.command == "before-after":
+        print(before_after_table())
     elif args.command == "improvement":
         print(improvement_table())
     else:
