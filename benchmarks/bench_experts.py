@@ -165,7 +165,7 @@ def main() -> None:
                 print(f"| {n} | {precision} | {args.threads} | {rate:.0f} | {rate / n:.1f} |", flush=True)
     print(f"load average after: {os.getloadavg()}")
     if "memory" in args.what:
-        print(f"\n| N | replay rows/member | replay arrays MB | RSS after build MB | peak RSS MB |\n|---|---|---|---|---|")
+        print("\n| N | replay rows/member | replay arrays MB | RSS after build MB | peak RSS MB |\n|---|---|---|---|---|")
         for n in (1, 8):
             out = subprocess.run([sys.executable, __file__, "--_memory-child", str(n), "--memory-rows",
                                   str(args.memory_rows)], capture_output=True, text=True, check=True)

@@ -52,7 +52,6 @@ def _evaluate(act, speed: float, episodes: int) -> float:
 
 
 def run_ours(profile: str, speeds, steps: int, every: int, episodes: int, writer) -> None:
-    import numpy as np
     import torch
 
     from hyperzero.envs import context_id, get_family

@@ -294,7 +294,7 @@ def concurrency_trials(base: Path, work: Path, log: list) -> tuple[int, int]:
         "two `hyperzero run` on one --out": lambda run: ["run", "tiny", "--out", str(run), "--no-progress", *OVERRIDES],
         "`hyperzero run` and `experts train --out RUN/experts`": lambda run: [
             "experts", "train", "--family", "cheetah-run", "--grid", "speed=-4,2,4", "--out", str(run / "experts"),
-            "--steps", "200", "--no-progress"],
+            "--train-steps", "200", "--no-progress"],
         "`hyperzero run` and `evaluate RUN`": lambda run: ["evaluate", str(run), "--episodes", "1"],
     }
     tried = handled = 0
@@ -570,10 +570,11 @@ def ray_trials(work: Path, log: list) -> tuple[int, int]:
     """`experts train --executor ray`; its Ray worker is SIGKILLed after the first checkpoint: the command must end
     with exit status 2 and one line naming the ensemble and saying to rerun; the rerun must give the experts of an
     uninterrupted local run, byte for byte."""
-    args = ["experts", "train", "--family", "cheetah-run", "--contexts", "speed=2", "speed=4", "--steps", "3000",
+    args = ["experts", "train", "--family", "cheetah-run", "--contexts", "speed=2", "speed=4", "--train-steps", "3000",
             "--max-episode-steps", "100", "--checkpoint-every", "100", "--seed-steps", "100", "--random-steps", "50",
-            "--hidden", "32,32", "--batch-size", "32", "--eval-every", "0", "--eval-episodes", "1",
-            "--ensemble-size", "2", "--workers", "1", "--threads", "1", "--no-gate", "--no-progress"]
+            "--hidden-sizes", "32,32", "--batch-size", "32", "--eval-every", "0", "--eval-episodes", "1",
+            "--ensemble-size", "2", "--num-workers", "1", "--torch-threads", "1", "--gate.enabled", "false",
+            "--no-progress"]
     local, out = work / "ray-reference", work / "ray-experts"
     shutil.rmtree(local, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)

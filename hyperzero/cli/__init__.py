@@ -17,7 +17,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text.lower():
+        if action.default in (None, False, argparse.SUPPRESS) or action.default == [] or "default" in text.lower():
             return text
         return super()._get_help_string(action)
 

@@ -31,7 +31,22 @@ def register(subparsers) -> None:
     p.add_argument("--stop-after", choices=("experts", "dataset", "fits", "eval", "report"), default=None,
                    help="stop after this stage")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from hyperzero.cli.flags import add_flags, section_flags
+
+    for section in ("experts", "dataset", "fit", "evaluate"):
+        group = p.add_argument_group(f"{section} settings (override the config's `{section}:` section, after --set)")
+        add_flags(group, section_flags(section), prefix=f"{section}.")
     p.set_defaults(func=run)
+
+
+def overrides_of(args) -> list[str]:
+    """The command's `--set` items, then its config options as `--set` items (an option wins over a `--set` of
+    the same key)."""
+    from hyperzero.cli.flags import as_overrides, given_values
+
+    values = given_values(args)
+    kept = [item for item in args.overrides if item.split("=", 1)[0].strip() not in values]
+    return kept + as_overrides(values)
 
 
 def run(args) -> int:
@@ -47,11 +62,11 @@ def run(args) -> int:
                          "see `hyperzero run --list`")
     if args.show:
         raw, _ = load_config_source(args.config)
-        print(dump_yaml(resolve_config(raw, args.overrides)))
+        print(dump_yaml(resolve_config(raw, overrides_of(args))))
         return 0
     runtime = Runtime(executor=args.executor, address=args.address, device=args.device,
                       progress=not args.no_progress)
-    run_dir = run_pipeline(args.config, args.out, args.overrides, force=args.force, runtime=runtime,
+    run_dir = run_pipeline(args.config, args.out, overrides_of(args), force=args.force, runtime=runtime,
                            stop_after=args.stop_after)
     summary = run_dir / "eval" / "summary.md"
     if summary.exists():

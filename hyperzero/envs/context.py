@@ -248,9 +248,9 @@ class ContextSpace:
         names = self._names(list(values))
         axes = []
         for n in names:
+            given = values[n]
             try:
-                vals = parse_values(values[n]) if isinstance(values[n], str) else [
-                    self.features[n].number(v) for v in values[n]]
+                vals = parse_values(given) if isinstance(given, str) else [self.features[n].number(v) for v in given]
             except TypeError:
                 raise ValueError(f"grid for {n!r}: {values[n]!r} must be a list of numbers or a 'lo:hi:step' "
                                  f"string such as -10:10:0.5") from None
@@ -266,19 +266,19 @@ class ContextSpace:
 
     def parse_grid(self, specs: Sequence[str], **kw) -> list[dict[str, float]]:
         """CLI form of `grid`: ["speed=-10:10:0.5", "torso_length=0.3,0.5"]."""
-        values = {}
+        values: dict[str, str] = {}
         for spec in specs:
             if "=" not in spec:
                 raise ValueError(f"grid spec {spec!r} must look like name=values, e.g. speed=-10:10:0.5")
             name, vals = spec.split("=", 1)
             values[name.strip()] = vals
-        return self.grid(**values, **kw)
+        return self.grid(**values, **kw)  # type: ignore[arg-type]  # grid's keywords are feature names
 
     def sample(self, n: int, seed: int, names: Sequence[str] | None = None) -> list[dict[str, float]]:
         """`n` contexts with `names` drawn uniformly in their nominal bounds (others at default)."""
         rng = np.random.default_rng(seed)
         names = self._names(names)
-        out = []
+        out: list[dict[str, float]] = []
         while len(out) < n:
             ctx = {k: float(rng.uniform(*self.features[k].bounds)) for k in names}
             if any(abs(ctx[k]) < self.features[k].minimum for k in names):

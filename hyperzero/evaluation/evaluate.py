@@ -71,11 +71,13 @@ class EvalConfig:
     methods: list[str] | None = None      # restrict to these methods (default: every complete fit)
     seeds: list[int] | None = None        # restrict to these split seeds (default: every complete fit)
     videos: bool = False                  # render rollout strips and mp4 videos of generated policies
-    video_method: str | None = None       # default: hyperzero if fitted, else the first method
-    video_contexts: list[dict] | None = None  # default: the extremes of the run's first varied feature
+    video_method: str | None = None       # method whose policies are filmed; None = hyperzero if fitted, else the
+                                          # first method
+    video_contexts: list[dict] | None = None  # contexts filmed, e.g. [{speed: 2}]; None = the extremes of the run's
+                                              # first varied feature
     video_steps: int = 300                # control steps per video (30 fps)
-    figures: bool = True
-    device: str = "cpu"
+    figures: bool = True                  # write eval/figures/ (false: tables and report only)
+    device: str = "cpu"                   # accepted for configs that set it; unused: evaluation rolls out on the CPU
     num_workers: int | None = None        # processes rolling out fits (default: one per core; 1 = this process)
     bootstrap_reps: int = 2000            # stratified-bootstrap resamples for the 95 % intervals (rliable)
     bootstrap_seed: int = 0               # seed of those resamples (the intervals are reproducible)
@@ -613,27 +615,27 @@ def _evaluate_in_processes(run_dir: Path, todo: list, tasks: Mapping[str, Any], 
                            config: EvalConfig, flagged: Mapping[str, str], workers: int, keep: Callable,
                            references: Mapping[str, Any] | None = None) -> None:
     """Reference returns of every task the fits are rolled out on (held-out tasks, and the training tasks of the
-    cloning score), then the fits, each in `workers` processes.
+    cloning score), then the fits, each in `workers` processes (one pool for both).
     Only this process writes files: the references' cache before the fits start, each fit's rows as it ends."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from hyperzero.utils.workers import WorkerPool, default_threads
 
-    from hyperzero.utils.workers import default_threads
-
-    seeds, threads, parent = config.episode_seeds, default_threads(workers), os.getpid()
+    seeds = config.episode_seeds
     needed = _reference_tasks(todo, tasks, experts, seeds, config.cloning_tasks)
-    # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        references = dict(references or {})
-        futures = {t: pool.submit(_reference_entry, str(run_dir), dataset.family, t, dict(tasks[t].context), seeds,
-                                  threads, parent, references) for t in needed}
-        for t, future in futures.items():
-            experts.merge(future.result())
-        futures = {pool.submit(_fit_rows_entry, str(run_dir), fit, list(dataset.context_names), config,
-                               dict(flagged), threads, parent, references): (i, fit, cache_path, key)
-                   for i, fit, cache_path, key in todo}
-        for future in as_completed(futures):
-            keep(*futures[future], future.result())  # re-raises a worker's exception here
+    references = dict(references or {})
+    with WorkerPool(workers, threads=default_threads(workers)) as pool:
+        entries: dict[int, dict] = {}
+        try:
+            pool.map(_reference_entry, [(str(run_dir), dataset.family, t, dict(tasks[t].context), seeds, references)
+                                        for t in needed],
+                     describe=lambda i, job: f"rolling out the references of task {job[2]}",
+                     on_result=entries.__setitem__)
+        finally:  # merged in the tasks' order (the cache file does not depend on which worker ended first), and
+            for i in sorted(entries):  # those that ended are kept when another failed
+                experts.merge(entries[i])
+        pool.map(_fit_rows_entry, [(str(run_dir), fit, list(dataset.context_names), config, dict(flagged), references)
+                                   for _, fit, _, _ in todo],
+                 describe=lambda i, job: f"evaluating {job[1].method} seed {job[1].seed}",
+                 on_result=lambda i, fit_rows: keep(*todo[i], fit_rows))
 
 
 def _reference_tasks(todo: list, tasks, experts: ExpertReference, seeds: Sequence[int],
@@ -646,14 +648,8 @@ def _reference_tasks(todo: list, tasks, experts: ExpertReference, seeds: Sequenc
 
 
 def _reference_entry(run_dir: str, family: str, task_id: str, context: Mapping[str, float], seeds: Sequence[int],
-                     threads: int, parent_pid: int, references: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     references: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Worker: the cache entries of the task's expert returns (if it has an expert.pt) and floor returns."""
-    import torch
-
-    from hyperzero.utils.workers import exit_with_parent
-
-    exit_with_parent(parent_pid)
-    torch.set_num_threads(threads)
     experts = ExpertReference(Path(run_dir), family, _default_load_expert,
                               Path(run_dir) / "eval" / "expert_returns.json", writes=False, **(references or {}))
     try:
@@ -665,15 +661,8 @@ def _reference_entry(run_dir: str, family: str, task_id: str, context: Mapping[s
 
 
 def _fit_rows_entry(run_dir: str, fit: FitRef, context_names: list[str], config: EvalConfig,
-                    flagged: dict[str, str], threads: int, parent_pid: int,
-                    references: Mapping[str, Any] | None = None) -> list[ResultRow]:
+                    flagged: dict[str, str], references: Mapping[str, Any] | None = None) -> list[ResultRow]:
     """Worker: one fit's rows, with the references read from the cache the parent wrote."""
-    import torch
-
-    from hyperzero.utils.workers import exit_with_parent
-
-    exit_with_parent(parent_pid)
-    torch.set_num_threads(threads)
     family, tasks = _dataset_tasks(run_dir)
     experts = ExpertReference(Path(run_dir), family, _default_load_expert,
                               Path(run_dir) / "eval" / "expert_returns.json", writes=False, **(references or {}))

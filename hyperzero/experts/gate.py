@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from hyperzero.experts.config import TD3Config
+    from hyperzero.experts.solvers import SolverConfig
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,8 @@ class GateConfig:
     max_retries: int = 1  # retrained attempts of a failed expert (warm start from the nearest passing expert, new seed)
     retry_steps: int | None = None  # env steps of a retry; None = the expert's train_steps
 
-    def retry_config(self, config: "TD3Config", warm: bool) -> "TD3Config":
-        """A retry's TD3Config: its own budget; a warm-started one acts with its (neighbour's) policy from the
+    def retry_config(self, config: "SolverConfig", warm: bool) -> "SolverConfig":
+        """A retry's config: its own budget; a warm-started one acts with its (neighbour's) policy from the
         first step instead of uniform-random actions."""
         import dataclasses
 

@@ -1,5 +1,8 @@
 """Stacked MLPs: N independent networks whose weights are stored as [N, in, out] and run with one baddbmm.
 
+The layers every solver builds on, and the twin critic TD3 and SAC share; each solver's own networks (TD3's
+deterministic actor, SAC's Gaussian one) are in its package, hyperzero/experts/solvers/<name>/networks.py.
+
 N = 1 is the same code path. Each member is initialised from its own torch.Generator, so member i of
 an ensemble gets exactly the weights a solo network with the same seed gets.
 """
@@ -115,26 +118,6 @@ class StackedMLP(nn.Module):
             return torch.baddbmm(last.bias[members], x, last.weight[members])
 
 
-class EnsembleActor(nn.Module):
-    """Deterministic policy a = tanh(MLP(s)) for N members: [N, B, S] -> [N, B, A].
-
-    `obs_norm` normalises s by the member's running statistics first (`StackedObsNorm`)."""
-
-    def __init__(self, n: int, obs_dim: int, act_dim: int, hidden: Sequence[int], obs_norm: bool = False):
-        super().__init__()
-        self.n = n
-        self.obs_norm = StackedObsNorm(n, obs_dim) if obs_norm else None
-        self.net = StackedMLP(n, obs_dim, hidden, act_dim)
-
-    def reset_member(self, i: int, generator: torch.Generator) -> None:
-        self.net.reset_member(i, generator)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.obs_norm is not None:
-            obs = self.obs_norm(obs)
-        return torch.tanh(self.net(obs).float())
-
-
 class EnsembleTwinCritic(nn.Module):
     """Twin Q-functions for N members stored as one 2N stack, member-major (Q1 of member i at 2i, Q2 at 2i+1).
 
@@ -167,3 +150,13 @@ class EnsembleTwinCritic(nn.Module):
         """Q1 only (the actor loss and the dataset's q*): [N, B]."""
         heads = slice(0, None, 2)
         return self.net(self._inputs(obs, act, heads), members=heads).squeeze(-1)
+
+
+def __getattr__(name: str):
+    # EnsembleActor moved to TD3's package (hyperzero.experts.solvers.td3.networks); imported lazily: that module
+    # imports this one.
+    if name == "EnsembleActor":
+        from hyperzero.experts.solvers.td3.networks import EnsembleActor
+
+        return EnsembleActor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,16 +6,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hyperzero.experts.networks import EnsembleActor, EnsembleTwinCritic
+from hyperzero.experts.solvers import solver_of
 from hyperzero.experts.trainer import EXPERT, SUMMARY
 from hyperzero.utils.io import load_torch, read_json
 
 
 class ExpertPolicy:
-    """Deterministic TD3 expert of one task.
+    """Deterministic expert of one task, whichever solver trained it (`solver`: td3, sac, ...).
 
-    act(obs [B, S]) -> a [B, A] (float32, in [-1, 1]); q(obs [B, S], act [B, A]) -> [B], the online
-    critic's Q1 (the authors' q*). Always fp32, whatever precision trained it.
+    act(obs [B, S]) -> a [B, A] (float32, in [-1, 1]; SAC's: the mean action); q(obs [B, S], act [B, A]) -> [B],
+    the online critic's Q1 (the authors' q*). Always fp32, whatever precision trained it.
     """
 
     def __init__(self, payload: dict, summary: dict | None = None, device: str | torch.device = "cpu"):
@@ -27,11 +27,10 @@ class ExpertPolicy:
         self.seed: int = int(payload["seed"])
         self.summary = summary or {}
         self.device = torch.device(device)
-        hidden, config = payload["hidden_sizes"], payload.get("config", {})
-        obs_norm = bool(config.get("obs_norm", False))  # its statistics are in the saved state dicts
-        self._actor = EnsembleActor(1, self.obs_dim, self.act_dim, hidden, obs_norm=obs_norm)
-        self._critic = EnsembleTwinCritic(1, self.obs_dim, self.act_dim, hidden,
-                                          layer_norm=bool(config.get("critic_layer_norm", False)), obs_norm=obs_norm)
+        self.solver: str = solver_of(payload).name
+        # obs_norm statistics, when used, are in the saved state dicts
+        self._actor, self._critic = solver_of(payload).make_policy(self.obs_dim, self.act_dim, payload["hidden_sizes"],
+                                                                   payload.get("config", {}))
         self._actor.load_state_dict(payload["actor"])
         self._critic.load_state_dict(payload["critic"])
         self._actor.to(self.device).eval().requires_grad_(False)

@@ -1,4 +1,6 @@
-"""Named expert-solver configurations (TD3Config overrides), selectable as `experts.profile` / `--profile`.
+"""Named expert-solver configurations (config overrides), selectable as `experts.profile` / `--profile`.
+
+TD3's:
 
 * `authors`: the HyperZero authors' TD3 exactly (lr 1e-4, 256-256, one-step targets, exploration noise
   decayed from 1.0 to 0.1 over 100k steps, 1M steps in the paper). Faithful, but slow to leave cheetah's
@@ -9,17 +11,20 @@
 """
 from __future__ import annotations
 
-PROFILES: dict[str, dict] = {
-    "authors": {},
-    "fast": dict(hidden_sizes=(128, 128), actor_lr=3e-4, critic_lr=3e-4, n_step=3, critic_layer_norm=True,
-                 std_start=0.2, std_end=0.2, target_noise_std=0.2),
-}
+from hyperzero.experts.solvers.td3.builder import (
+    PROFILES,  # TD3's profiles (each solver names its own)
+)
 
 
-def profile_config(name: str, **overrides) -> "TD3Config":
-    """The TD3Config of profile `name` with `overrides` on top (the `experts:` section of a pipeline config)."""
-    from hyperzero.experts.config import TD3Config
+def profile_config(name: str, solver: str = "td3", **overrides):
+    """The config of `solver`'s profile `name` with `overrides` on top (the `experts:` section of a pipeline
+    config): a TD3Config for td3, a SACConfig for sac."""
+    from hyperzero.experts.solvers import get_solver
 
-    if name not in PROFILES:
-        raise ValueError(f"unknown expert profile {name!r}; choose one of: {', '.join(PROFILES)}")
-    return TD3Config.from_dict({**PROFILES[name], **overrides})
+    builder = get_solver(solver)
+    if name not in builder.profiles:
+        raise ValueError(f"unknown expert profile {name!r}; choose one of: {', '.join(builder.profiles)} (the "
+                         f"profiles of solver {solver})")
+    return builder.config_class.from_dict({**builder.profiles[name], **overrides})
+
+__all__ = ["PROFILES", "profile_config"]

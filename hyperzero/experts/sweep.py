@@ -5,20 +5,19 @@ import dataclasses
 import os
 import shutil
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from hyperzero.experts.config import TD3Config
 from hyperzero.experts.gate import GateConfig, judge, warm_start_source
+from hyperzero.experts.solvers import SolverConfig, get_solver, solver_for
 from hyperzero.experts.trainer import (CHECKPOINT, EXPERT, SUMMARY, TaskSpec, ceil_div, checkpoint_step,
                                        dynamics_key, is_finished, train_group)
 from hyperzero.utils.integrity import CorruptFileError, fingerprint, move_aside
 from hyperzero.utils.io import atomic_copy, atomic_write_json, read_json
-from hyperzero.utils.ray_local import RESUME_HINT, WorkerDiedError, start_ray, worker_died
 from hyperzero.utils.runinfo import write_run_info
 from hyperzero.utils.torch_utils import resolve_device
-from hyperzero.utils.workers import default_threads, exit_with_parent
+from hyperzero.utils.workers import default_threads
 
 EXECUTORS = ("local", "ray")
 MAX_ENSEMBLE = 8  # bf16 throughput saturates around N=8-16 (docs/benchmarks-experts.md); fp32 gains nothing beyond
@@ -74,23 +73,22 @@ def pack_groups(tasks: Sequence[TaskSpec], ensemble_size: int, dynamics_key=None
 
 
 def _group_entry(family: str, tasks: list[TaskSpec], config_dict: dict, progress: bool, position: int,
-                 parent_pid: int | None = None, fresh: bool = False) -> list[dict]:
-    """Worker entry point (a fresh process or a Ray worker)."""
+                 fresh: bool = False, solver: str = "td3") -> list[dict]:
+    """Worker entry point (a process of hyperzero.utils.workers' pool, or a Ray task)."""
     import torch
 
-    if parent_pid is not None:
-        exit_with_parent(parent_pid)
-    config = TD3Config.from_dict(config_dict)
+    config = get_solver(solver).config_class.from_dict(config_dict)
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     return train_group(family, tasks, config, progress=progress, position=position, fresh=fresh)
 
 
 def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir: str | Path,
-                  config: TD3Config | None = None, ensemble_size: int | None = None, num_workers: int | None = None,
+                  config: SolverConfig | None = None, ensemble_size: int | None = None, num_workers: int | None = None,
                   executor: str = "local", ray_address: str | None = None, progress: bool = True,
                   allow_extrapolation: bool = False, gate: GateConfig | None = GateConfig()) -> list[dict]:
-    """Train one TD3 expert per context into `out_dir/<task_id>/`; finished experts are skipped.
+    """Train one expert per context into `out_dir/<task_id>/`; finished experts are skipped. The config's class
+    picks the solver (TD3Config: TD3, the default; SACConfig: SAC; hyperzero.experts.solvers).
 
     Pending tasks are packed into ensembles of `ensemble_size` (default: spread over the workers, at most
     8, or 32 on a GPU) and run by `num_workers` processes (default: one per core, at most 4 on a GPU) each
@@ -180,7 +178,7 @@ def _has_progress(task_dir: Path) -> bool:
     return (task_dir / SUMMARY).exists() or (task_dir / CHECKPOINT).exists()
 
 
-def _legacy_stage_plan(family: str, members: Sequence[TaskSpec], cfg: TD3Config, out_dir: Path, on_gpu: bool,
+def _legacy_stage_plan(family: str, members: Sequence[TaskSpec], cfg: SolverConfig, out_dir: Path, on_gpu: bool,
                        num_workers: int | None, ensemble_size: int | None) -> dict | None:
     """The packing an earlier run without packing.json used for these stage members: one pack_groups of all of
     them (every member pending, at step 0, in their order). None when nothing was trained yet, or when the
@@ -216,7 +214,7 @@ def _start_step(task_dir: Path, shadow: bool) -> int:
         return -1
 
 
-def plan_runs(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: Path, ensemble_size: int | None,
+def plan_runs(family: str, pending: list[TaskSpec], cfg: SolverConfig, out_dir: Path, ensemble_size: int | None,
               num_workers: int | None, on_gpu: bool, stage_key: str, stage_members: Sequence[TaskSpec] = (),
               progress: bool = True) -> tuple[list[_Run], dict]:
     """The ensembles to train for `pending` and the stage's packing record (written to packing.json).
@@ -300,7 +298,7 @@ def _check_shadows(out_dir: Path, runs: list[_Run], progress: bool) -> None:
         shutil.rmtree(shadow_root, ignore_errors=True)
 
 
-def _train_tasks(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: Path, ensemble_size: int | None,
+def _train_tasks(family: str, pending: list[TaskSpec], cfg: SolverConfig, out_dir: Path, ensemble_size: int | None,
                  num_workers: int | None, executor: str, ray_address: str | None, progress: bool,
                  all_task_ids: list[str], stage: str = "experts", stage_key: str = "experts",
                  stage_members: Sequence[TaskSpec] = ()) -> None:
@@ -326,7 +324,7 @@ def _train_tasks(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: 
     if stage == "experts":  # a retry's config is in its own summary.json (the retry-<k> folder)
         write_run_info(out_dir, run_cfg, seeds={"expert": cfg.seed}, stage=stage, family=family,
                        executor=executor, ensemble_size=size, num_workers=workers, task_ids=all_task_ids,
-                       trained_now=[t.task_id for t in pending], packing=PLAN)
+                       trained_now=[t.task_id for t in pending], packing=PLAN, **solver_for(cfg).tag())
     n_shadows = sum(len(r.shadows) for r in runs)
     if progress:
         print(f"{stage}: training {len(pending)} task(s) as {len(runs)} ensemble(s) of <= {size} on "
@@ -349,7 +347,7 @@ def _train_tasks(family: str, pending: list[TaskSpec], cfg: TD3Config, out_dir: 
 RETRY_SEED_STRIDE = 1000  # retry k of an expert with seed s uses seed s + k * 1000
 
 
-def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: TD3Config, gate: GateConfig,
+def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: SolverConfig, gate: GateConfig,
                 out_dir: Path, ensemble_size, num_workers, executor, ray_address, progress) -> list[dict]:
     """Judge, retry failures (warm start from the nearest passing expert, new seed), keep each task's best attempt."""
     by_id = {t.task_id: t for t in tasks}
@@ -466,46 +464,29 @@ def _ensemble_name(run: _Run) -> str:
     return f"ensemble {', '.join(ids[:4])}{' ...' if len(ids) > 4 else ''}"
 
 
-def _run_processes(family: str, runs: list[_Run], cfg: TD3Config, workers: int, progress: bool) -> None:
-    import multiprocessing as mp
-    from concurrent.futures.process import BrokenProcessPool
+def _jobs(family: str, runs: list[_Run], cfg: SolverConfig, progress: bool, workers: int) -> list[tuple]:
+    """_group_entry's arguments per ensemble (`workers` spreads the local progress bars over terminal rows)."""
+    return [(family, r.tasks, cfg.to_dict(), progress, i % workers, r.fresh, solver_for(cfg).name)
+            for i, r in enumerate(runs)]
 
-    # spawn, not fork: forking a process that already runs torch/OpenMP threads can deadlock.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_group_entry, family, r.tasks, cfg.to_dict(), progress, i % workers, os.getpid(),
-                               r.fresh) for i, r in enumerate(runs)]
-        for r, f in zip(runs, futures):
-            try:
-                f.result()  # re-raises a worker's exception here
-            except BrokenProcessPool:
-                raise WorkerDiedError(f"a worker process died while training {_ensemble_name(r)} (killed, or out "
-                                      f"of memory?); {RESUME_HINT}") from None
+
+def _run_processes(family: str, runs: list[_Run], cfg: SolverConfig, workers: int, progress: bool) -> None:
+    from hyperzero.utils.workers import run_in_processes
+
+    run_in_processes(_group_entry, _jobs(family, runs, cfg, progress, workers), workers, threads=cfg.torch_threads,
+                     describe=lambda i, job: f"training {_ensemble_name(runs[i])}")
 
 
 # ----------------------------------------------------------------------------- Ray
-def _run_ray(family: str, runs: list[_Run], cfg: TD3Config, address: str | None, progress: bool) -> None:
-    import ray
+def _run_ray(family: str, runs: list[_Run], cfg: SolverConfig, address: str | None, progress: bool) -> None:
+    from tqdm import tqdm
 
-    started = start_ray(address)
-    try:
-        remote = ray.remote(num_cpus=cfg.torch_threads, max_retries=0)(_group_entry)
-        refs = {remote.remote(family, r.tasks, cfg.to_dict(), False, 0, None, r.fresh): r for r in runs}
-        from tqdm import tqdm
+    from hyperzero.utils.ray_local import run_on_ray
 
-        with tqdm(total=len(refs), desc="ensembles (ray)", disable=not progress, unit="ensemble") as bar:
-            remaining = list(refs)
-            while remaining:
-                ready, remaining = ray.wait(remaining, num_returns=1)
-                for ref in ready:
-                    try:
-                        summaries = ray.get(ref)
-                    except Exception as e:  # noqa: BLE001 - a lost worker is one line; a task's own error is itself
-                        died = worker_died(e, f"training {_ensemble_name(refs[ref])}")
-                        if died is None:
-                            raise
-                        raise died from None
-                    bar.update(1)
-                    bar.set_postfix_str(" ".join(f"{s['task_id']}:{s['eval_return_mean']:.0f}" for s in summaries))
-    finally:
-        if started:
-            ray.shutdown()
+    with tqdm(total=len(runs), desc="ensembles (ray)", disable=not progress, unit="ensemble") as bar:
+        def done(i: int, summaries: list[dict]) -> None:
+            bar.update(1)
+            bar.set_postfix_str(" ".join(f"{s['task_id']}:{s['eval_return_mean']:.0f}" for s in summaries))
+
+        run_on_ray(_group_entry, _jobs(family, runs, cfg, False, 1), address=address, num_cpus=cfg.torch_threads,
+                   describe=lambda i, job: f"training {_ensemble_name(runs[i])}", on_result=done)

@@ -1,4 +1,7 @@
-"""Train one ensemble of TD3 experts (one member per task, each with its own env and replay buffer).
+"""Train one ensemble of experts (one member per task, each with its own env and replay buffer) with any solver.
+
+The solver (TD3, SAC, ...) is reached only through its builder (hyperzero.experts.solvers), picked by the
+config's class.
 
 Resume semantics: checkpoints are written only at episode boundaries (`checkpoint_every` must be a
 multiple of the episode length), so a checkpoint never needs the simulator's mid-episode state.
@@ -18,9 +21,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from hyperzero.experts.config import TD3Config
-from hyperzero.experts.learner import EnsembleTD3
 from hyperzero.experts.replay import StackedReplay
+from hyperzero.experts.solvers import SolverConfig, solver_for, solver_of
 from hyperzero.utils.curves import CurveLogger
 from hyperzero.utils.io import atomic_torch_save, atomic_write_json, load_torch, read_json
 from hyperzero.utils.torch_utils import resolve_device, resolve_precision
@@ -84,9 +86,9 @@ def _torch_state_to_np(replay_state: dict) -> dict:
 
 
 class GroupTrainer:
-    """Runs N tasks of one family in lockstep as one EnsembleTD3."""
+    """Runs N tasks of one family in lockstep as one stacked ensemble of the config's solver."""
 
-    def __init__(self, family: str, tasks: Sequence[TaskSpec], config: TD3Config, progress: bool = True,
+    def __init__(self, family: str, tasks: Sequence[TaskSpec], config: SolverConfig, progress: bool = True,
                  position: int = 0, fresh: bool = False):
         from hyperzero.envs import get_family
 
@@ -95,6 +97,7 @@ class GroupTrainer:
         self.family = family
         self.fam = get_family(family)
         self.tasks = list(tasks)
+        self.solver = solver_for(config)
         self.cfg = cfg = config.resolved(family)
         self.n = len(tasks)
         self.ep_len = cfg.max_episode_steps or self.fam.episode_steps
@@ -107,7 +110,8 @@ class GroupTrainer:
         self.cfg = cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, self.device))
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        self.agent = EnsembleTD3(self.fam.obs_dim, self.fam.act_dim, cfg, [t.seed for t in tasks], self.device)
+        self.agent = self.solver.make_learner(self.fam.obs_dim, self.fam.act_dim, cfg, [t.seed for t in tasks],
+                                              self.device)
         if cfg.share_experience:
             _check_relabelling(self.fam)
         self.envs = [_make_env(family, t.context, cfg.max_episode_steps) for t in tasks]
@@ -138,6 +142,9 @@ class GroupTrainer:
             if t.warm_start is None:
                 continue
             payload = load_torch(t.warm_start, map_location="cpu", weights_only=True)
+            if solver_of(payload).name != self.solver.name:
+                raise ValueError(f"warm start {t.warm_start} is a {solver_of(payload).name} expert, this run trains "
+                                 f"{self.solver.name}; warm-start from an expert of the same solver")
             if list(payload["hidden_sizes"]) != list(self.cfg.hidden_sizes):
                 raise ValueError(f"warm start {t.warm_start} has hidden sizes {payload['hidden_sizes']}, this run "
                                  f"{list(self.cfg.hidden_sizes)}")
@@ -160,10 +167,12 @@ class GroupTrainer:
         for t, s in zip(self.tasks, states):
             if s.get("format") != FORMAT_VERSION:
                 raise ValueError(f"{t.dir / CHECKPOINT}: unknown checkpoint format {s.get('format')}; delete it to retrain")
+            if solver_of(s).name != self.solver.name:
+                raise ValueError(f"{t.dir / CHECKPOINT} was trained by solver {solver_of(s).name} but this run asks "
+                                 f"for {self.solver.name}; rerun with the same experts.solver or delete the checkpoint")
             old = s["config"]
-            for key in ("hidden_sizes", "batch_size", "gamma", "precision", "n_step", "critic_layer_norm",
-                        "obs_norm", "share_experience"):
-                if old.get(key, TD3Config.__dataclass_fields__[key].default) != self.cfg.to_dict()[key]:
+            for key in self.solver.resume_keys:
+                if old.get(key, self.solver.config_class.__dataclass_fields__[key].default) != self.cfg.to_dict()[key]:
                     raise ValueError(f"{t.dir / CHECKPOINT} was trained with {key}={old[key]} but this run asks for "
                                      f"{self.cfg.to_dict()[key]}; rerun with the same setting or delete the checkpoint")
         self.agent.load_member_states([s["agent"] for s in states])
@@ -186,7 +195,7 @@ class GroupTrainer:
                 "format": FORMAT_VERSION, "step": self.step, "episodes": int(self.episodes[i]),
                 "family": self.family, "task_id": t.task_id, "context": t.context, "config": self.cfg.to_dict(),
                 "agent": self.agent.member_state(i), "replay": _np_state_to_torch(self.replay.member_state(i)),
-                "last_eval": self.last_eval[i], "cpu_seconds": cpu_seconds,
+                "last_eval": self.last_eval[i], "cpu_seconds": cpu_seconds, **self.solver.tag(),
             }, t.dir / CHECKPOINT)
 
     # ------------------------------------------------------------------ evaluation
@@ -238,9 +247,10 @@ class GroupTrainer:
             if self.step < cfg.random_steps:
                 action = self.agent.random_actions()[:, 0]
             else:
-                action = self.agent.act(obs[:, None], std=cfg.exploration_std(self.step))[:, 0]
+                action = self.agent.explore(obs[:, None], self.step)[:, 0]
             env_action = np.clip(action, -1.0, 1.0)
-            stored = env_action if cfg.clip_stored_actions else action
+            # TD3's noisy actions can leave [-1, 1] (clip_stored_actions); a squashed policy's never do
+            stored = env_action if getattr(cfg, "clip_stored_actions", True) else action
             next_obs = np.empty_like(obs)
             reward = np.zeros(self.n, np.float32)
             not_done = np.ones(self.n, np.float32)
@@ -271,7 +281,7 @@ class GroupTrainer:
                 elapsed = max(time.perf_counter() - t0, 1e-9)
                 rate = (self.step - s0) * self.n / elapsed
                 for i in range(self.n):
-                    row = {"agent_steps_per_s": rate, "exploration_std": cfg.exploration_std(self.step)}
+                    row = {"agent_steps_per_s": rate, **self.agent.curve_row(self.step)}
                     if need_reset[i]:
                         row["train/episode_return"] = float(ep_return[i])
                         for k, v in ep_metrics.items():
@@ -314,7 +324,7 @@ class GroupTrainer:
         atomic_torch_save({
             "format": FORMAT_VERSION, "family": self.family, "task_id": t.task_id, "context": t.context,
             "obs_dim": self.fam.obs_dim, "act_dim": self.fam.act_dim, "hidden_sizes": list(cfg.hidden_sizes),
-            "train_steps": self.step, "seed": t.seed, "config": cfg.to_dict(),
+            "train_steps": self.step, "seed": t.seed, "config": cfg.to_dict(), **self.solver.tag(),
             **self.agent.member_networks(i),
         }, t.dir / EXPERT)
         summary = {
@@ -325,7 +335,7 @@ class GroupTrainer:
             "quality_threshold": cfg.quality_threshold, "flagged": bool(flagged), "finished": True,
             "precision": cfg.precision, "config": cfg.to_dict(),
             # this expert's share of its ensemble's CPU time (training, evaluation, floor), over resumes
-            "cpu_seconds": round(self.cpu_seconds() / self.n, 1), "ensemble_size": self.n,
+            "cpu_seconds": round(self.cpu_seconds() / self.n, 1), "ensemble_size": self.n, **self.solver.tag(),
         }
         atomic_write_json(t.dir / SUMMARY, summary)  # written last: its presence means the expert is complete
         return summary
@@ -360,7 +370,7 @@ def experience_pools(family: str, contexts: Sequence[dict]) -> list[list[int]]:
     return [[j for j, other in enumerate(keys) if other == mine] for mine in keys]
 
 
-def train_group(family: str, tasks: Sequence[TaskSpec], config: TD3Config, progress: bool = True,
+def train_group(family: str, tasks: Sequence[TaskSpec], config: SolverConfig, progress: bool = True,
                 position: int = 0, fresh: bool = False) -> list[dict]:
     """Train (or resume) one ensemble; returns the members' summaries. `fresh` starts from step 0 even where
     checkpoints exist (the sweep's choice when its members' checkpoints are at different steps)."""

@@ -29,6 +29,7 @@ import yaml
 
 from hyperzero.experts.gate import GateConfig
 from hyperzero.experts.profiles import profile_config
+from hyperzero.experts.solvers import DEFAULT_SOLVER
 
 class ConfigLoader(yaml.SafeLoader):
     """YAML with the YAML 1.2 core schema's scalars: `-10:10:0.5` stays a string (YAML 1.1 reads it as a
@@ -138,26 +139,12 @@ INVALIDATES = {
     "fit": ("fits", "eval"),
 }
 
-DEFAULTS: dict[str, Any] = {
-    "name": "",
-    "description": "",
-    "family": None,
-    "contexts": None,
-    # a fixed ensemble size: which tasks share a stacked ensemble must not depend on the core count
-    "experts": {"profile": "authors", "gate": {}, "ensemble_size": 4, "num_workers": None},
-    "dataset": {"n_episodes": 10, "seed": 0, "exclude_flagged": True},
-    "fit": {"methods": ["hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa",
-                        "mlp_uvfa_td", "maml", "pearl"], "seeds": [0, 1, 2, 3, 4], "num_workers": None},
-    "evaluate": {},
-}
-
-
 def list_presets() -> dict[str, str]:
-    """Preset name -> its one-line description."""
+    """Preset name -> its one-line description. Presets named `_*` are bases that others extend, not listed."""
     out = {}
     for entry in sorted(resources.files(PRESETS_PACKAGE).iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".yaml"):
-            data = load_yaml(entry.read_text()) or {}
+        if entry.name.endswith(".yaml") and not entry.name.startswith("_"):
+            data = _load_extending(entry.name[:-5], ())[0]
             out[entry.name[:-5]] = str(data.get("description", "")).strip().split("\n")[0]
     return out
 
@@ -199,26 +186,65 @@ PYTHON_SOURCE = "a Python mapping (run_pipeline)"
 
 
 def load_config_source(source: str | Path | Mapping) -> tuple[dict, str]:
-    """A preset name, a YAML file path or a config mapping -> (raw mapping, where it came from)."""
+    """A preset name, a YAML file path or a config mapping -> (raw mapping, where it came from), with its
+    `extends:` chain merged in (see `extend`)."""
+    return _load_extending(source, ())
+
+
+def _load_extending(source: str | Path | Mapping, chain: tuple[str, ...]) -> tuple[dict, str]:
+    data, where, identity, folder = _read_source(source)
+    if identity in chain:
+        cycle = " -> ".join([*chain[chain.index(identity):], identity])
+        raise ValueError(f"{where}: `extends` makes a cycle ({cycle}); a config can only extend one that does "
+                         f"not lead back to it")
+    if "extends" not in data:
+        return data, where
+    data = dict(data)
+    base = data.pop("extends")
+    if not isinstance(base, str) or not base.strip():
+        raise ValueError(f"{where}: extends={base!r} must name a preset or a YAML file, e.g. extends: quickstart")
+    if folder is not None and base.endswith((".yaml", ".yml")) and not Path(base).is_absolute():
+        base = str(folder / base)  # a file's base is found next to it, wherever the command runs
+    try:
+        base_data, _ = _load_extending(base, (*chain, identity))
+    except ValueError as e:
+        text = str(e)
+        raise ValueError(text if "`extends`" in text or text.startswith(f"{where}: extends") else
+                         f"{where}: extends {base}: {text}") from None
+    return extend(base_data, data), where
+
+
+def extend(base: Mapping, child: Mapping) -> dict:
+    """`child` on top of its `extends:` base: mappings merge key by key (the base's order first), anything else
+    is replaced, and so is `contexts` as a whole (a grid of other features must not be merged into the base's)."""
+    merged = deep_merge(base, {k: v for k, v in child.items() if k != "contexts"})
+    if "contexts" in child:
+        merged["contexts"] = copy.deepcopy(child["contexts"])
+    return merged
+
+
+def _read_source(source: str | Path | Mapping) -> tuple[dict, str, str, Path | None]:
+    """(raw mapping, where it came from, an identity for cycle checks, the folder its relative bases are in)."""
     if isinstance(source, Mapping):
-        return plain_config(source), PYTHON_SOURCE
+        return plain_config(source), PYTHON_SOURCE, PYTHON_SOURCE, None
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if not isinstance(source, str):
         raise ValueError(f"the config must be a preset name, a YAML file or a mapping, got {type(source).__name__}")
     path = Path(source)
+    folder = None
     if source.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
             raise ValueError(f"config file {source} does not exist; pass a preset name ({', '.join(list_presets())}) "
                              f"or an existing YAML file")
         where = str(path)  # as given: an absolute path would record the build machine in config.yaml
+        identity, folder = str(path.resolve()), path.parent
         text = read_config_text(path)
     else:
-        presets = list_presets()
-        if source not in presets:
-            raise ValueError(f"unknown preset {source!r}; choose one of: {', '.join(presets)} (see `hyperzero run --list`), "
-                             f"or pass a YAML config file")
-        where = f"preset:{source}"
+        if not resources.files(PRESETS_PACKAGE).joinpath(f"{source}.yaml").is_file() or "/" in source:
+            raise ValueError(f"unknown preset {source!r}; choose one of: {', '.join(list_presets())} (see "
+                             f"`hyperzero run --list`), or pass a YAML config file")
+        where = identity = f"preset:{source}"
         text = resources.files(PRESETS_PACKAGE).joinpath(f"{source}.yaml").read_text()
     try:
         data = load_yaml(text)
@@ -226,7 +252,7 @@ def load_config_source(source: str | Path | Mapping) -> tuple[dict, str]:
         raise ValueError(f"{where}: not valid YAML: {yaml_error_text(e)}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{where}: the config must be a YAML mapping with sections {', '.join(SECTIONS)}")
-    return data, where
+    return data, where, identity, folder
 
 
 def deep_merge(base: Mapping, override: Mapping) -> dict:
@@ -293,10 +319,10 @@ def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
 
 
 def expert_settings(section: Mapping) -> tuple:
-    """A resolved `experts:` section -> (TD3Config, GateConfig or None, ensemble_size, num_workers)."""
+    """A resolved `experts:` section -> (the solver's config, GateConfig or None, ensemble_size, num_workers)."""
     values = dict(section)
     sweep = {k: values.pop(k) for k in SWEEP_KEYS if k in values}
-    config = profile_config(sweep.get("profile", "authors"), **values)
+    config = profile_config(sweep.get("profile", "authors"), solver=sweep.get("solver", DEFAULT_SOLVER), **values)
     gate = GateConfig(**(sweep.get("gate") or {}))
     return config, (gate if gate.enabled else None), sweep.get("ensemble_size"), sweep.get("num_workers")
 
@@ -310,8 +336,10 @@ def _check_fields(section: str, values: Mapping, cls: type, extra: Sequence[str]
 
 @dataclasses.dataclass
 class ExpertSweepSettings:
-    """The `experts:` keys that are not TD3Config fields: solver profile, quality gate, process layout."""
+    """The `experts:` keys that are not the solver config's fields: solver, profile, quality gate, process layout."""
 
+    solver: str = DEFAULT_SOLVER  # expert solver (hyperzero.experts.solvers.SOLVERS: td3 | sac); the other keys of
+                                  # this section are its config's fields
     profile: str = "authors"  # named TD3Config base (hyperzero.experts.profiles: authors | fast); keys here override it
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)  # quality gate and retries (enabled: false = off)
     ensemble_size: Optional[int] = 4  # tasks per stacked ensemble; fixed (not derived from the core count) so the
@@ -332,17 +360,51 @@ class DatasetSettings:
     action_noise: float = 0.0      # std of Gaussian noise on the executed action; labels stay the expert's (DART)
 
 
+ALL_METHODS = ("hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa", "mlp_uvfa_td",
+               "maml", "pearl")  # the paper's methods (context_blind, a floor, is opt-in)
+
+
 @dataclasses.dataclass
 class FitSweep:
     """The `fit:` keys that are not FitConfig fields: which fits the pipeline runs."""
 
-    methods: list[str] = dataclasses.field(default_factory=list)  # method names (hyperzero.models.registry.METHODS)
-    seeds: list[int] = dataclasses.field(default_factory=list)    # split seeds; each is one train/val/test split
+    methods: list[str] = dataclasses.field(default_factory=lambda: list(ALL_METHODS))  # method names
+    #   (hyperzero.models.registry.METHODS; `all` on the command line = every registered one)
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2, 3, 4])  # split seeds; each is one
+    #   train/val/test split and the init seed of its fits
     num_workers: Optional[int] = None  # local executor: fits at once, one process each with cores/N threads; None =
                                        # one per core, 1 = one after another (speed only; Ray runs one per CPU)
 
 
 FIT_SWEEP_KEYS = tuple(f.name for f in dataclasses.fields(FitSweep))
+
+
+def _listed_defaults(cls: type, leave_out: Sequence[str] = ()) -> dict[str, Any]:
+    """A section's keys that every resolved config lists, at their dataclass defaults (a nested dataclass as {}:
+    its own fields appear only where a config sets them)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in leave_out:
+            continue
+        value = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        out[f.name] = {} if dataclasses.is_dataclass(value) else value
+    return out
+
+
+# Defaults of the pipeline's own settings of each section, listed in every resolved config (so in every run's
+# config.yaml); the stage config classes' fields (TD3Config, FitConfig, EvalConfig, ...) appear only where a config
+# sets them, and default in those classes. dataset.action_noise and experts.solver are left out of the list: runs
+# recorded before they existed have no such key, and listing it would make their config.yaml differ.
+DEFAULTS: dict[str, Any] = {
+    "name": "",
+    "description": "",
+    "family": None,
+    "contexts": None,
+    "experts": _listed_defaults(ExpertSweepSettings, leave_out=("solver",)),
+    "dataset": _listed_defaults(DatasetSettings, leave_out=("action_noise",)),
+    "fit": _listed_defaults(FitSweep),
+    "evaluate": {},
+}
 
 
 def _section(config: dict, name: str) -> dict:
@@ -453,6 +515,86 @@ def resolve_contexts(family: str, spec: Any) -> list[dict[str, float]]:
     return contexts
 
 
+def check_experts_section(experts: dict, family: str) -> None:
+    """Check and convert (in place) an `experts:` section: the chosen solver's config fields and
+    ExpertSweepSettings fields."""
+    from hyperzero.experts.solvers import get_solver
+    from hyperzero.utils.typed import coerce_fields
+
+    experts.update(coerce_fields(ExpertSweepSettings, {k: v for k, v in experts.items() if k == "solver"}, "experts"))
+    solver = experts.get("solver", DEFAULT_SOLVER)
+    config_class = _stage_check("experts.solver", lambda: get_solver(solver)).config_class
+    try:
+        _check_fields("experts", experts, config_class, extra=SWEEP_KEYS)
+    except ValueError as e:
+        raise ValueError(f"{e} (the keys of solver {solver}: {config_class.__name__} fields and the sweep settings; "
+                         f"experts.solver chooses the solver)") from None
+    experts.update(coerce_fields(config_class, experts, "experts"))
+    experts.update(coerce_fields(ExpertSweepSettings, experts, "experts"))
+    _check_fields("experts.gate", experts.get("gate", {}), GateConfig)
+    _stage_check("experts.gate", lambda: GateConfig(**experts.get("gate", {})).validate())
+    _stage_check("experts.profile", lambda: profile_config(experts.get("profile", "authors"), solver=solver))
+    for key in ("ensemble_size", "num_workers"):
+        if experts.get(key) is not None and experts[key] < 1:
+            raise ValueError(f"experts.{key}={experts[key]}: must be >= 1 (or null for the default)")
+    _stage_check("experts", lambda: expert_settings(experts)[0].resolved(family), cls_name=config_class.__name__)
+
+
+def check_dataset_section(dataset: dict) -> None:
+    """Check and convert (in place) a `dataset:` section (DatasetSettings fields)."""
+    from hyperzero.utils.typed import coerce_fields
+
+    _check_fields("dataset", dataset, DatasetSettings)
+    dataset.update(coerce_fields(DatasetSettings, dataset, "dataset"))
+    if dataset.get("n_episodes", 1) < 1:
+        raise ValueError(f"dataset.n_episodes={dataset['n_episodes']}: must be >= 1")
+    if not 0.0 <= float(dataset.get("action_noise", 0.0)) <= 1.0:
+        raise ValueError(f"dataset.action_noise={dataset['action_noise']}: must be a std in [0, 1] (0 = no noise)")
+    if dataset.get("seed", 0) < 0:
+        raise ValueError(f"dataset.seed={dataset['seed']}: must be >= 0")
+    if dataset.get("n_episodes", 1) > MAX_EPISODES_PER_TASK:
+        raise ValueError(f"dataset.n_episodes={dataset['n_episodes']}: must be <= {MAX_EPISODES_PER_TASK}")
+
+
+def check_fit_section(fit: dict, family: str | None = None, context_dim: int = 1) -> None:
+    """Check and convert (in place) a `fit:` section: FitSweep and FitConfig fields (not method/seed); with a
+    family, every method's model is also built on the meta device."""
+    from hyperzero.utils.typed import coerce_fields
+
+    fit.update(coerce_fields(FitSweep, fit, "fit"))
+    if not fit.get("methods"):
+        raise ValueError(f"fit.methods={fit.get('methods')!r}: must be a non-empty list of method names, "
+                         f"e.g. [hyperzero, mlp_policy]")
+    if not fit.get("seeds"):
+        raise ValueError(f"fit.seeds={fit.get('seeds')!r}: must be a non-empty list of integer split seeds, "
+                         f"e.g. [0, 1, 2, 3, 4]")
+    if len(set(fit["seeds"])) != len(fit["seeds"]) or any(s < 0 for s in fit["seeds"]):
+        raise ValueError(f"fit.seeds={fit['seeds']}: split seeds must be distinct and >= 0")
+    if fit.get("num_workers") is not None and fit["num_workers"] < 1:
+        raise ValueError(f"fit.num_workers={fit['num_workers']}: must be >= 1 (or null for one per core)")
+    _check_fit_section(fit, family, context_dim)
+
+
+def check_evaluate_section(evaluate: dict, family: str | None = None,
+                           excluded: Sequence[str] = ("methods", "seeds")) -> None:
+    """Check and convert (in place) an `evaluate:` section (EvalConfig fields; the pipeline evaluates every fit,
+    so methods and seeds are excluded there); with a family, video_contexts are checked by its context space."""
+    from hyperzero.envs import get_family
+    from hyperzero.evaluation import EvalConfig
+    from hyperzero.utils.typed import coerce_fields
+
+    _check_fields("evaluate", evaluate, EvalConfig, excluded=excluded)
+    evaluate.update(coerce_fields(EvalConfig, evaluate, "evaluate", exclude=tuple(excluded)))
+    if family is not None:
+        space = get_family(family).context_space
+        for i, ctx in enumerate(evaluate.get("video_contexts") or []):
+            _stage_check(f"evaluate.video_contexts[{i}]", lambda ctx=ctx: space.validate(ctx))
+    _stage_check("evaluate", lambda: EvalConfig(**evaluate))
+    if evaluate.get("video_steps", 0) > MAX_VIDEO_STEPS:
+        raise ValueError(f"evaluate.video_steps={evaluate['video_steps']}: must be <= {MAX_VIDEO_STEPS} "
+                         f"(the frames are held in memory)")
+
+
 def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
     """Defaults + raw + overrides, every value checked for type and range. Returns plain data.
 
@@ -460,10 +602,8 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
     other mismatch is a ValueError naming the dotted key, the value and the allowed form. Nothing is
     written here, so a refused config leaves the run directory untouched.
     """
-    from hyperzero.envs import family_names, get_family, has_family
-    from hyperzero.evaluation import EvalConfig
-    from hyperzero.experts import TD3Config
-    from hyperzero.utils.typed import coerce_fields, convert
+    from hyperzero.envs import family_names, has_family
+    from hyperzero.utils.typed import convert
 
     if not isinstance(raw, Mapping):
         raise ValueError(f"the config must be a YAML mapping with sections {', '.join(SECTIONS)}")
@@ -480,55 +620,10 @@ def resolve_config(raw: Mapping, overrides: Sequence[str] = ()) -> dict:
         raise ValueError(f"family={family!r}: must be one of {', '.join(family_names())}; {HOW_TO_ADD}")
     contexts = resolve_contexts(family, config.get("contexts"))
 
-    experts = _section(config, "experts")
-    packing = ("ensemble_size", "num_workers")
-    _check_fields("experts", experts, TD3Config, extra=SWEEP_KEYS)
-    experts.update(coerce_fields(TD3Config, experts, "experts"))
-    experts.update(coerce_fields(ExpertSweepSettings, experts, "experts"))
-    _check_fields("experts.gate", experts.get("gate", {}), GateConfig)
-    _stage_check("experts.gate", lambda: GateConfig(**experts.get("gate", {})).validate())
-    _stage_check("experts.profile", lambda: profile_config(experts.get("profile", "authors")))
-    for key in packing:
-        if experts.get(key) is not None and experts[key] < 1:
-            raise ValueError(f"experts.{key}={experts[key]}: must be >= 1 (or null for the default)")
-    _stage_check("experts", lambda: expert_settings(experts)[0].resolved(family), cls_name="TD3Config")
-
-    dataset = _section(config, "dataset")
-    _check_fields("dataset", dataset, DatasetSettings)
-    dataset.update(coerce_fields(DatasetSettings, dataset, "dataset"))
-    if dataset.get("n_episodes", 1) < 1:
-        raise ValueError(f"dataset.n_episodes={dataset['n_episodes']}: must be >= 1")
-    if not 0.0 <= float(dataset.get("action_noise", 0.0)) <= 1.0:
-        raise ValueError(f"dataset.action_noise={dataset['action_noise']}: must be a std in [0, 1] (0 = no noise)")
-    if dataset.get("seed", 0) < 0:
-        raise ValueError(f"dataset.seed={dataset['seed']}: must be >= 0")
-    if dataset.get("n_episodes", 1) > MAX_EPISODES_PER_TASK:
-        raise ValueError(f"dataset.n_episodes={dataset['n_episodes']}: must be <= {MAX_EPISODES_PER_TASK}")
-
-    fit = _section(config, "fit")
-    fit.update(coerce_fields(FitSweep, fit, "fit"))
-    if not fit.get("methods"):
-        raise ValueError(f"fit.methods={fit.get('methods')!r}: must be a non-empty list of method names, "
-                         f"e.g. [hyperzero, mlp_policy]")
-    if not fit.get("seeds"):
-        raise ValueError(f"fit.seeds={fit.get('seeds')!r}: must be a non-empty list of integer split seeds, "
-                         f"e.g. [0, 1, 2, 3, 4]")
-    if len(set(fit["seeds"])) != len(fit["seeds"]) or any(s < 0 for s in fit["seeds"]):
-        raise ValueError(f"fit.seeds={fit['seeds']}: split seeds must be distinct and >= 0")
-    if fit.get("num_workers") is not None and fit["num_workers"] < 1:
-        raise ValueError(f"fit.num_workers={fit['num_workers']}: must be >= 1 (or null for one per core)")
-    _check_fit_section(fit, family, _context_dim(contexts))
-
-    evaluate = _section(config, "evaluate")
-    _check_fields("evaluate", evaluate, EvalConfig, excluded=("methods", "seeds"))
-    evaluate.update(coerce_fields(EvalConfig, evaluate, "evaluate", exclude=("methods", "seeds")))
-    space = get_family(family).context_space
-    for i, ctx in enumerate(evaluate.get("video_contexts") or []):
-        _stage_check(f"evaluate.video_contexts[{i}]", lambda ctx=ctx: space.validate(ctx))
-    _stage_check("evaluate", lambda: EvalConfig(**evaluate))
-    if evaluate.get("video_steps", 0) > MAX_VIDEO_STEPS:
-        raise ValueError(f"evaluate.video_steps={evaluate['video_steps']}: must be <= {MAX_VIDEO_STEPS} "
-                         f"(the frames are held in memory)")
+    check_experts_section(_section(config, "experts"), family)
+    check_dataset_section(_section(config, "dataset"))
+    check_fit_section(_section(config, "fit"), family, _context_dim(contexts))
+    check_evaluate_section(_section(config, "evaluate"), family)
     return config
 
 
@@ -732,3 +827,158 @@ def invalidated_stages(differences: Sequence[str]) -> list[str]:
 def dump_yaml(config: Mapping) -> str:
     return yaml.dump(dict(config), Dumper=ConfigDumper, sort_keys=False, default_flow_style=None, width=110,
                      allow_unicode=True)
+
+
+# ------------------------------------------------------------------------------------------ typed config
+def section_classes() -> dict[str, list[tuple[type, tuple[str, ...]]]]:
+    """Section -> the dataclasses whose fields it holds, each with the fields the pipeline leaves out. The
+    commands' options are generated from these (hyperzero.cli.flags), so this is where a new field is found."""
+    from hyperzero.evaluation import EvalConfig
+    from hyperzero.experts.solvers import SOLVERS, get_solver
+    from hyperzero.training.config import FitConfig
+
+    # every solver's config fields: a field two solvers share is listed (and gets its option) once
+    solver_classes, seen = [], set()
+    for name in SOLVERS:
+        cls = get_solver(name).config_class
+        fields = tuple(f.name for f in dataclasses.fields(cls))
+        solver_classes.append((cls, tuple(f for f in fields if f in seen)))
+        seen.update(fields)
+    return {"experts": [*solver_classes, (ExpertSweepSettings, ())],
+            "dataset": [(DatasetSettings, ())],
+            "fit": [(FitSweep, ()), (FitConfig, ("method", "seed"))],
+            "evaluate": [(EvalConfig, ("methods", "seeds"))]}
+
+
+@dataclasses.dataclass
+class ExpertsSection:
+    """The `experts:` section, typed: the solver's config (its profile with the section's keys on top) and the
+    pipeline's settings of the sweep."""
+
+    solver: Any = dataclasses.field(default_factory=lambda: profile_config(ExpertSweepSettings().profile))  # TD3Config
+    settings: ExpertSweepSettings = dataclasses.field(default_factory=ExpertSweepSettings)
+
+    @classmethod
+    def from_dict(cls, section: Mapping) -> "ExpertsSection":
+        values = dict(section)
+        sweep = {k: values.pop(k) for k in SWEEP_KEYS if k in values}
+        gate = GateConfig(**(sweep.pop("gate", None) or {}))
+        settings = ExpertSweepSettings(**sweep, gate=gate)
+        return cls(solver=profile_config(settings.profile, solver=settings.solver, **values), settings=settings)
+
+    def to_dict(self) -> dict:
+        settings = dataclasses.asdict(self.settings)
+        if settings["solver"] == DEFAULT_SOLVER:
+            del settings["solver"]  # as in DEFAULTS: configs written before solvers existed have no such key
+        return {**settings, **self.solver.to_dict()}
+
+
+@dataclasses.dataclass
+class FitSection:
+    """The `fit:` section, typed: which fits (FitSweep) and the settings they share (a FitConfig whose method and
+    seed are set per fit by `config_for`)."""
+
+    sweep: FitSweep = dataclasses.field(default_factory=FitSweep)
+    base: Any = dataclasses.field(default_factory=lambda: fit_config({}, "hyperzero", 0))  # a FitConfig
+
+    @classmethod
+    def from_dict(cls, section: Mapping) -> "FitSection":
+        values = dict(section)
+        sweep = FitSweep(**{k: values.pop(k) for k in FIT_SWEEP_KEYS if k in values})
+        return cls(sweep=sweep, base=fit_config(values, sweep.methods[0] if sweep.methods else "hyperzero", 0))
+
+    def config_for(self, method: str, seed: int):
+        return dataclasses.replace(self.base, method=method, seed=int(seed))
+
+    def to_dict(self) -> dict:
+        base = dataclasses.asdict(self.base)
+        base.pop("method"), base.pop("seed")
+        base["model"]["embed_dims"] = list(base["model"]["embed_dims"])
+        return {**dataclasses.asdict(self.sweep), **base}
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+    """A whole pipeline config, typed: every section as its stage's dataclasses (`resolve_pipeline_config`)."""
+
+    name: str = ""  # a label for reports
+    description: str = ""  # one line shown by `hyperzero run --list`
+    family: Optional[str] = None  # a registered family (`hyperzero envs`)
+    contexts: Optional[dict] = None  # exactly one of grid / sample / list
+    experts: ExpertsSection = dataclasses.field(default_factory=ExpertsSection)  # solver config + sweep settings
+    dataset: DatasetSettings = dataclasses.field(default_factory=DatasetSettings)  # rollout collection
+    fit: FitSection = dataclasses.field(default_factory=FitSection)  # which fits, and their shared settings
+    evaluate: Any = dataclasses.field(default_factory=lambda: _eval_config({}))  # an EvalConfig (methods and
+    #   seeds unset: every fit)
+
+    @classmethod
+    def from_dict(cls, config: Mapping) -> "PipelineConfig":
+        """A resolved config (`resolve_config`'s plain data) -> typed; missing keys take the dataclass defaults."""
+        full = deep_merge(DEFAULTS, config)
+        return cls(name=full["name"] or "", description=full["description"] or "", family=full["family"],
+                   contexts=copy.deepcopy(full["contexts"]), experts=ExpertsSection.from_dict(full["experts"] or {}),
+                   dataset=DatasetSettings(**(full["dataset"] or {})), fit=FitSection.from_dict(full["fit"] or {}),
+                   evaluate=_eval_config(full["evaluate"] or {}))
+
+    def to_dict(self) -> dict:
+        """Plain data with every key (defaults included), accepted back by `resolve_config` and `from_dict`."""
+        evaluate = dataclasses.asdict(self.evaluate)
+        evaluate.pop("methods"), evaluate.pop("seeds")
+        evaluate["few_shot_k"] = list(evaluate["few_shot_k"])
+        return {"name": self.name, "description": self.description, "family": self.family,
+                "contexts": copy.deepcopy(self.contexts), "experts": self.experts.to_dict(),
+                "dataset": dataclasses.asdict(self.dataset), "fit": self.fit.to_dict(), "evaluate": evaluate}
+
+
+def _eval_config(values: Mapping):
+    from hyperzero.evaluation import EvalConfig
+
+    return EvalConfig(**values)
+
+
+def resolve_pipeline_config(raw: Mapping, overrides: Sequence[str] = ()) -> PipelineConfig:
+    """`resolve_config`, typed."""
+    return PipelineConfig.from_dict(resolve_config(raw, overrides))
+
+
+# Sections a stage command reads from --config / --set: the experts' training also takes the family and tasks.
+STAGE_SECTIONS = {"experts": ("family", "contexts", "experts"), "dataset": ("dataset",), "fit": ("fit",),
+                  "evaluate": ("evaluate",)}
+
+
+def stage_section(stage: str, source: str | Path | Mapping | None, overrides: Sequence[str],
+                  values: Mapping[str, Any]) -> dict:
+    """The settings one stage command runs with: dataclass defaults < the config's sections < `--set` items <
+    option values (dotted keys `<section>.<key>` -> parsed values). Returns {section: value} for the stage's
+    sections (STAGE_SECTIONS), for the caller to check with the section's check; an `--set` of another section
+    or of a key the stage does not have is refused naming the allowed ones."""
+    sections = STAGE_SECTIONS[stage]
+    allowed: list[str] = []
+    for section in sections:
+        for cls, left_out in section_classes().get(section, []):
+            if stage == "evaluate":
+                left_out = ()  # `hyperzero evaluate` can restrict methods and seeds; the pipeline evaluates every fit
+            allowed += [f"{section}.{f.name}" for f in dataclasses.fields(cls) if f.name not in left_out]
+    raw = load_config_source(source)[0] if source is not None else {}
+    config = {s: copy.deepcopy(raw[s]) for s in sections if s in raw}
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        section, _, field = key.partition(".")
+        if section not in sections:
+            raise ValueError(f"--set {key}: this command reads only {', '.join(sections)} "
+                             f"(`hyperzero run` takes the other sections)")
+        if section in section_classes() and field and f"{section}.{field.split('.', 1)[0]}" not in allowed:
+            raise ValueError(f"--set {key}: unknown key; this command takes {', '.join(allowed)}")
+    config = apply_overrides(config, overrides)
+    for key, value in values.items():
+        node = config
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = dict(node.get(part) or {})
+            node = node[part]
+        node[parts[-1]] = copy.deepcopy(value)
+    for section in sections:
+        if isinstance(DEFAULTS.get(section), dict):
+            config[section] = deep_merge(DEFAULTS[section], _section(config, section))
+    return config

@@ -79,8 +79,9 @@ def save_torchscript(path: str | Path, weights: dict[str, np.ndarray]) -> Path:
                 self.register_buffer(n, torch.as_tensor(weights[f"pi_{n}"]))
 
         def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            h = torch.relu(torch.nn.functional.linear(obs, self.w1, self.b1))
-            return torch.tanh(torch.nn.functional.linear(h, self.w2, self.b2))
+            # the buffers registered above (type checkers see nn.Module's Tensor | Module attributes)
+            h = torch.relu(torch.nn.functional.linear(obs, self.w1, self.b1))  # type: ignore[arg-type]
+            return torch.tanh(torch.nn.functional.linear(h, self.w2, self.b2))  # type: ignore[arg-type]
 
     buf = io.BytesIO()
     torch.jit.save(torch.jit.script(_Policy()), buf)

@@ -49,7 +49,7 @@ def test_bad_sweep_inputs(tmp_path):
 
 
 def test_cli_errors(tmp_path, capsys):
-    base = ["experts", "train", "--family", "cheetah-run", "--out", str(tmp_path), "--steps", "10"]
+    base = ["experts", "train", "--family", "cheetah-run", "--out", str(tmp_path), "--train-steps", "10"]
     assert main(base) == 2 and "exactly one of --grid" in capsys.readouterr().err
     assert main(base + ["--contexts", "speed=0"]) == 2 and "value 0 is not allowed" in capsys.readouterr().err
     assert main(base + ["--contexts", "speed"]) == 2 and "name=value" in capsys.readouterr().err
@@ -132,11 +132,14 @@ def test_a_onednn_cap_at_avx512_bf16_leaves_native_but_slower_bf16(monkeypatch):
         assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
 
 
-def test_cli_profiles_are_the_library_profiles():
-    from hyperzero.cli.experts import PROFILES as CLI_PROFILES
-    from hyperzero.experts.profiles import PROFILES, profile_config
+def test_cli_profiles_are_the_library_profiles(tmp_path, capsys):
+    from hyperzero.experts.profiles import profile_config
 
-    assert CLI_PROFILES == tuple(PROFILES)
+    out = tmp_path / "experts"
+    assert main(["experts", "train", "--family", "cheetah-run", "--contexts", "speed=2", "--out", str(out),
+                 "--profile", "quick"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown expert profile 'quick'" in err and "authors, fast" in err and not out.exists()
     fast = profile_config("fast", train_steps=10)
     assert fast.n_step == 3 and fast.critic_layer_norm and fast.train_steps == 10
     assert profile_config("authors").actor_lr == 1e-4  # the paper's TD3 stays selectable

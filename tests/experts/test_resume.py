@@ -44,10 +44,10 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path, obs_norm):
 
 def _cli(out: Path) -> list[str]:
     return [sys.executable, "-m", "hyperzero", "experts", "train", "--family", "cheetah-run",
-            "--contexts", "speed=2", "speed=-3", "--out", str(out), "--steps", "1500", "--max-episode-steps", "100",
-            "--checkpoint-every", "100", "--eval-every", "500", "--eval-episodes", "1", "--hidden", "32,32",
-            "--batch-size", "32", "--seed-steps", "100", "--random-steps", "50", "--workers", "1", "--threads", "1",
-            "--no-progress", "--no-gate"]  # the gate's retries are tested in test_gate.py
+            "--contexts", "speed=2", "speed=-3", "--out", str(out), "--train-steps", "1500", "--max-episode-steps", "100",
+            "--checkpoint-every", "100", "--eval-every", "500", "--eval-episodes", "1", "--hidden-sizes", "32,32",
+            "--batch-size", "32", "--seed-steps", "100", "--random-steps", "50", "--num-workers", "1", "--torch-threads", "1",
+            "--no-progress", "--gate.enabled", "false"]  # the gate's retries are tested in test_gate.py
 
 
 def test_sigkill_then_same_command_resumes_and_finishes(tmp_path):
@@ -107,8 +107,9 @@ def _alive(pid: int) -> bool:
 
 def test_killing_the_sweep_stops_its_worker_processes(tmp_path):
     cmd = _cli(tmp_path / "experts")
-    cmd[cmd.index("--workers") + 1] = "2"
-    cmd[cmd.index("--steps") + 1] = "100000"
+    cmd[cmd.index("--num-workers") + 1] = "2"
+    cmd[cmd.index("--train-steps") + 1] = "100000"
+    cmd += ["--ensemble-size", "1"]  # one task per ensemble, so each of the two workers gets one
     env = {**os.environ, "PYTHONPATH": str(REPO), "MUJOCO_GL": "egl"}
     proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

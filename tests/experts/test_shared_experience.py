@@ -106,9 +106,9 @@ def test_cli_flag_turns_it_on_and_records_it(tmp_path):
 
     out = tmp_path / "experts"
     cmd = [sys.executable, "-m", "hyperzero", "experts", "train", "--family", "cheetah-run", "--contexts", "speed=2",
-           "speed=4", "--out", str(out), "--steps", "200", "--max-episode-steps", "100", "--checkpoint-every", "100",
-           "--eval-episodes", "1", "--hidden", "32,32", "--batch-size", "32", "--seed-steps", "100", "--random-steps",
-           "50", "--workers", "1", "--threads", "1", "--no-progress", "--no-gate", "--share-experience"]
+           "speed=4", "--out", str(out), "--train-steps", "200", "--max-episode-steps", "100", "--checkpoint-every", "100",
+           "--eval-episodes", "1", "--hidden-sizes", "32,32", "--batch-size", "32", "--seed-steps", "100", "--random-steps",
+           "50", "--num-workers", "1", "--torch-threads", "1", "--no-progress", "--gate.enabled", "false", "--share-experience"]
     subprocess.run(cmd, check=True, env={**os.environ, "MUJOCO_GL": "egl"}, capture_output=True, timeout=300)
-    for task in ("speed=2_torso_length=0.5", "speed=4_torso_length=0.5"):
-        assert json.loads((out / task / "summary.json").read_text())["config"]["share_experience"] is True
+    for task_id in ("speed=2_torso_length=0.5", "speed=4_torso_length=0.5"):
+        assert json.loads((out / task_id / "summary.json").read_text())["config"]["share_experience"] is True

@@ -1,9 +1,16 @@
 """A dataset too small for the split protocol is refused before any fit starts, naming the gate's exclusions."""
 import pytest
 
-from hyperzero.launchers.pipeline import check_enough_tasks
+from hyperzero.launchers.config import fit_config
+from hyperzero.training.outputs import check_enough_tasks as check_configs
 
 FIT = {"methods": ["hyperzero"], "seeds": [0, 1], "lr_sweep": [3e-4, 1e-3]}
+
+
+def check_enough_tasks(run_dir, section, manifest):
+    """As the fit stage calls it: one FitConfig per split seed."""
+    configs = [fit_config(section, section["methods"][0], seed) for seed in section["seeds"]]
+    check_configs(run_dir, configs, manifest)
 
 
 def manifest(n_tasks: int, excluded=()):

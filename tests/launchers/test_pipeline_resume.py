@@ -102,12 +102,12 @@ def test_killed_run_resumes_and_corrupt_outputs_are_redone(tmp_path):
 
 
 def test_corrupt_dataset_is_detected(tmp_path):
-    from hyperzero.launchers.pipeline import dataset_problem
+    from hyperzero.datasets.outputs import dataset_check
 
     d = tmp_path / "dataset"
     d.mkdir()
     (d / "manifest.json").write_text("{not json")
-    problem, resumable = dataset_problem(d, {"a"}, 1)
-    assert "fails validation" in problem and not resumable
-    problem, resumable = dataset_problem(tmp_path / "missing", {"a"}, 1)
-    assert problem == "missing" and resumable
+    check = dataset_check(d, {"a"}, 1)
+    assert "fails validation" in check.reason and check.state == "damaged" and check.bucket == "corrupt"
+    check = dataset_check(tmp_path / "missing", {"a"}, 1)
+    assert check.state == "missing" and check.bucket is None

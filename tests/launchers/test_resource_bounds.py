@@ -110,9 +110,9 @@ def test_run_refuses_before_writing_anything(tmp_path, capsys, argv, words):
     (["--grid", "speed=1,2", "speed=3"], ["--grid gives speed more than once"]),
     (["--grid", "speed=-10:10:0.01", "torso_length=0.3:0.7:0.001"], ["802401 tasks"]),
     (["--contexts", "speed=2", "--batch-size", "1000000000000"], ["--batch-size", "batch_size"]),
-    (["--contexts", "speed=2", "--hidden", "1000000000,1000000000"], ["--hidden", "65536"]),
+    (["--contexts", "speed=2", "--hidden-sizes", "1000000000,1000000000"], ["--hidden-sizes", "65536"]),
     (["--contexts", "speed=2", "--seed", "-1"], ["--seed", ">= 0"]),
-    (["--contexts", "speed=2", "--batch-size", "1000000", "--hidden", "60000,60000"], ["memory", "--hidden"]),
+    (["--contexts", "speed=2", "--batch-size", "1000000", "--hidden-sizes", "60000,60000"], ["memory", "--hidden-sizes"]),
 ])
 def test_experts_train_refuses_before_writing_anything(tmp_path, capsys, argv, words):
     out = tmp_path / "experts"

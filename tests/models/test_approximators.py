@@ -61,8 +61,8 @@ def test_td_term_matches_hand_computation_and_stops_gradient_only_on_next_action
     z = model.embedding(b.context)
     pol_terms, val_terms, td_terms = [], [], []
     for k in range(2):
-        w1, b1 = model.pi1(z[k:k + 1]); w2, b2 = model.pi2(z[k:k + 1])
-        v1, c1 = model.q1(z[k:k + 1]); v2, c2 = model.q2(z[k:k + 1])
+        (w1, b1), (w2, b2) = model.pi1(z[k:k + 1]), model.pi2(z[k:k + 1])
+        (v1, c1), (v2, c2) = model.q1(z[k:k + 1]), model.q2(z[k:k + 1])
         pi = lambda s: torch.tanh(w2[0] @ torch.relu(w1[0] @ s + b1[0]) + b2[0])  # noqa: E731
         qf = lambda s, a: (v2[0] @ torch.relu(v1[0] @ torch.cat([s, a]) + c1[0]) + c2[0])[0]  # noqa: E731
         for i in range(6):

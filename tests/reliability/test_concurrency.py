@@ -60,15 +60,15 @@ def test_a_kill_early_in_the_dataset_stage_is_resumed_not_called_corrupt(run_cop
     import shutil
 
     from hyperzero.datasets import DatasetWriter
-    from hyperzero.launchers.pipeline import dataset_problem
+    from hyperzero.datasets.outputs import dataset_check
 
     shutil.rmtree(run_copy / "dataset")
     writer = DatasetWriter(run_copy / "dataset", "cheetah-run", ["speed"])
     writer.close()  # the process died here: no task collected yet
     (run_copy / "dataset" / "tasks" / ".speed=2_torso_length=0.5.npz.x1y2.tmp").write_bytes(b"PK\x03")
     expected = {"speed=-4_torso_length=0.5", "speed=2_torso_length=0.5", "speed=4_torso_length=0.5"}
-    problem, resumable = dataset_problem(run_copy / "dataset", expected, 1, run_copy / "experts", run_copy)
-    assert resumable and problem == "unfinished collection"
+    check = dataset_check(run_copy / "dataset", expected, 1, run_copy / "experts", run_copy)
+    assert check.state == "unfinished" and check.reason == "unfinished collection"
     assert not (run_copy / "corrupt").exists() and "corrupt" not in capsys.readouterr().err
 
 

@@ -57,8 +57,11 @@ def run_checks(run: Path) -> None:
     """Every check the stages run before they trust their outputs (no training, no rollouts)."""
     from hyperzero.envs import context_id
     from hyperzero.launchers.config import load_config_source, resolve_config, resolve_contexts
-    from hyperzero.launchers.pipeline import (_move_aside, check_eval, check_expert, check_fit, check_packing,
-                                              dataset_problem, dataset_task_checksums, previous_config)
+    from hyperzero.datasets.outputs import dataset_check, dataset_task_checksums
+    from hyperzero.evaluation.outputs import check_eval
+    from hyperzero.experts.outputs import check_expert, check_packing
+    from hyperzero.launchers.pipeline import previous_config
+    from hyperzero.training.outputs import check_fit
 
     previous_config(run)
     check_packing(run)
@@ -67,11 +70,11 @@ def run_checks(run: Path) -> None:
     for ctx in contexts:
         check_expert(run, run / "experts" / context_id(ctx))
     expected = {context_id(c) for c in contexts}
-    problem, resumable = dataset_problem(run / "dataset", expected, 1, run / "experts", run)
-    if not resumable:
-        _move_aside(run, run / "dataset", f"dataset {problem}")
+    check = dataset_check(run / "dataset", expected, 1, run / "experts", run)
+    if check.bucket:
+        check.set_aside(run, run / "dataset", f"dataset {check.reason}")
         return
-    if problem is None:
+    if check.ok:
         tasks = dataset_task_checksums(run / "dataset")
         for fit_dir in sorted(run.glob("fits/*/seed_*")):
             check_fit(run, fit_dir, tasks, config["family"], ["speed"])
@@ -171,7 +174,7 @@ def test_retrained_expert_invalidates_its_dataset_task_fits_and_evaluation(run_c
 
 
 def test_a_file_written_before_checksums_is_adopted_after_it_loads(run_copy, capsys):
-    from hyperzero.launchers.pipeline import check_expert
+    from hyperzero.experts.outputs import check_expert
     from hyperzero.utils.integrity import checksum_path, verify
 
     expert = run_copy / EXPERT / "expert.pt"

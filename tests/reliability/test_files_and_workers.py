@@ -83,7 +83,7 @@ def test_run_ray_turns_a_lost_worker_into_one_line(tmp_path, monkeypatch):
 
     from tests.experts.helpers import tiny
 
-    monkeypatch.setattr(sweep, "start_ray", lambda address: False)
+    monkeypatch.setattr("hyperzero.utils.ray_local.start_ray", lambda address: False)
 
     class Remote:
         def remote(self, *args):
@@ -122,12 +122,15 @@ def test_a_killed_local_worker_is_one_line_naming_what_died(tmp_path, monkeypatc
         def __exit__(self, *exc):
             return False
 
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
         def submit(self, *args):
             f = Future()
             f.set_exception(BrokenProcessPool("A process in the process pool was terminated abruptly"))
             return f
 
-    monkeypatch.setattr(sweep, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr("hyperzero.utils.workers.ProcessPoolExecutor", Pool)
     run = sweep._Run([TaskSpec("speed=2", {"speed": 2.0}, 2, tmp_path / "t")], False, [])
     with pytest.raises(WorkerDiedError, match="a worker process died while training ensemble speed=2 .*rerun the same"):
         sweep._run_processes("cheetah-run", [run, run], tiny(), 2, progress=False)

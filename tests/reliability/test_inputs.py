@@ -149,7 +149,7 @@ def test_python_api_warns_once_per_feature_outside_the_training_range(fresh_tiny
         fresh_tiny_model.policy({"speed": -9.0})
     found = [w for w in caught if issubclass(w.category, ExtrapolationWarning)]
     assert len(found) == 1, [str(w.message) for w in caught]
-    assert f"'speed' = 9 is outside the range of the training tasks" in str(found[0].message)
+    assert "'speed' = 9 is outside the range of the training tasks" in str(found[0].message)
     assert f"[{lo:g}, {hi:g}]" in str(found[0].message)
 
 

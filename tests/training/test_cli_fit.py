@@ -20,7 +20,7 @@ def dataset(tmp_path_factory):
 def test_cli_fit_two_methods_two_seeds(dataset, tmp_path):
     argv = ["fit", "--dataset", str(dataset), "--method", "hyperzero,mlp_policy", "--seeds", "0,1",
             "--out", str(tmp_path), "--steps", "6", "--eval-interval", "3", "--batch-size", "32",
-            "--tasks-per-batch", "4", "--hidden-dim", "16", "--no-progress", "--threads", "1",
+            "--tasks-per-batch", "4", "--model.hidden-dim", "16", "--no-progress", "--num-threads", "1",
             "--selection", "val_loss", "--value-scale", "0.5"]
     assert main(argv) == 0
     for method in ("hyperzero", "mlp_policy"):
@@ -57,12 +57,26 @@ def test_cli_fit_two_methods_two_seeds(dataset, tmp_path):
 def test_cli_rejects_bad_input(dataset, tmp_path, capsys):
     assert main(["fit", "--dataset", str(dataset), "--out", str(tmp_path), "--method", "nope"]) == 2
     assert "unknown method" in capsys.readouterr().err
-    assert main(["fit", "--dataset", str(dataset), "--out", str(tmp_path), "--seeds", "a,b"]) == 2
+    with pytest.raises(SystemExit):  # an option's value is checked by argparse, naming the option
+        main(["fit", "--dataset", str(dataset), "--out", str(tmp_path), "--seeds", "a,b"])
     assert "--seeds" in capsys.readouterr().err
     assert main(["fit", "--dataset", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
 
 
 def test_method_all_expands_to_every_registered_method():
-    from hyperzero.cli.fit import parse_methods
+    from hyperzero.cli import build_parser
+    from hyperzero.cli.fit import fit_settings
 
-    assert parse_methods("all") == list(METHODS)
+    for option in ("--methods", "--method"):  # --method: the older spelling, kept
+        args = build_parser().parse_args(["fit", "--dataset", "d", "--out", "o", option, "all", "--seeds", "3"])
+        section = fit_settings(args)
+        assert section.sweep.methods == list(METHODS) and section.sweep.seeds == [3]
+
+
+def test_fit_defaults_are_the_pipelines():
+    from hyperzero.cli import build_parser
+    from hyperzero.cli.fit import fit_settings
+    from hyperzero.launchers.config import DEFAULTS
+
+    section = fit_settings(build_parser().parse_args(["fit", "--dataset", "d", "--out", "o"]))
+    assert section.sweep.methods == DEFAULTS["fit"]["methods"] and section.sweep.seeds == DEFAULTS["fit"]["seeds"]

@@ -1,0 +1,164 @@
+"""TD3 expert configuration: the authors' defaults (HyperZero `agents/td3.py`, `cfgs/`), every one overridable."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from hyperzero.experts.solvers.base import (
+    FAMILY_DEFAULTS,
+    MAX_BATCH,
+    MAX_EPISODE_STEPS,
+    MAX_EVAL_EPISODES,
+    MAX_LAYERS,
+    MAX_N_STEP,
+    MAX_TRAIN_STEPS,
+    MAX_WIDTH,
+    PRECISIONS,
+)
+
+
+@dataclass
+class TD3Config:
+    solver: ClassVar[str] = "td3"  # its key in hyperzero.experts.solvers.SOLVERS (not a field: not saved)
+    # --- schedule -----------------------------------------------------------------------------
+    train_steps: int = 100_000  # env steps per expert (authors: 1M; 100k fits this project's CPU budget)
+    seed_steps: int = 4000  # no gradient updates before this many env steps (authors' num_seed_frames)
+    random_steps: int = 2000  # uniform-random actions for the first steps (authors' num_expl_steps)
+    critic_update_every: int = 1  # one critic update every this many env steps once seeding is over
+    actor_update_every: int = 2  # policy delay: actor + both target updates every this many env steps
+    max_episode_steps: int | None = None  # shorten episodes (tests/debug); None = the family's 1000-step time limit
+    # --- networks and optimisation ------------------------------------------------------------
+    hidden_sizes: tuple[int, ...] = (256, 256)  # actor and each twin critic: MLP widths, ReLU
+    actor_lr: float = 1e-4  # Adam learning rate of the actor
+    critic_lr: float = 1e-4  # Adam learning rate of the twin critics
+    adam_eps: float = 1e-8  # Adam epsilon (torch default, as the authors)
+    tau: float = 0.01  # Polyak rate of the target networks, applied on actor steps only
+    gamma: float = 0.99  # discount
+    n_step: int = 1  # n-step TD targets (authors: 1); assembled at sampling time, cut at episode ends
+    critic_layer_norm: bool = False  # LayerNorm on the critics' hidden layers (authors: none)
+    obs_norm: bool = False  # running mean/std normalisation of each member's observations, saved with the expert
+    #   (SimBa's RSNorm; authors: none)
+    share_experience: bool = False  # members with equal dynamics also learn from each other's transitions,
+    #   relabelled with their own reward (authors: none; see docs/experts.md, 'shared experience')
+    batch_size: int | None = None  # minibatch per member; None = family default (256; 512 for walker-walk)
+    replay_capacity: int = 1_000_000  # per member; storage is allocated for min(capacity, train_steps) rows
+    # --- noise --------------------------------------------------------------------------------
+    std_start: float = 1.0  # exploration std at step 0: linear(1.0 -> 0.1 over 100k) as the authors
+    std_end: float = 0.1  # exploration std after std_decay_steps
+    std_decay_steps: int = 100_000  # steps of the linear decay of the exploration std
+    target_noise_std: float | None = None  # None = follow the exploration schedule (authors); 0.2 = canonical TD3
+    target_noise_clip: float = 0.3  # clip of the target-policy smoothing noise
+    clip_stored_actions: bool = True  # store the action the env applied (clip to [-1,1]); authors stored unclipped
+    bootstrap_on_truncation: bool = True  # time-limit ends bootstrap (not terminal); False treats them as terminal
+    # --- evaluation, checkpoints, quality gate -------------------------------------------------
+    eval_every: int = 10_000  # env steps between deterministic evaluations (0 = only the final one)
+    eval_episodes: int = 10  # deterministic episodes per evaluation (authors: 10)
+    checkpoint_every: int = 10_000  # env steps between resume checkpoints; a multiple of the episode length
+    quality_threshold: float | None = None  # final eval return below this -> summary.json "flagged": true
+    # --- runtime ------------------------------------------------------------------------------
+    seed: int = 2  # seed of every expert (authors: 2, one run per task)
+    device: str = "auto"  # auto (CUDA when present, else CPU) | cpu | cuda
+    precision: str = "auto"  # auto (bf16 only on a CPU that runs it natively) | fp32 | bf16 (autocast matmuls)
+    torch_threads: int | None = None  # intra-op threads per worker; None = cores / workers
+    extra: dict = field(default_factory=dict)  # free-form notes stored with the run (not used by training)
+
+    def resolved(self, family: str) -> "TD3Config":
+        """A copy with the family defaults filled in, validated."""
+        cfg = dataclasses.replace(self, hidden_sizes=tuple(int(h) for h in self.hidden_sizes))
+        for key, value in FAMILY_DEFAULTS.get(family, {}).items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        if cfg.batch_size is None:
+            cfg.batch_size = 256
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Types, then ranges and resource bounds; a ValueError names the field (`TD3Config.<field>=<value>`)."""
+        from hyperzero.utils.typed import check_fields, short_repr
+
+        def need(cond: bool, key: str, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"TD3Config.{key}={short_repr(getattr(self, key))}: {msg}")
+
+        check_fields(self)  # types first (TD3Config(train_steps="10") is refused naming the field), then ranges
+        need(self.train_steps > 0, "train_steps", "must be > 0; pass --steps N with N >= 1")
+        need(self.train_steps <= MAX_TRAIN_STEPS, "train_steps", f"must be <= {MAX_TRAIN_STEPS:.0e}")
+        need(self.seed_steps >= 0, "seed_steps", "must be >= 0")
+        need(self.random_steps >= 0, "random_steps", "must be >= 0")
+        need(self.critic_update_every >= 1, "critic_update_every", "must be >= 1")
+        need(self.actor_update_every >= 1, "actor_update_every", "must be >= 1")
+        need(len(self.hidden_sizes) >= 1 and all(h > 0 for h in self.hidden_sizes), "hidden_sizes",
+             "must be positive widths, e.g. [256, 256]")
+        need(len(self.hidden_sizes) <= MAX_LAYERS and all(h <= MAX_WIDTH for h in self.hidden_sizes), "hidden_sizes",
+             f"at most {MAX_LAYERS} layers of at most {MAX_WIDTH} units each")
+        need(self.actor_lr > 0, "actor_lr", "must be > 0")
+        need(self.critic_lr > 0, "critic_lr", "must be > 0")
+        need(self.adam_eps > 0, "adam_eps", "must be > 0")
+        need(0 < self.tau <= 1, "tau", "must be in (0, 1]")
+        need(0 <= self.gamma < 1, "gamma", "must be in [0, 1)")
+        need(self.batch_size is None or self.batch_size > 0, "batch_size", "must be > 0")
+        need(self.batch_size is None or self.batch_size <= MAX_BATCH, "batch_size",
+             f"must be <= {MAX_BATCH} (samples per member and gradient step)")
+        need(self.replay_capacity > 0, "replay_capacity", "must be > 0")
+        need(self.std_start >= 0, "std_start", "must be >= 0")
+        need(self.std_end >= 0, "std_end", "must be >= 0")
+        need(self.std_decay_steps > 0, "std_decay_steps", "must be > 0")
+        need(self.target_noise_std is None or self.target_noise_std >= 0, "target_noise_std", "must be >= 0 or null")
+        need(self.target_noise_clip >= 0, "target_noise_clip", "must be >= 0")
+        need(self.eval_every >= 0, "eval_every", "must be >= 0 (0 = evaluate only at the end)")
+        need(1 <= self.eval_episodes <= MAX_EVAL_EPISODES, "eval_episodes", f"must be in 1 .. {MAX_EVAL_EPISODES}")
+        need(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = only at the end)")
+        need(self.max_episode_steps is None or 0 < self.max_episode_steps <= MAX_EPISODE_STEPS, "max_episode_steps",
+             f"must be in 1 .. {MAX_EPISODE_STEPS}, or null for the family's episode length")
+        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}; use --precision auto, fp32 or bf16")
+        need(isinstance(self.n_step, int) and 1 <= self.n_step <= MAX_N_STEP, "n_step",
+             f"must be an integer in 1 .. {MAX_N_STEP}")
+        need(0 <= self.seed < 2 ** 63, "seed", "must be >= 0 (and below 2**63); e.g. --seed 2")
+        need(self.torch_threads is None or 1 <= self.torch_threads <= 4096, "torch_threads",
+             "must be >= 1, or null for cores / workers")
+        need(self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
+             "device", "must be auto, cpu, cuda or cuda:<index>")
+
+    def memory_bytes(self, obs_dim: int, act_dim: int, members: int) -> dict[str, int]:
+        """Estimated peak memory of one ensemble of `members` experts in one process, by part (bytes): the
+        replay buffers, the networks with their targets, gradients and Adam moments, and one update's batch
+        and activations. A bound for refusing what cannot fit, not a measurement (within ~2x of one)."""
+        rows = min(self.replay_capacity, self.train_steps)
+        replay = members * rows * ((2 * obs_dim + act_dim + 3) * 4 + 1)
+        widths = list(self.hidden_sizes)
+
+        def mlp(inp: int, out: int) -> int:
+            dims = [inp, *widths, out]
+            return sum(a * b + b for a, b in zip(dims, dims[1:]))
+
+        params = mlp(obs_dim, act_dim) + 2 * mlp(obs_dim + act_dim, 1)
+        networks = members * params * 4 * 5  # online, target, gradient, two Adam moments
+        batch = self.batch_size or 256
+        activations = members * batch * (sum(widths) * 3 * 4 + (2 * obs_dim + act_dim + 2) * 4 * self.n_step) * 4
+        return {"replay": replay, "networks": networks, "batch": activations}
+
+    def exploration_std(self, step: int) -> float:
+        """The authors' `linear(std_start, std_end, std_decay_steps)` schedule."""
+        mix = min(max(step / self.std_decay_steps, 0.0), 1.0)
+        return (1.0 - mix) * self.std_start + mix * self.std_end
+
+    def target_std(self, step: int) -> float:
+        return self.exploration_std(step) if self.target_noise_std is None else self.target_noise_std
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TD3Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"TD3Config: unknown field(s) {unknown}; valid fields are {sorted(names)}")
+        d = dict(d)
+        if "hidden_sizes" in d:
+            d["hidden_sizes"] = tuple(d["hidden_sizes"])
+        return cls(**d)
