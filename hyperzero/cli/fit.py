@@ -64,7 +64,7 @@ def run(args) -> int:
     if section.sweep.num_workers not in (None, 1):
         print("fit: this command runs its fits one after another; fit.num_workers applies to `hyperzero run`",
               file=sys.stderr)
-    configs = [section.config_for(m, s) for m in section.sweep.methods for s in section.sweep.seeds]
+    configs = section.configs()
     for c in configs:
         c.check()  # fail on bad options before any training
     ds = load_dataset(args.dataset)
@@ -73,16 +73,16 @@ def run(args) -> int:
 
 
 def _fit_locked(args, ds, configs) -> int:
-    from hyperzero.training.outputs import check_fit, fit_inputs_problem, record_fit_inputs
+    from hyperzero.training.outputs import check_fit, fit_inputs_check, record_fit_inputs
     from hyperzero.training import fit
 
     tasks = {e["task_id"]: e["sha256"] for e in ds.manifest.get("tasks", [])}
     for c in configs:
         out = Path(args.out) / c.method / f"seed_{c.seed}"
         if out.exists():
-            problem = fit_inputs_problem(out, ds.family, ds.context_names, tasks)
-            if problem:  # another dataset's fit: refuse rather than skip or overwrite it
-                raise ValueError(f"{out} {problem}; choose a new --out, or delete {out} to refit it")
+            inputs = fit_inputs_check(out, ds.family, ds.context_names, tasks)
+            if inputs.state == "changed":  # another dataset's fit: refuse rather than skip or overwrite it
+                raise ValueError(f"{out} {inputs.reason}; choose a new --out, or delete {out} to refit it")
             check_fit(Path(args.out), out, tasks, ds.family, ds.context_names)  # damaged -> OUT/corrupt/, refit
         done = (out / "done.json").exists()
         if not done:

@@ -50,7 +50,7 @@ def overrides_of(args) -> list[str]:
 
 
 def run(args) -> int:
-    from hyperzero.launchers.config import dump_yaml, list_presets, load_config_source, resolve_config
+    from hyperzero.launchers.config import dump_yaml, list_presets, load_config_source, resolve_pipeline_config
     from hyperzero.launchers.pipeline import Runtime, run_pipeline
 
     if args.list:
@@ -62,7 +62,7 @@ def run(args) -> int:
                          "see `hyperzero run --list`")
     if args.show:
         raw, _ = load_config_source(args.config)
-        print(dump_yaml(resolve_config(raw, overrides_of(args))))
+        print(dump_yaml(resolve_pipeline_config(raw, overrides_of(args)).to_dict()))  # as config.yaml holds it
         return 0
     runtime = Runtime(executor=args.executor, address=args.address, device=args.device,
                       progress=not args.no_progress)

@@ -97,7 +97,7 @@ class EvalConfig:
         if self.video_steps < 1:
             raise ValueError(f"video_steps must be >= 1, got {self.video_steps}")
         if self.num_workers is not None and self.num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}; e.g. --workers 2")
+            raise ValueError(f"num_workers must be >= 1, got {self.num_workers}; e.g. --num-workers 2")
         if self.cloning_tasks < 0:
             raise ValueError(f"cloning_tasks must be >= 0 (training tasks per fit rolled out for the cloning score), "
                              f"got {self.cloning_tasks}; e.g. --cloning-tasks 3, or --cloning-tasks 0 to turn it off")

@@ -7,6 +7,7 @@
     expert.act(obs)            # [B, S] -> [B, A], deterministic
     expert.q(obs, expert.act(obs))  # [B], Q1 of the online critic
 """
+from hyperzero.experts.chain import ChainConfig
 from hyperzero.experts.config import FAMILY_DEFAULTS, TD3Config
 from hyperzero.experts.learner import EnsembleTD3
 from hyperzero.experts.policy import ExpertPolicy, load_expert
@@ -16,5 +17,5 @@ from hyperzero.experts.solvers.sac import EnsembleSAC, SACConfig
 from hyperzero.experts.sweep import train_experts
 from hyperzero.experts.trainer import TaskSpec, train_group
 
-__all__ = ["FAMILY_DEFAULTS", "SOLVERS", "EnsembleSAC", "EnsembleTD3", "ExpertPolicy", "SACConfig", "StackedReplay",
+__all__ = ["ChainConfig", "FAMILY_DEFAULTS", "SOLVERS", "EnsembleSAC", "EnsembleTD3", "ExpertPolicy", "SACConfig", "StackedReplay",
            "TD3Config", "TaskSpec", "get_solver", "load_expert", "train_experts", "train_group"]

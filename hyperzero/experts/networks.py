@@ -150,13 +150,3 @@ class EnsembleTwinCritic(nn.Module):
         """Q1 only (the actor loss and the dataset's q*): [N, B]."""
         heads = slice(0, None, 2)
         return self.net(self._inputs(obs, act, heads), members=heads).squeeze(-1)
-
-
-def __getattr__(name: str):
-    # EnsembleActor moved to TD3's package (hyperzero.experts.solvers.td3.networks); imported lazily: that module
-    # imports this one.
-    if name == "EnsembleActor":
-        from hyperzero.experts.solvers.td3.networks import EnsembleActor
-
-        return EnsembleActor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

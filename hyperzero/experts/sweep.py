@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from hyperzero.experts.chain import CHAIN, CHAIN_FORMAT, ChainConfig, plan_chain
 from hyperzero.experts.config import TD3Config
 from hyperzero.experts.gate import GateConfig, judge, warm_start_source
 from hyperzero.experts.solvers import SolverConfig, get_solver, solver_for
@@ -86,7 +87,8 @@ def _group_entry(family: str, tasks: list[TaskSpec], config_dict: dict, progress
 def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir: str | Path,
                   config: SolverConfig | None = None, ensemble_size: int | None = None, num_workers: int | None = None,
                   executor: str = "local", ray_address: str | None = None, progress: bool = True,
-                  allow_extrapolation: bool = False, gate: GateConfig | None = GateConfig()) -> list[dict]:
+                  allow_extrapolation: bool = False, gate: GateConfig | None = GateConfig(),
+                  chain: ChainConfig | None = None) -> list[dict]:
     """Train one expert per context into `out_dir/<task_id>/`; finished experts are skipped. The config's class
     picks the solver (TD3Config: TD3, the default; SACConfig: SAC; hyperzero.experts.solvers).
 
@@ -96,6 +98,9 @@ def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir:
     Then the quality gate (`gate`, None to skip it) judges every expert against the family's ceiling and its
     neighbours, retrains failures (hyperzero.experts.gate) and writes each verdict into the task's summary.json
     ("flagged", "gate") and all of them into `out_dir/gate.json`. Returns the summaries, in context order.
+
+    With `chain` enabled (hyperzero.experts.chain), a few anchors per direction are trained from scratch and every
+    other task, wave by wave, warm-started from its nearest finished expert for `chain.steps`; then the gate.
     """
     config = config or TD3Config()
     cfg = config.resolved(family)
@@ -107,6 +112,9 @@ def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir:
         raise ValueError(f"num_workers must be >= 1 (got {num_workers})")
     if gate is not None:
         gate.validate()
+    chained = chain is not None and chain.enabled
+    if chained:
+        chain.validate(_episode_steps(family, cfg), cfg.seed_steps, cfg.train_steps)
     out_dir = Path(out_dir)
     tasks = plan_tasks(family, contexts, out_dir, cfg.seed, allow_extrapolation)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,8 +122,11 @@ def train_experts(family: str, contexts: Sequence[Mapping[str, float]], out_dir:
     done = len(tasks) - len(pending)
     if progress and done:
         print(f"experts: {done}/{len(tasks)} task(s) already finished in {out_dir}; not retrained", file=sys.stderr)
-    _train_tasks(family, pending, cfg, out_dir, ensemble_size, num_workers, executor, ray_address, progress,
-                 all_task_ids=[t.task_id for t in tasks], stage_members=tasks)
+    if chained:
+        _train_chain(family, tasks, cfg, chain, out_dir, ensemble_size, num_workers, executor, ray_address, progress)
+    else:
+        _train_tasks(family, pending, cfg, out_dir, ensemble_size, num_workers, executor, ray_address, progress,
+                     all_task_ids=[t.task_id for t in tasks], stage_members=tasks)
     summaries = [read_json(t.dir / SUMMARY) for t in tasks]
     shutil.rmtree(out_dir / SHADOW / "experts", ignore_errors=True)  # re-simulated members: kept only across kills
     if gate is not None:
@@ -342,6 +353,67 @@ def _train_tasks(family: str, pending: list[TaskSpec], cfg: SolverConfig, out_di
         _run_processes(family, runs, run_cfg, workers, progress)
     if n_shadows:
         _check_shadows(out_dir, runs, progress)
+
+
+def _episode_steps(family: str, cfg: SolverConfig) -> int:
+    from hyperzero.envs import get_family
+
+    return int(cfg.max_episode_steps or get_family(family).episode_steps)
+
+
+def load_chain(family: str, tasks: list[TaskSpec], chain: ChainConfig, out_dir: Path) -> dict:
+    """The chain of `tasks` (plan_chain), checked against `out_dir/chain.json` and written there. The plan is a
+    function of the grid and the chain settings, so a damaged record is only rebuilt; a record of another grid
+    or other settings is refused once any of its tasks has started, as their experts would no longer match it."""
+    planned = plan_chain(family, tasks, chain)
+    path = out_dir / CHAIN
+    recorded = None
+    if path.exists():
+        try:
+            recorded = read_json(path)
+            if not isinstance(recorded, dict) or recorded.get("format") != CHAIN_FORMAT:
+                raise CorruptFileError(path, "is not a chain record this hyperzero knows")
+        except (CorruptFileError, OSError, ValueError) as e:
+            target = move_aside(out_dir, path)
+            print(f"experts: {path}: {getattr(e, 'reason', e)}; moved to {target}; the chain is rebuilt",
+                  file=sys.stderr)
+            recorded = None
+    if recorded is not None and recorded != planned:
+        started = [m["task_id"] for w in recorded.get("waves", []) for m in w if _has_progress(out_dir / m["task_id"])]
+        if started:
+            raise ValueError(f"{path} records another chain (the grid or experts.chain changed since {started[0]} "
+                             f"was trained); rerun with the settings of that run, or train into a new directory")
+    if recorded != planned:
+        atomic_write_json(path, planned)
+    return planned
+
+
+def _train_chain(family: str, tasks: list[TaskSpec], cfg: SolverConfig, chain: ChainConfig, out_dir: Path,
+                 ensemble_size, num_workers, executor, ray_address, progress) -> None:
+    """Wave 0 (the anchors) from scratch for train_steps; wave k+1 warm-started from the final checkpoints of
+    earlier waves for the chained steps, acting with the source's policy from the first step. Each wave is one
+    packing stage, so a killed run resumes inside the wave it was training and a redone task reproduces."""
+    plan = load_chain(family, tasks, chain, out_dir)
+    steps = chain.chained_steps(cfg.train_steps, _episode_steps(family, cfg))
+    chained_cfg = dataclasses.replace(cfg, train_steps=steps, random_steps=0)
+    by_id = {t.task_id: t for t in tasks}
+    if progress:
+        print(f"experts: chain of {len(tasks)} task(s): {len(plan['anchors'])} anchor(s) from scratch "
+              f"({cfg.train_steps} steps), then {len(plan['waves']) - 1} wave(s) warm-started from their nearest "
+              f"finished expert ({steps} steps); {CHAIN}", file=sys.stderr)
+    for k, wave in enumerate(plan["waves"]):
+        members = [dataclasses.replace(by_id[m["task_id"]], warm_start=out_dir / m["source"] / CHECKPOINT)
+                   if m["source"] else by_id[m["task_id"]] for m in wave]
+        pending = [t for t in members if not is_finished(t.dir)]
+        _train_tasks(family, pending, cfg if k == 0 else chained_cfg, out_dir, ensemble_size, num_workers, executor,
+                     ray_address, progress, all_task_ids=[t.task_id for t in tasks],
+                     stage="experts" if k == 0 else f"chain wave {k}", stage_key=f"chain-wave-{k}",
+                     stage_members=members)
+        for m, t in zip(wave, members):
+            summary = read_json(t.dir / SUMMARY)
+            if "chain" not in summary:
+                summary["chain"] = {"wave": k, "source": m["source"], "steps": int(summary["train_steps"])}
+                atomic_write_json(t.dir / SUMMARY, summary)
 
 
 RETRY_SEED_STRIDE = 1000  # retry k of an expert with seed s uses seed s + k * 1000

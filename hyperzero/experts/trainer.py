@@ -40,7 +40,8 @@ class TaskSpec:
     context: dict  # the full, validated context
     seed: int  # the expert's seed
     dir: Path  # out_dir / task_id
-    warm_start: Path | None = None  # an expert.pt whose actor and critic initialise this one (a gate retry)
+    warm_start: Path | None = None  # an expert.pt whose actor and critic initialise this one (a gate retry), or a
+    #   finished expert's checkpoint.pt, whose networks, targets, obs statistics and Adam moments do (a chain)
 
 
 def episode_seed(seed: int, kind: int, index: int) -> int:
@@ -137,9 +138,14 @@ class GroupTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _warm_start(self) -> None:
-        """Members with a warm_start expert begin from its actor and critic (and targets), not a fresh init."""
+        """Members with a warm_start expert begin from its actor and critic (and targets), not a fresh init; from
+        a checkpoint.pt (a chain's source), from every network, target and Adam moment it holds."""
+        moments: list[dict | None] = [None] * self.n
         for i, t in enumerate(self.tasks):
             if t.warm_start is None:
+                continue
+            if Path(t.warm_start).name == CHECKPOINT:
+                moments[i] = self._warm_from_checkpoint(i, Path(t.warm_start))
                 continue
             payload = load_torch(t.warm_start, map_location="cpu", weights_only=True)
             if solver_of(payload).name != self.solver.name:
@@ -152,6 +158,34 @@ class GroupTrainer:
                 raise ValueError(f"warm start {t.warm_start} was trained with obs_norm="
                                  f"{payload['config'].get('obs_norm', False)}, this run asks for {self.cfg.obs_norm}")
             self.agent.load_member_networks(i, payload)
+        if any(m is not None for m in moments):
+            _load_warm_moments(self.agent, moments)
+
+    def _warm_from_checkpoint(self, i: int, path: Path) -> dict:
+        """Set member i's networks (targets and obs statistics included) from a finished expert's final
+        checkpoint; returns its optimiser states, loaded once every member's are known. Its replay, RNG streams
+        and counters are not taken: the member collects its own task's experience with its own seed."""
+        if not path.exists():
+            raise ValueError(f"warm start {path} does not exist: a chained expert starts from its source's final "
+                             f"checkpoint.pt, which a finished expert keeps; retrain the source (delete its folder "
+                             f"and rerun) or turn experts.chain off")
+        state = load_torch(path, map_location="cpu", weights_only=True)
+        if solver_of(state).name != self.solver.name:
+            raise ValueError(f"warm start {path} is a {solver_of(state).name} checkpoint, this run trains "
+                             f"{self.solver.name}; warm-start from an expert of the same solver")
+        for key in ("hidden_sizes", "obs_norm", "critic_layer_norm"):
+            old = state["config"].get(key, self.solver.config_class.__dataclass_fields__[key].default)
+            if (list(old) if key == "hidden_sizes" else old) != (
+                    list(self.cfg.hidden_sizes) if key == "hidden_sizes" else getattr(self.cfg, key)):
+                raise ValueError(f"warm start {path} was trained with {key}={old}, this run asks for "
+                                 f"{getattr(self.cfg, key)}; chain only experts of one architecture")
+        agent = self.agent
+        with torch.no_grad():
+            for name, mod in agent._modules().items():
+                rows = agent._member_rows(name, i)
+                for k, v in mod.state_dict().items():
+                    v[rows].copy_(state["agent"]["nets"][name][k])
+        return state["agent"]["optim"]
 
     def _resume(self) -> None:
         states = []
@@ -339,6 +373,37 @@ class GroupTrainer:
         }
         atomic_write_json(t.dir / SUMMARY, summary)  # written last: its presence means the expert is complete
         return summary
+
+
+def _load_warm_moments(agent, moments: Sequence[dict | None]) -> None:
+    """Adam moments of warm-started members (rows of a source's checkpoint) into the ensemble's fresh optimisers;
+    members without one keep zero moments. The step count, one per stacked parameter, is the largest of the
+    sources': their moments are warm, so no bias correction should inflate the first updates."""
+    for name, opt in agent._optimizers().items():
+        params = [p for group in opt.param_groups for p in group["params"]]
+        pids = [pid for group in opt.state_dict()["param_groups"] for pid in group["params"]]
+        new_state = {}
+        for p, pid in zip(params, pids):
+            given = [(i, m[name]["state"].get(pid, m[name]["state"].get(str(pid)))) for i, m in enumerate(moments)
+                     if m is not None]
+            given = [(i, st) for i, st in given if st]
+            if not given:
+                continue
+            entry = {}
+            for k, v in given[0][1].items():
+                if torch.is_tensor(v) and v.dim() > 0:
+                    full = torch.zeros_like(p, dtype=v.dtype)
+                    for i, st in given:
+                        full[agent._member_rows(name, i)] = st[k].to(full.device)
+                    entry[k] = full
+                elif torch.is_tensor(v):
+                    entry[k] = max((st[k] for _, st in given), key=float).clone()
+                else:
+                    entry[k] = max(st[k] for _, st in given)
+            new_state[pid] = entry
+        if new_state:
+            sd = opt.state_dict()
+            opt.load_state_dict({"state": new_state, "param_groups": sd["param_groups"]})
 
 
 def _check_relabelling(fam) -> None:

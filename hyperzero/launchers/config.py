@@ -27,6 +27,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
+from hyperzero.experts.chain import ChainConfig
 from hyperzero.experts.gate import GateConfig
 from hyperzero.experts.profiles import profile_config
 from hyperzero.experts.solvers import DEFAULT_SOLVER
@@ -318,6 +319,18 @@ def apply_overrides(config: dict, overrides: Sequence[str]) -> dict:
     return config
 
 
+def override_items(overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:
+    """Overrides as `--set` items: a mapping {"fit.seeds": [0, 1]} becomes ["fit.seeds=[0, 1]"] (YAML values)."""
+    if isinstance(overrides, Mapping):
+        def dumped(value) -> str:
+            return yaml.dump(plain_config(value), Dumper=ConfigDumper, default_flow_style=True, width=10**9).strip()
+
+        return [f"{key}={dumped(value)}".removesuffix("\n...") for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        return [overrides]
+    return list(overrides)
+
+
 def expert_settings(section: Mapping) -> tuple:
     """A resolved `experts:` section -> (the solver's config, GateConfig or None, ensemble_size, num_workers)."""
     values = dict(section)
@@ -345,6 +358,8 @@ class ExpertSweepSettings:
     ensemble_size: Optional[int] = 4  # tasks per stacked ensemble; fixed (not derived from the core count) so the
                                       # same config packs the same tasks together on every machine
     num_workers: Optional[int] = None  # parallel processes; None = one per core (changes speed, not the packing)
+    chain: ChainConfig = dataclasses.field(default_factory=ChainConfig)  # anchors from scratch, the rest warm-started
+    #   from their nearest finished expert in waves (enabled: true = on; docs/experts.md "Chains")
 
 
 SWEEP_KEYS = tuple(f.name for f in dataclasses.fields(ExpertSweepSettings))
@@ -400,7 +415,7 @@ DEFAULTS: dict[str, Any] = {
     "description": "",
     "family": None,
     "contexts": None,
-    "experts": _listed_defaults(ExpertSweepSettings, leave_out=("solver",)),
+    "experts": _listed_defaults(ExpertSweepSettings, leave_out=("solver", "chain")),
     "dataset": _listed_defaults(DatasetSettings, leave_out=("action_noise",)),
     "fit": _listed_defaults(FitSweep),
     "evaluate": {},
@@ -533,11 +548,19 @@ def check_experts_section(experts: dict, family: str) -> None:
     experts.update(coerce_fields(ExpertSweepSettings, experts, "experts"))
     _check_fields("experts.gate", experts.get("gate", {}), GateConfig)
     _stage_check("experts.gate", lambda: GateConfig(**experts.get("gate", {})).validate())
+    _check_fields("experts.chain", experts.get("chain", {}), ChainConfig)
     _stage_check("experts.profile", lambda: profile_config(experts.get("profile", "authors"), solver=solver))
     for key in ("ensemble_size", "num_workers"):
         if experts.get(key) is not None and experts[key] < 1:
             raise ValueError(f"experts.{key}={experts[key]}: must be >= 1 (or null for the default)")
     _stage_check("experts", lambda: expert_settings(experts)[0].resolved(family), cls_name=config_class.__name__)
+    if experts.get("chain"):  # steps >= one episode of the experts' own length
+        from hyperzero.envs import get_family
+
+        solver = expert_settings(experts)[0].resolved(family)
+        episode = solver.max_episode_steps or get_family(family).episode_steps
+        _stage_check("experts.chain", lambda: ChainConfig(**experts["chain"]).validate(
+            episode, solver.seed_steps, solver.train_steps))
 
 
 def check_dataset_section(dataset: dict) -> None:
@@ -678,7 +701,7 @@ def model_parameters(fit: Mapping, family: str, context_dim: int) -> dict[str, i
     return counts
 
 
-def memory_estimate(config: Mapping, cores: int | None = None) -> dict[str, tuple[int, dict[str, int], int]]:
+def memory_estimate(config: "Mapping | PipelineConfig", cores: int | None = None) -> dict[str, tuple[int, dict[str, int], int]]:
     """Estimated peak memory of each stage of a resolved config on this machine (local executor):
     stage -> (bytes, {part: bytes}, processes at once). Deliberately rough (within ~2x): it exists to refuse
     a config that cannot fit (a typo such as batch_size 1e12) before anything is written, not to plan a run."""
@@ -687,6 +710,8 @@ def memory_estimate(config: Mapping, cores: int | None = None) -> dict[str, tupl
     from hyperzero.envs import get_family
     from hyperzero.experts.sweep import MAX_ENSEMBLE
 
+    if isinstance(config, PipelineConfig):
+        config = config.to_dict()
     cores = cores or os.cpu_count() or 1
     family = config["family"]
     fam = get_family(family)
@@ -740,7 +765,7 @@ _MEMORY_KEYS = {
 }
 
 
-def check_memory(config: Mapping, available: int | None = None, cores: int | None = None) -> None:
+def check_memory(config: "Mapping | PipelineConfig", available: int | None = None, cores: int | None = None) -> None:
     """Refuse a config whose estimated peak memory in some stage exceeds this machine's (see `memory_estimate`),
     naming the stage, the part that dominates and the keys that set it. Nothing is written before this runs."""
     from hyperzero.utils.hardware import human_bytes, memory_bytes
@@ -863,14 +888,27 @@ class ExpertsSection:
         values = dict(section)
         sweep = {k: values.pop(k) for k in SWEEP_KEYS if k in values}
         gate = GateConfig(**(sweep.pop("gate", None) or {}))
-        settings = ExpertSweepSettings(**sweep, gate=gate)
+        chain = ChainConfig(**(sweep.pop("chain", None) or {}))
+        settings = ExpertSweepSettings(**sweep, gate=gate, chain=chain)
         return cls(solver=profile_config(settings.profile, solver=settings.solver, **values), settings=settings)
 
+    @property
+    def gate(self) -> GateConfig | None:
+        """The quality gate, or None when it is turned off."""
+        return self.settings.gate if self.settings.gate.enabled else None
+
+    def packing(self) -> dict[str, Any]:
+        """How the experts are packed into processes and threads (recorded in run_info.json: it can change
+        the numbers, see docs/reliability.md)."""
+        from hyperzero.utils.workers import default_threads
+
+        workers = self.settings.num_workers or os.cpu_count() or 1
+        return {"experts_ensemble_size": self.settings.ensemble_size, "experts_num_workers": self.settings.num_workers,
+                "experts_num_workers_default": workers,
+                "experts_torch_threads": self.solver.torch_threads or default_threads(workers)}
+
     def to_dict(self) -> dict:
-        settings = dataclasses.asdict(self.settings)
-        if settings["solver"] == DEFAULT_SOLVER:
-            del settings["solver"]  # as in DEFAULTS: configs written before solvers existed have no such key
-        return {**settings, **self.solver.to_dict()}
+        return {**dataclasses.asdict(self.settings), **self.solver.to_dict()}
 
 
 @dataclasses.dataclass
@@ -887,8 +925,24 @@ class FitSection:
         sweep = FitSweep(**{k: values.pop(k) for k in FIT_SWEEP_KEYS if k in values})
         return cls(sweep=sweep, base=fit_config(values, sweep.methods[0] if sweep.methods else "hyperzero", 0))
 
-    def config_for(self, method: str, seed: int):
-        return dataclasses.replace(self.base, method=method, seed=int(seed))
+    def config_for(self, method: str, seed: int, device: str | None = None):
+        """The FitConfig of one fit; `device` (--device) replaces fit.device."""
+        return dataclasses.replace(self.base, method=method, seed=int(seed), **({"device": device} if device else {}))
+
+    def configs(self, device: str | None = None) -> list:
+        """Every fit the pipeline runs, methods x split seeds, in that order."""
+        return [self.config_for(m, s, device) for m in self.sweep.methods for s in self.sweep.seeds]
+
+    def packing(self) -> dict[str, Any]:
+        """How the local executor spreads the fits over processes and threads (recorded in run_info.json)."""
+        import torch
+
+        from hyperzero.training.sweep import local_fit_workers
+        from hyperzero.utils.workers import default_threads
+
+        workers = local_fit_workers(self.sweep.num_workers, len(self.sweep.methods) * len(self.sweep.seeds))
+        threads = self.base.num_threads or (default_threads(workers) if workers > 1 else torch.get_num_threads())
+        return {"fit_num_workers_local": workers, "fit_num_threads": threads}
 
     def to_dict(self) -> dict:
         base = dataclasses.asdict(self.base)
@@ -910,6 +964,9 @@ class PipelineConfig:
     fit: FitSection = dataclasses.field(default_factory=FitSection)  # which fits, and their shared settings
     evaluate: Any = dataclasses.field(default_factory=lambda: _eval_config({}))  # an EvalConfig (methods and
     #   seeds unset: every fit)
+    # The keys the config it was made from lists, in its order ({key: None or nested}); None = every key.
+    # config.yaml lists exactly these, so a run written before a field existed still compares equal.
+    listed: Optional[dict] = dataclasses.field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_dict(cls, config: Mapping) -> "PipelineConfig":
@@ -918,16 +975,40 @@ class PipelineConfig:
         return cls(name=full["name"] or "", description=full["description"] or "", family=full["family"],
                    contexts=copy.deepcopy(full["contexts"]), experts=ExpertsSection.from_dict(full["experts"] or {}),
                    dataset=DatasetSettings(**(full["dataset"] or {})), fit=FitSection.from_dict(full["fit"] or {}),
-                   evaluate=_eval_config(full["evaluate"] or {}))
+                   evaluate=_eval_config(full["evaluate"] or {}), listed=_key_tree(full))
 
-    def to_dict(self) -> dict:
-        """Plain data with every key (defaults included), accepted back by `resolve_config` and `from_dict`."""
+    def to_dict(self, every_key: bool = False) -> dict:
+        """Plain data, accepted back by `resolve_config` and `from_dict`: the keys of the config this was made
+        from (`listed`), or with `every_key` (or when unknown) every key, defaults included."""
         evaluate = dataclasses.asdict(self.evaluate)
         evaluate.pop("methods"), evaluate.pop("seeds")
         evaluate["few_shot_k"] = list(evaluate["few_shot_k"])
-        return {"name": self.name, "description": self.description, "family": self.family,
+        full = {"name": self.name, "description": self.description, "family": self.family,
                 "contexts": copy.deepcopy(self.contexts), "experts": self.experts.to_dict(),
                 "dataset": dataclasses.asdict(self.dataset), "fit": self.fit.to_dict(), "evaluate": evaluate}
+        return full if every_key or self.listed is None else _project(full, self.listed)
+
+    def eval_config(self):
+        """The EvalConfig of the pipeline's evaluation: the `evaluate:` section over every fit it ran."""
+        return dataclasses.replace(self.evaluate, methods=list(self.fit.sweep.methods),
+                                   seeds=[int(s) for s in self.fit.sweep.seeds])
+
+    def packing_record(self) -> dict[str, Any]:
+        """What can change the numbers besides the config: how experts and fits are packed and threaded, and the
+        machine."""
+        from hyperzero.utils.hardware import numerics_record
+
+        return {**self.experts.packing(), **self.fit.packing(), **numerics_record()}
+
+
+def _key_tree(config: Mapping) -> dict:
+    return {k: _key_tree(v) if isinstance(v, Mapping) else None for k, v in config.items()}
+
+
+def _project(values: Mapping, keys: Mapping) -> dict:
+    """`values` with only the keys of `keys` (a `_key_tree`), in its order."""
+    return {k: _project(values[k], sub) if isinstance(sub, dict) and isinstance(values[k], Mapping) else values[k]
+            for k, sub in keys.items()}
 
 
 def _eval_config(values: Mapping):
@@ -940,6 +1021,40 @@ def resolve_pipeline_config(raw: Mapping, overrides: Sequence[str] = ()) -> Pipe
     """`resolve_config`, typed."""
     return PipelineConfig.from_dict(resolve_config(raw, overrides))
 
+
+def check_device_names(config: PipelineConfig, device: str | None = None) -> None:
+    """Refuse a device name hyperzero cannot run on (e.g. --device tpu), naming the option (`device`: --device,
+    which overrides the sections' keys) or the key."""
+    from hyperzero.utils.torch_utils import DEVICE_FORMS, valid_device
+
+    if device is not None and not valid_device(device):
+        raise ValueError(f"--device {device!r}: must be {DEVICE_FORMS}")
+    for section, value in (("experts", config.experts.solver.device), ("fit", config.fit.base.device),
+                           ("evaluate", config.evaluate.device)):
+        if value is not None and not valid_device(value):
+            raise ValueError(f"{section}.device={value!r}: must be {DEVICE_FORMS}")
+
+
+def check_local_devices(config: PipelineConfig, device: str | None = None) -> None:
+    """Refuse a device this machine lacks (e.g. --device cuda without CUDA), or an experts' bf16 it would only
+    emulate, before anything is written. Not for Ray workers: there the workers' hardware counts, not the
+    driver's."""
+    from hyperzero.utils.torch_utils import bf16_emulated_reason, resolve_device
+
+    check_device_names(config, device)
+    for section, value in (("experts", config.experts.solver.device), ("fit", config.fit.base.device)):
+        wanted = device or value or "auto"
+        try:
+            resolved = resolve_device(wanted)
+        except ValueError:
+            where, fix = ((f"--device {wanted}", "--device cpu (or auto)") if device else
+                          (f"{section}.device={wanted}", f"--set {section}.device=auto (or cpu)"))
+            raise ValueError(f"{where} was asked for, but CUDA is not available on this machine; use {fix}") from None
+        if section == "experts" and config.experts.solver.precision == "bf16":
+            reason = bf16_emulated_reason(resolved)
+            if reason:
+                raise ValueError(f"experts.precision=bf16 was asked for, but {reason}; use --set "
+                                 "experts.precision=auto (picks fp32 here) or fp32")
 
 # Sections a stage command reads from --config / --set: the experts' training also takes the family and tasks.
 STAGE_SECTIONS = {"experts": ("family", "contexts", "experts"), "dataset": ("dataset",), "fit": ("fit",),

@@ -16,6 +16,10 @@ class FitConfig:
     test_fraction: Optional[float] = None  # fraction of tasks held out for test; None = the protocol's (0.15 / 0.80)
     min_test_tasks: int = 3              # hold out at least this many test tasks while >= 2 tasks remain to train on
     val_fraction: float = 0.15           # fraction of the non-test tasks held out for validation (never test tasks)
+    validation: Optional[Literal["train"]] = None  # None: select on val tasks carved out by val_fraction; "train":
+    #   every non-test task trains and selection rolls out training tasks on fresh val_seed episodes
+    val_train_tasks: Optional[int] = None  # validation "train": training tasks rolled out per evaluation, spread over
+    #   the grid; None = all of them
     tasks_per_batch: int = 8             # K: tasks per grouped batch (capped at the number of train tasks)
     batch_size: int = 512                # total samples per gradient step, batch_size // K from each task
     lr: float = 1e-4                     # Adam learning rate (authors: 1e-4, default betas, no schedule)
@@ -67,6 +71,15 @@ class FitConfig:
             raise ValueError(f"value_scale must be > 0, or None for 1 / mean |q*| (got {self.value_scale})")
         if self.context_norm not in ("bounds", "raw"):
             raise ValueError(f"context_norm must be 'bounds' or 'raw' (got {self.context_norm!r})")
+        if self.validation not in (None, "train"):
+            raise ValueError(f"validation must be null (val tasks carved out by val_fraction) or 'train' (select on "
+                             f"the training tasks, fresh episodes) (got {self.validation!r})")
+        if self.val_train_tasks is not None and self.val_train_tasks < 1:
+            raise ValueError(f"val_train_tasks must be >= 1, or null for every training task (got "
+                             f"{self.val_train_tasks})")
+        if self.validation == "train" and self.selection == "val_loss":
+            raise ValueError("selection='val_loss' with validation='train' would select on the training samples "
+                             "themselves; use selection='return' (or auto), or validation=null")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1) (got {self.val_fraction})")
         for name in ("tasks_per_batch", "batch_size", "steps", "eval_interval", "checkpoint_interval",

@@ -9,7 +9,7 @@ from hyperzero.utils.integrity import CorruptFileError, damaged_files
 from hyperzero.utils.io import atomic_write_json, read_json
 from hyperzero.utils.outputs import RESUME_STATE, OutputCheck, adopt, rel, set_aside
 
-__all__ = ["FIT_INPUTS", "FIT_TRUSTED", "check_enough_tasks", "check_fit", "fit_check", "fit_inputs_problem",
+__all__ = ["FIT_INPUTS", "FIT_TRUSTED", "check_enough_tasks", "check_fit", "fit_check", "fit_inputs_check",
            "record_fit_inputs"]
 
 FIT_INPUTS = "inputs.json"  # what a fit was trained from: the dataset's family and each task file's sha256
@@ -24,12 +24,20 @@ def record_fit_inputs(fit_dir: Path, dataset) -> None:
         "tasks": {e["task_id"]: e["sha256"] for e in dataset.manifest.get("tasks", [])}})
 
 
-def fit_inputs_problem(fit_dir: Path, family: str, context_names: Sequence[str], tasks: dict[str, str]) -> str | None:
-    """Why a fit directory does not belong to this dataset (family, features, or changed task files), or None.
-    `fit_check` turns it into a "changed" check.
+def fit_inputs_check(fit_dir: Path, family: str, context_names: Sequence[str], tasks: dict[str, str]) -> OutputCheck:
+    """Whether a fit directory belongs to this dataset: changed (another family or features, or task files that
+    changed since), damaged (its record of inputs cannot be read), else ok (also when nothing is recorded yet).
 
     Only the fit's train and validation tasks matter (from split.json); its test tasks never reached it.
     """
+    try:
+        problem = _fit_inputs_problem(fit_dir, family, context_names, tasks)
+    except CorruptFileError as e:
+        return OutputCheck("damaged", str(e))
+    return OutputCheck("changed", problem) if problem else OutputCheck("ok")
+
+
+def _fit_inputs_problem(fit_dir: Path, family: str, context_names: Sequence[str], tasks: dict[str, str]) -> str | None:
     inputs_path = fit_dir / FIT_INPUTS
     if inputs_path.exists():
         recorded = read_json(inputs_path)
@@ -69,12 +77,9 @@ def fit_check(fit_dir: Path, dataset_tasks: dict[str, str] | None = None, family
         return OutputCheck("damaged", "; ".join(f"{rel(fit_dir, p)}: {r}" for p, r in bad.items())
                            + ("" if done else " (the unfinished fit restarts from scratch)"))
     if dataset_tasks is not None and family is not None:
-        try:
-            stale = fit_inputs_problem(fit_dir, family, context_names or [], dataset_tasks)
-        except CorruptFileError as e:
-            return OutputCheck("damaged", str(e))
-        if stale:
-            return OutputCheck("changed", stale)
+        inputs = fit_inputs_check(fit_dir, family, context_names or [], dataset_tasks)
+        if not inputs.ok:
+            return inputs
     if not done:
         return OutputCheck("unfinished")
     try:

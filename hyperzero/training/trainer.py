@@ -58,8 +58,36 @@ def flagged_task_ids(dataset) -> list[str]:
 def dataset_split(cfg: FitConfig, dataset):
     from hyperzero.datasets.splits import make_split
 
-    return make_split(dataset.task_ids, cfg.seed, cfg.protocol, cfg.val_fraction, cfg.test_fraction,
+    # validation "train" carves nothing out: every non-test task is a training task
+    val_fraction = 0.0 if cfg.validation == "train" else cfg.val_fraction
+    return make_split(dataset.task_ids, cfg.seed, cfg.protocol, val_fraction, cfg.test_fraction,
                       cfg.min_test_tasks, never_test=flagged_task_ids(dataset))
+
+
+def selection_task_ids(cfg: FitConfig, dataset, split) -> list[str]:
+    """The tasks checkpoints (and the lr sweep) are selected on: the split's val tasks, or with validation
+    "train" `val_train_tasks` of its training tasks (all by default), evenly spaced in context order so they
+    span the grid. Never a test task."""
+    if cfg.validation != "train":
+        return list(split.val)
+    by_id = {t.task_id: t for t in dataset.tasks}
+    ordered = sorted(split.train, key=lambda i: (tuple(np.asarray(by_id[i].context_vector, float)), i))
+    n = len(ordered) if cfg.val_train_tasks is None else min(int(cfg.val_train_tasks), len(ordered))
+    picks = sorted({int(round(x)) for x in np.linspace(0, len(ordered) - 1, n)}) if n > 1 else [len(ordered) // 2]
+    chosen = [ordered[i] for i in picks]
+    _check_fresh_seeds(cfg, [by_id[i] for i in chosen])
+    return sorted(chosen)
+
+
+def _check_fresh_seeds(cfg: FitConfig, tasks) -> None:
+    """Selection on training tasks must not replay the episodes their data came from."""
+    seeds = {cfg.val_seed + i for i in range(cfg.val_episodes)}
+    for t in tasks:
+        recorded = getattr(t, "episode_seed", None)
+        used = seeds & {int(s) for s in np.asarray([] if recorded is None else recorded, np.int64).ravel()}
+        if used:
+            raise ValueError(f"validation='train' rolls out {t.task_id} from seeds {sorted(used)[:3]}, which its "
+                             f"dataset episodes started from; choose another val_seed (e.g. the default 2000000)")
 
 
 def value_scale_from_tasks(tasks) -> float:
@@ -90,6 +118,13 @@ def resolve_selection(cfg: FitConfig, dataset, split) -> str:
     from hyperzero.envs import has_family
 
     has_env = has_family(dataset.family)
+    if cfg.validation == "train":  # only rollouts select: the training samples themselves would reward overfitting
+        if cfg.selection in ("auto", "return") and has_env:
+            return "return"
+        if cfg.selection == "auto" or cfg.selection == "last":
+            return "last"
+        raise ValueError(f"selection={cfg.selection!r} with validation='train' needs rollouts in the family's "
+                         f"environment, and {dataset.family!r} has none; use selection='last' or validation=null")
     if cfg.selection == "auto":
         if not split.val:
             return "last"
@@ -161,6 +196,9 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
     val_tasks = [by_id[i] for i in split.val]
     held_out = set(split.test) | set(split.val)
     assert not held_out & {t.task_id for t in train_tasks}, "test/val tasks in the training set"
+    # the tasks selection rolls out: the val tasks, or (validation "train") training tasks on fresh episodes
+    selection_tasks = [by_id[i] for i in selection_task_ids(cfg, ds, split)]
+    assert not set(split.test) & {t.task_id for t in selection_tasks}, "test tasks in the selection"
 
     # --- model, data ---
     normalizer = ContextNormalizer.for_dataset(ds, cfg.context_norm)
@@ -174,8 +212,8 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
     val_batch = validation_batch(val_tasks, np.stack([normalizer(t.context_vector) for t in val_tasks])
                                  if val_tasks else None, cfg.val_samples_per_task, cfg.seed + 1, need_q, device)
     # every fit with val tasks in a real environment records its final val return (selection "return": every eval)
-    val_rollouts = (make_val_rollouts(ds.family, val_tasks, normalizer, cfg, device)
-                    if val_tasks and _has_env(ds.family) else None)
+    val_rollouts = (make_val_rollouts(ds.family, selection_tasks, normalizer, cfg, device)
+                    if selection_tasks and _has_env(ds.family) else None)
     write_run_info(out, resolved, seeds={"split": cfg.seed, "init": cfg.seed, "sampler": cfg.seed,
                                          "validation_samples": cfg.seed + 1,
                                          "validation_episodes": [cfg.val_seed + i for i in range(cfg.val_episodes)]},
@@ -243,7 +281,7 @@ def _fit_lr_sweep(ds, out: Path, cfg: FitConfig, resolved: FitConfig, split, sel
     VAL tasks by the selection metric of its selected model; the best is published in `out`. With
     `lr_sweep_steps` shorter than `steps`, the chosen lr is then fitted for the full `steps` (lr_sweep/final/),
     continuing its sweep fit rather than repeating its first steps."""
-    if not split.val:
+    if not selection_task_ids(cfg, ds, split):
         raise ValueError(f"lr_sweep chooses the learning rate on validation tasks, but split seed {cfg.seed} has none; "
                          f"raise val_fraction or add tasks, or drop lr_sweep and set lr")
     sweep_steps = cfg.lr_sweep_steps or cfg.steps

@@ -94,3 +94,11 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} EiB"
+
+
+def numerics_record() -> dict[str, object]:
+    """The machine facts that can change a run's numbers (with its packing), recorded in run_info.json."""
+    import torch
+
+    return {"cpu_count": os.cpu_count() or 1, "cpu_model": cpu_model(), "torch": torch.__version__,
+            "note": "see docs/reliability.md: float rounding of batched matmuls depends on threads and CPU kernels"}

@@ -110,3 +110,14 @@ def test_never_test_tasks_are_held_out_only_when_nothing_else_is_left():
         assert set(plain.test) - set(avoid) <= set(split.test)     # the other test tasks stay
     few = make_split(["a", "b", "c"], 0, never_test=["a", "b", "c"])
     assert len(few.test) == 1
+
+
+@pytest.mark.parametrize("n", [21, 22, 24, 25, 49])
+def test_without_val_tasks_every_non_test_task_trains_and_the_test_tasks_are_those_of_the_default(n):
+    """What FitConfig.validation="train" asks of make_split (val_fraction 0): the dense grids keep every
+    non-test task for training, and hold out exactly the tasks the default rule holds out (>= 3)."""
+    ids = [f"t{i:02d}" for i in range(n)]
+    for seed in range(5):
+        default, kept = make_split(ids, seed), make_split(ids, seed, val_fraction=0.0)
+        assert default.val and not kept.val and kept.test == default.test and len(kept.test) >= 3
+        assert sorted(kept.train) == sorted(set(ids) - set(kept.test))

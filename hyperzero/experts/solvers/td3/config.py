@@ -83,7 +83,7 @@ class TD3Config:
                 raise ValueError(f"TD3Config.{key}={short_repr(getattr(self, key))}: {msg}")
 
         check_fields(self)  # types first (TD3Config(train_steps="10") is refused naming the field), then ranges
-        need(self.train_steps > 0, "train_steps", "must be > 0; pass --steps N with N >= 1")
+        need(self.train_steps > 0, "train_steps", "must be > 0; pass --train-steps N with N >= 1")
         need(self.train_steps <= MAX_TRAIN_STEPS, "train_steps", f"must be <= {MAX_TRAIN_STEPS:.0e}")
         need(self.seed_steps >= 0, "seed_steps", "must be >= 0")
         need(self.random_steps >= 0, "random_steps", "must be >= 0")

@@ -1,0 +1,118 @@
+"""Experts at density: every expert from scratch, or chains along the grid? One grid trained both ways.
+
+"scratch" trains every task for the preset's train_steps; "chained" trains a few anchors per direction from
+scratch, then every other task warm-started from its nearest finished expert of the same direction for
+`experts.chain.steps` (hyperzero.experts.chain). Both go through the same quality gate, into separate folders
+(they share nothing: the chained anchors are trained again). Then one markdown table, also written to
+OUT/table.md with the numbers in OUT/results.json:
+
+    way | experts | CPU-min / expert | gate pass rate | mean return | mean return / ceiling | neighbour action distance
+
+CPU-minutes count each expert's share of its ensemble's CPU time, gate retries included; the neighbour action
+distance is hyperzero.experts.smoothness's (RMS action difference of grid neighbours on both experts' own
+rollout states: lower = the solutions vary more smoothly along the grid).
+
+    .venv/bin/python benchmarks/expert_chains.py cheetah-run-reward-dense --out $HOME/hz-runs/chains/cheetah-reward
+
+A smoke test on a tiny setting (a minute; the numbers mean nothing):
+
+    .venv/bin/python benchmarks/expert_chains.py tiny --out /tmp/chains --smoke
+
+Resumable: rerun the same command (finished experts are skipped). Long on a dense preset: run it in the
+background, not beside another benchmark.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SMOKE = ["contexts.grid={speed: [-3, -2, 1, 2, 3, 4]}", "experts.train_steps=300", "experts.gate.enabled=true",
+         "experts.gate.max_retries=0", "experts.chain.enabled=true", "experts.chain.anchors=1",
+         "experts.chain.steps=200", "experts.ensemble_size=3"]
+
+
+def _way_stats(family: str, experts_dir: Path, summaries: list[dict], episodes: int, max_steps: int | None) -> dict:
+    import numpy as np
+
+    from hyperzero.envs import get_family
+    from hyperzero.experts.smoothness import neighbour_action_distances
+    from hyperzero.utils.io import read_json
+
+    cpu = []
+    for s in summaries:
+        seconds = float(s.get("cpu_seconds", 0.0))
+        for r in s.get("retries", []):  # a retry's CPU time is in its own folder's summary
+            retry = experts_dir / s["task_id"] / r["dir"] / "summary.json"
+            seconds += float(read_json(retry).get("cpu_seconds", 0.0)) if retry.exists() else 0.0
+        cpu.append(seconds / 60.0)
+    fam = get_family(family)
+    steps = max_steps or fam.episode_steps
+    ceiling = (fam.max_reward or 0) * steps or None
+    returns = [float(s["eval_return_mean"]) for s in summaries]
+    passed = [s["gate"]["passed"] for s in summaries if s.get("gate")]
+    pairs = neighbour_action_distances(experts_dir, [s["task_id"] for s in summaries], episodes=episodes,
+                                       max_steps=max_steps)
+    return {"experts": len(summaries), "cpu_minutes_per_expert": float(np.mean(cpu)),
+            "cpu_minutes_total": float(np.sum(cpu)),
+            "gate_pass_rate": float(np.mean(passed)) if passed else None,
+            "return_mean": float(np.mean(returns)),
+            "return_over_ceiling": float(np.mean(returns)) / ceiling if ceiling else None,
+            "neighbour_action_distance": float(np.mean([p["distance"] for p in pairs])) if pairs else None,
+            "neighbour_pairs": pairs,
+            "chained_from": {s["task_id"]: s.get("chain", {}).get("source") for s in summaries}}
+
+
+def _fmt(x, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("preset", help="a preset or config file whose family, grid and experts section are used")
+    p.add_argument("--out", type=Path, required=True, help="scratch/ and chained/ experts, table.md, results.json")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides, as hyperzero run")
+    p.add_argument("--episodes", type=int, default=1, help="rollout episodes per expert for the action distance")
+    p.add_argument("--smoke", action="store_true", help="a tiny grid and budget (" + "; ".join(SMOKE) + ")")
+    args = p.parse_args()
+
+    from hyperzero.experts import train_experts
+    from hyperzero.experts.chain import ChainConfig
+    from hyperzero.launchers.config import expert_settings, load_config_source, resolve_config, resolve_contexts
+    from hyperzero.utils.hardware import cpu_model
+
+    raw, _ = load_config_source(args.preset)
+    config = resolve_config(raw, (SMOKE if args.smoke else []) + args.set)
+    family = config["family"]
+    contexts = resolve_contexts(family, config["contexts"])
+    solver, gate, ensemble_size, num_workers = expert_settings(config["experts"])
+    chain = ChainConfig(**{**(config["experts"].get("chain") or {}), "enabled": True})
+    results = {"preset": args.preset, "overrides": (SMOKE if args.smoke else []) + args.set, "family": family,
+               "tasks": len(contexts), "cpu": cpu_model(), "chain": dataclasses.asdict(chain), "ways": {}}
+    for way, chained in (("scratch", None), ("chained", chain)):
+        out = args.out / way
+        print(f"expert_chains: training {len(contexts)} experts {way} into {out}", file=sys.stderr)
+        summaries = train_experts(family, contexts, out, solver, ensemble_size=ensemble_size, num_workers=num_workers,
+                                  gate=gate, chain=chained, progress=not args.smoke)
+        results["ways"][way] = _way_stats(family, out, summaries, args.episodes, solver.max_episode_steps)
+    lines = [f"{family}, {len(contexts)} tasks ({args.preset}{' --smoke' if args.smoke else ''}), {cpu_model()}", "",
+             "| way | experts | CPU-min / expert | gate pass rate | mean return | mean return / ceiling | "
+             "neighbour action distance |", "|---|---|---|---|---|---|---|"]
+    for way, r in results["ways"].items():
+        lines.append(f"| {way} | {r['experts']} | {r['cpu_minutes_per_expert']:.2f} | {_fmt(r['gate_pass_rate'], '.2f')} "
+                     f"| {r['return_mean']:.0f} | {_fmt(r['return_over_ceiling'], '.2f')} "
+                     f"| {_fmt(r['neighbour_action_distance'], '.3f')} |")
+    table = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "table.md").write_text(table)
+    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
