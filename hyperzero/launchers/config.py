@@ -15,6 +15,9 @@ contexts; missing keys take the defaults below, and the resolved config is writt
     dataset: {n_episodes, seed, exclude_flagged}
     fit: {methods: [...], seeds: [...], num_workers, ...}  # plus hyperzero.training.FitConfig fields (not method/seed)
     evaluate: {...}                 # hyperzero.evaluation.EvalConfig fields (not methods)
+
+`resolve_config` checks a config and returns it as plain data; `resolve_pipeline_config` returns it typed
+(`PipelineConfig`, the stages' dataclasses), which is what `hyperzero run` hands its stages.
 """
 from __future__ import annotations
 
