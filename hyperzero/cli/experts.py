@@ -79,7 +79,7 @@ def _train(args) -> int:
 
     from hyperzero.cli.flags import option_error, stage_config
     from hyperzero.envs import get_family
-    from hyperzero.launchers.config import check_experts_section, expert_settings, resolve_contexts
+    from hyperzero.launchers.config import ExpertsSection, check_experts_section, resolve_contexts
     from hyperzero.utils.lock import run_dir_lock
 
     settings = stage_config(args, "experts")
@@ -99,10 +99,11 @@ def _train(args) -> int:
         check_experts_section(settings["experts"], family)
     except ValueError as e:
         raise option_error(e, "experts") from None
-    config, gate, ensemble_size, num_workers = expert_settings(settings["experts"])
-    _check_resources(args, config.resolved(family), len(contexts), ensemble_size, num_workers)
+    section = ExpertsSection.from_dict(settings["experts"])
+    _check_resources(args, section.solver.resolved(family), len(contexts), section.settings.ensemble_size,
+                     section.settings.num_workers)
     with run_dir_lock(args.out):  # one writer per directory
-        return _train_locked(args, Path(args.out), contexts, config, gate, ensemble_size, num_workers)
+        return _train_locked(args, Path(args.out), contexts, section)
 
 
 def _check_resources(args, cfg, n_tasks: int, ensemble_size: int | None, num_workers: int | None) -> None:
@@ -128,16 +129,18 @@ def _check_resources(args, cfg, n_tasks: int, ensemble_size: int | None, num_wor
                          f"--num-workers")
 
 
-def _train_locked(args, out, contexts, config, gate, ensemble_size, num_workers) -> int:
+def _train_locked(args, out, contexts, section) -> int:
     from hyperzero.experts import train_experts
     from hyperzero.experts.outputs import check_expert
 
     for task_dir in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in ("corrupt", "stale")
                            and not p.name.startswith(".")):  # .shadow/: re-simulated ensemble members (sweep.py)
         check_expert(out, task_dir)  # damaged files are named and moved to OUT/corrupt/; those tasks are redone
-    summaries = train_experts(args.family, contexts, args.out, config, ensemble_size=ensemble_size,
-                              num_workers=num_workers, executor=args.executor, ray_address=args.address,
-                              progress=not args.no_progress, allow_extrapolation=args.allow_extrapolation, gate=gate)
+    summaries = train_experts(args.family, contexts, args.out, section.solver,
+                              ensemble_size=section.settings.ensemble_size, num_workers=section.settings.num_workers,
+                              executor=args.executor, ray_address=args.address, progress=not args.no_progress,
+                              allow_extrapolation=args.allow_extrapolation, gate=section.gate,
+                              chain=section.settings.chain)
     flagged = [s["task_id"] for s in summaries if s.get("flagged")]
     for s in summaries:
         retried = f" (retried: kept {s.get('promoted_from', 'the first attempt')})" if s.get("retries") else ""

@@ -10,7 +10,7 @@ from .helpers import task, tiny
 
 @pytest.mark.parametrize("overrides, needle", [
     ({"precision": "fp16"}, "--precision"),
-    ({"train_steps": 0}, "--steps"),
+    ({"train_steps": 0}, "--train-steps"),
     ({"tau": 1.5}, "tau"),
     ({"gamma": 1.0}, "gamma"),
     ({"eval_episodes": 0}, "eval_episodes"),

@@ -35,6 +35,91 @@ MAX_EPISODE_STEPS = 10 ** 7
 MAX_N_STEP = 1_000
 
 
+class SolverConfigBase:
+    """The methods every solver config shares: a dataclass `class XConfig(SolverConfigBase)` with the fields
+    `SolverConfig` lists adds only its own fields and, in `check_own`, their range checks."""
+
+    def resolved(self, family: str):
+        """A copy with the family defaults filled in, validated."""
+        import dataclasses
+
+        cfg = dataclasses.replace(self, hidden_sizes=tuple(int(h) for h in self.hidden_sizes))  # type: ignore
+        for key, value in FAMILY_DEFAULTS.get(family, {}).items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        if cfg.batch_size is None:
+            cfg.batch_size = 256
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Types, then ranges and resource bounds; a ValueError names the field (`<Class>.<field>=<value>`)."""
+        from hyperzero.utils.typed import check_fields, short_repr
+
+        def need(cond: bool, key: str, msg: str) -> None:
+            if not cond:
+                raise ValueError(f"{type(self).__name__}.{key}={short_repr(getattr(self, key))}: {msg}")
+
+        s: Any = self
+        check_fields(self)  # types first (TD3Config(train_steps="10") is refused naming the field), then ranges
+        need(s.train_steps > 0, "train_steps", "must be > 0; pass --train-steps N with N >= 1")
+        need(s.train_steps <= MAX_TRAIN_STEPS, "train_steps", f"must be <= {MAX_TRAIN_STEPS:.0e}")
+        need(s.seed_steps >= 0, "seed_steps", "must be >= 0")
+        need(s.random_steps >= 0, "random_steps", "must be >= 0")
+        need(s.critic_update_every >= 1, "critic_update_every", "must be >= 1")
+        need(s.actor_update_every >= 1, "actor_update_every", "must be >= 1")
+        need(len(s.hidden_sizes) >= 1 and all(h > 0 for h in s.hidden_sizes), "hidden_sizes",
+             "must be positive widths, e.g. [256, 256]")
+        need(len(s.hidden_sizes) <= MAX_LAYERS and all(h <= MAX_WIDTH for h in s.hidden_sizes), "hidden_sizes",
+             f"at most {MAX_LAYERS} layers of at most {MAX_WIDTH} units each")
+        need(s.actor_lr > 0, "actor_lr", "must be > 0")
+        need(s.critic_lr > 0, "critic_lr", "must be > 0")
+        need(s.adam_eps > 0, "adam_eps", "must be > 0")
+        need(0 < s.tau <= 1, "tau", "must be in (0, 1]")
+        need(0 <= s.gamma < 1, "gamma", "must be in [0, 1)")
+        need(s.batch_size is None or s.batch_size > 0, "batch_size", "must be > 0")
+        need(s.batch_size is None or s.batch_size <= MAX_BATCH, "batch_size",
+             f"must be <= {MAX_BATCH} (samples per member and gradient step)")
+        need(s.replay_capacity > 0, "replay_capacity", "must be > 0")
+        self.check_own(need)
+        need(s.eval_every >= 0, "eval_every", "must be >= 0 (0 = evaluate only at the end)")
+        need(1 <= s.eval_episodes <= MAX_EVAL_EPISODES, "eval_episodes", f"must be in 1 .. {MAX_EVAL_EPISODES}")
+        need(s.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = only at the end)")
+        need(s.max_episode_steps is None or 0 < s.max_episode_steps <= MAX_EPISODE_STEPS, "max_episode_steps",
+             f"must be in 1 .. {MAX_EPISODE_STEPS}, or null for the family's episode length")
+        need(s.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}; use --precision auto, fp32 or bf16")
+        need(isinstance(s.n_step, int) and 1 <= s.n_step <= MAX_N_STEP, "n_step",
+             f"must be an integer in 1 .. {MAX_N_STEP}")
+        need(0 <= s.seed < 2 ** 63, "seed", "must be >= 0 (and below 2**63); e.g. --seed 2")
+        need(s.torch_threads is None or 1 <= s.torch_threads <= 4096, "torch_threads",
+             "must be >= 1, or null for cores / workers")
+        need(s.device in ("auto", "cpu", "cuda") or (s.device.startswith("cuda:") and s.device[5:].isdigit()),
+             "device", "must be auto, cpu, cuda or cuda:<index>")
+
+    def check_own(self, need) -> None:
+        """The solver's own fields' range checks: `need(condition, field, message)`."""
+
+    def to_dict(self) -> dict:
+        import dataclasses
+
+        d = dataclasses.asdict(self)  # type: ignore[call-overload]
+        d["hidden_sizes"] = list(d["hidden_sizes"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        import dataclasses
+
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; valid fields are {sorted(names)}")
+        d = dict(d)
+        if "hidden_sizes" in d:
+            d["hidden_sizes"] = tuple(d["hidden_sizes"])
+        return cls(**d)
+
+
 class SolverConfig(Protocol):
     """What the generic parts (trainer, sweep, gate retries, the launchers' memory check) read of any solver's
     config; each solver's dataclass has these fields besides its own."""

@@ -1,25 +1,16 @@
 """TD3 expert configuration: the authors' defaults (HyperZero `agents/td3.py`, `cfgs/`), every one overridable."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from hyperzero.experts.solvers.base import (
-    FAMILY_DEFAULTS,
-    MAX_BATCH,
-    MAX_EPISODE_STEPS,
-    MAX_EVAL_EPISODES,
-    MAX_LAYERS,
-    MAX_N_STEP,
-    MAX_TRAIN_STEPS,
-    MAX_WIDTH,
-    PRECISIONS,
+    SolverConfigBase,
 )
 
 
 @dataclass
-class TD3Config:
+class TD3Config(SolverConfigBase):
     solver: ClassVar[str] = "td3"  # its key in hyperzero.experts.solvers.SOLVERS (not a field: not saved)
     # --- schedule -----------------------------------------------------------------------------
     train_steps: int = 100_000  # env steps per expert (authors: 1M; 100k fits this project's CPU budget)
@@ -63,63 +54,12 @@ class TD3Config:
     torch_threads: int | None = None  # intra-op threads per worker; None = cores / workers
     extra: dict = field(default_factory=dict)  # free-form notes stored with the run (not used by training)
 
-    def resolved(self, family: str) -> "TD3Config":
-        """A copy with the family defaults filled in, validated."""
-        cfg = dataclasses.replace(self, hidden_sizes=tuple(int(h) for h in self.hidden_sizes))
-        for key, value in FAMILY_DEFAULTS.get(family, {}).items():
-            if getattr(cfg, key) is None:
-                setattr(cfg, key, value)
-        if cfg.batch_size is None:
-            cfg.batch_size = 256
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
-        """Types, then ranges and resource bounds; a ValueError names the field (`TD3Config.<field>=<value>`)."""
-        from hyperzero.utils.typed import check_fields, short_repr
-
-        def need(cond: bool, key: str, msg: str) -> None:
-            if not cond:
-                raise ValueError(f"TD3Config.{key}={short_repr(getattr(self, key))}: {msg}")
-
-        check_fields(self)  # types first (TD3Config(train_steps="10") is refused naming the field), then ranges
-        need(self.train_steps > 0, "train_steps", "must be > 0; pass --train-steps N with N >= 1")
-        need(self.train_steps <= MAX_TRAIN_STEPS, "train_steps", f"must be <= {MAX_TRAIN_STEPS:.0e}")
-        need(self.seed_steps >= 0, "seed_steps", "must be >= 0")
-        need(self.random_steps >= 0, "random_steps", "must be >= 0")
-        need(self.critic_update_every >= 1, "critic_update_every", "must be >= 1")
-        need(self.actor_update_every >= 1, "actor_update_every", "must be >= 1")
-        need(len(self.hidden_sizes) >= 1 and all(h > 0 for h in self.hidden_sizes), "hidden_sizes",
-             "must be positive widths, e.g. [256, 256]")
-        need(len(self.hidden_sizes) <= MAX_LAYERS and all(h <= MAX_WIDTH for h in self.hidden_sizes), "hidden_sizes",
-             f"at most {MAX_LAYERS} layers of at most {MAX_WIDTH} units each")
-        need(self.actor_lr > 0, "actor_lr", "must be > 0")
-        need(self.critic_lr > 0, "critic_lr", "must be > 0")
-        need(self.adam_eps > 0, "adam_eps", "must be > 0")
-        need(0 < self.tau <= 1, "tau", "must be in (0, 1]")
-        need(0 <= self.gamma < 1, "gamma", "must be in [0, 1)")
-        need(self.batch_size is None or self.batch_size > 0, "batch_size", "must be > 0")
-        need(self.batch_size is None or self.batch_size <= MAX_BATCH, "batch_size",
-             f"must be <= {MAX_BATCH} (samples per member and gradient step)")
-        need(self.replay_capacity > 0, "replay_capacity", "must be > 0")
+    def check_own(self, need) -> None:
         need(self.std_start >= 0, "std_start", "must be >= 0")
         need(self.std_end >= 0, "std_end", "must be >= 0")
         need(self.std_decay_steps > 0, "std_decay_steps", "must be > 0")
         need(self.target_noise_std is None or self.target_noise_std >= 0, "target_noise_std", "must be >= 0 or null")
         need(self.target_noise_clip >= 0, "target_noise_clip", "must be >= 0")
-        need(self.eval_every >= 0, "eval_every", "must be >= 0 (0 = evaluate only at the end)")
-        need(1 <= self.eval_episodes <= MAX_EVAL_EPISODES, "eval_episodes", f"must be in 1 .. {MAX_EVAL_EPISODES}")
-        need(self.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0 = only at the end)")
-        need(self.max_episode_steps is None or 0 < self.max_episode_steps <= MAX_EPISODE_STEPS, "max_episode_steps",
-             f"must be in 1 .. {MAX_EPISODE_STEPS}, or null for the family's episode length")
-        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}; use --precision auto, fp32 or bf16")
-        need(isinstance(self.n_step, int) and 1 <= self.n_step <= MAX_N_STEP, "n_step",
-             f"must be an integer in 1 .. {MAX_N_STEP}")
-        need(0 <= self.seed < 2 ** 63, "seed", "must be >= 0 (and below 2**63); e.g. --seed 2")
-        need(self.torch_threads is None or 1 <= self.torch_threads <= 4096, "torch_threads",
-             "must be >= 1, or null for cores / workers")
-        need(self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit()),
-             "device", "must be auto, cpu, cuda or cuda:<index>")
 
     def memory_bytes(self, obs_dim: int, act_dim: int, members: int) -> dict[str, int]:
         """Estimated peak memory of one ensemble of `members` experts in one process, by part (bytes): the
@@ -146,19 +86,3 @@ class TD3Config:
 
     def target_std(self, step: int) -> float:
         return self.exploration_std(step) if self.target_noise_std is None else self.target_noise_std
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hidden_sizes"] = list(self.hidden_sizes)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TD3Config":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"TD3Config: unknown field(s) {unknown}; valid fields are {sorted(names)}")
-        d = dict(d)
-        if "hidden_sizes" in d:
-            d["hidden_sizes"] = tuple(d["hidden_sizes"])
-        return cls(**d)
