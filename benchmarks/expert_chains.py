@@ -83,7 +83,8 @@ def main() -> None:
 
     from hyperzero.experts import train_experts
     from hyperzero.experts.chain import ChainConfig
-    from hyperzero.launchers.config import expert_settings, load_config_source, resolve_config, resolve_contexts
+    from hyperzero.launchers.config import expert_settings, resolve_config, resolve_contexts
+    from hyperzero.launchers.config_files import load_config_source
     from hyperzero.utils.hardware import cpu_model
 
     raw, _ = load_config_source(args.preset)

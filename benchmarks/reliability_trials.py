@@ -232,7 +232,8 @@ from hyperzero.envs import get_family, make, make_vector
 from hyperzero.training import FitConfig, load_fit
 from hyperzero.experts import TD3Config
 from hyperzero.evaluation import EvalConfig
-from hyperzero.launchers.config import load_config_source, resolve_config
+from hyperzero.launchers.config import resolve_config
+from hyperzero.launchers.config_files import load_config_source
 space = get_family("cheetah-run").context_space
 tm = load_fit(sys.argv[1])
 tiny = load_config_source("tiny")[0]

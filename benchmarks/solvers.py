@@ -92,11 +92,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from hyperzero.experts import train_experts
     from hyperzero.experts.solvers import get_solver
-    from hyperzero.launchers.config import (
-        load_config_source,
-        resolve_config,
-        resolve_contexts,
-    )
+    from hyperzero.launchers.config import resolve_config, resolve_contexts
+    from hyperzero.launchers.config_files import load_config_source
 
     for name in args.solvers:
         get_solver(name)  # an unknown name fails before any training

@@ -81,7 +81,7 @@ def yaml_text(value: Any) -> str:
     """A value as one line of the config's YAML (what `--set key=<this>` reads back as `value`)."""
     import yaml
 
-    from hyperzero.launchers.config import ConfigDumper
+    from hyperzero.launchers.config_files import ConfigDumper
 
     if isinstance(value, tuple):
         value = list(value)
@@ -102,7 +102,7 @@ class FieldParser:
     def __call__(self, text: str) -> Any:
         import yaml
 
-        from hyperzero.launchers.config import load_yaml, yaml_error_text
+        from hyperzero.launchers.config_files import load_yaml, yaml_error_text
         from hyperzero.utils.typed import ConfigTypeError, convert
 
         inner, optional = _without_none(self.tp)

@@ -50,7 +50,8 @@ def overrides_of(args) -> list[str]:
 
 
 def run(args) -> int:
-    from hyperzero.launchers.config import dump_yaml, list_presets, load_config_source, resolve_pipeline_config
+    from hyperzero.launchers.config import resolve_pipeline_config
+    from hyperzero.launchers.config_files import dump_yaml, list_presets, load_config_source
     from hyperzero.launchers.pipeline import Runtime, run_pipeline
 
     if args.list:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from hyperzero.launchers.config import (PipelineConfig, check_device_names, check_local_devices, check_memory,
-                                        load_config_source, override_items, resolve_contexts,
-                                        resolve_pipeline_config)
+from hyperzero.launchers.config import PipelineConfig, resolve_contexts, resolve_pipeline_config
+from hyperzero.launchers.config_files import load_config_source, override_items
+from hyperzero.launchers.resources import check_device_names, check_local_devices, check_memory
 from hyperzero.launchers.rundir import check_and_write_config, prepare_run_dir, previous_config, run_dir_for
 from hyperzero.utils.integrity import CorruptFileError, remove_temp_files, verify
 from hyperzero.utils.io import atomic_write_json, ensure_directory, read_json

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from hyperzero.launchers.config import (PipelineConfig, config_differences, dump_yaml, incompatible,
-                                        invalidated_stages, load_config_source, resolve_pipeline_config)
+from hyperzero.launchers.config import PipelineConfig, config_differences, incompatible, invalidated_stages, resolve_pipeline_config
+from hyperzero.launchers.config_files import dump_yaml, load_config_source
 from hyperzero.utils.integrity import CorruptFileError, read_verified_bytes
 from hyperzero.utils.io import atomic_write_text, ensure_directory, read_json
 from hyperzero.utils.lock import run_dir_lock
@@ -34,7 +34,7 @@ def previous_config(run_dir: Path) -> dict | None:
     """
     import yaml
 
-    from hyperzero.launchers.config import load_yaml
+    from hyperzero.launchers.config_files import load_yaml
 
     config_path = run_dir / "config.yaml"
     if config_path.exists():

@@ -8,7 +8,8 @@ import pytest
 
 from hyperzero.datasets.splits import make_split
 from hyperzero.envs import context_id
-from hyperzero.launchers.config import load_config_source, resolve_config, resolve_contexts
+from hyperzero.launchers.config import resolve_config, resolve_contexts
+from hyperzero.launchers.config_files import load_config_source
 from hyperzero.training.config import FitConfig
 
 DENSE = [f"{fam}-{kind}-dense" for fam in ("cheetah-run", "walker-walk", "finger-spin")

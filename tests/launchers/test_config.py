@@ -2,8 +2,8 @@
 import pytest
 import yaml
 
-from hyperzero.launchers.config import (config_differences, incompatible, invalidated_stages, list_presets,
-                                        load_config_source, resolve_config, resolve_contexts)
+from hyperzero.launchers.config import config_differences, incompatible, invalidated_stages, resolve_config, resolve_contexts
+from hyperzero.launchers.config_files import list_presets, load_config_source
 from hyperzero.launchers.pipeline import prepare_run_dir
 
 PAPER = [f"{fam}-{kind}" for fam in ("cheetah-run", "walker-walk", "finger-spin")

@@ -15,18 +15,8 @@ from hyperzero.cli.flags import (
     stage_config,
     yaml_text,
 )
-from hyperzero.launchers.config import (
-    DEFAULTS,
-    DatasetSettings,
-    ExpertSweepSettings,
-    FitSweep,
-    PipelineConfig,
-    list_presets,
-    load_config_source,
-    resolve_config,
-    resolve_pipeline_config,
-    section_classes,
-)
+from hyperzero.launchers.config import DEFAULTS, DatasetSettings, ExpertSweepSettings, FitSweep, PipelineConfig, resolve_config, resolve_pipeline_config, section_classes
+from hyperzero.launchers.config_files import list_presets, load_config_source
 
 # command (argv prefix) -> the config sections it has options for, and their option prefix
 COMMANDS = {

@@ -3,8 +3,9 @@ the key, option or file; YAML aliases and duplicate keys are refused; conflictin
 import pytest
 
 from hyperzero.cli import main
-from hyperzero.launchers.config import (MAX_TASKS, check_memory, load_config_source, memory_estimate,
-                                        resolve_config)
+from hyperzero.launchers.config import MAX_TASKS, resolve_config
+from hyperzero.launchers.config_files import load_config_source
+from hyperzero.launchers.resources import check_memory, memory_estimate
 
 TINY = load_config_source("tiny")[0]
 

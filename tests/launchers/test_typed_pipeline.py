@@ -6,8 +6,8 @@ import pytest
 
 from hyperzero.evaluation import EvalConfig
 from hyperzero.launchers import pipeline
-from hyperzero.launchers.config import (PipelineConfig, dump_yaml, expert_settings, fit_config, list_presets,
-                                        load_config_source, resolve_config, resolve_pipeline_config)
+from hyperzero.launchers.config import PipelineConfig, expert_settings, fit_config, resolve_config, resolve_pipeline_config
+from hyperzero.launchers.config_files import dump_yaml, list_presets, load_config_source
 from hyperzero.launchers.pipeline import Runtime, prepare_run_dir, run_pipeline
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -82,7 +82,7 @@ def test_packing_record_keeps_its_keys():
 
 
 def test_device_checks_name_the_option_or_the_key():
-    from hyperzero.launchers.config import check_device_names
+    from hyperzero.launchers.resources import check_device_names
 
     config = resolve_pipeline_config(load_config_source("tiny")[0])
     with pytest.raises(ValueError, match="--device 'tpu'"):

@@ -287,7 +287,8 @@ def test_a_rendering_gymnasium_family_feeds_the_explore_page(registry_guard):
 def test_run_pipeline_takes_a_mapping_and_dict_overrides(tmp_path, monkeypatch):
     import numpy as np
 
-    from hyperzero.launchers.config import load_config_source, plain_config, resolve_config
+    from hyperzero.launchers.config import resolve_config
+    from hyperzero.launchers.config_files import load_config_source, plain_config
     from hyperzero.launchers.pipeline import override_items, run_dir_for
 
     raw, where = load_config_source({"family": "cheetah-run", "contexts": {"grid": {"speed": (np.float32(2), 4)}},

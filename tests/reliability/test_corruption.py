@@ -56,7 +56,8 @@ ARTIFACTS = {
 def run_checks(run: Path) -> None:
     """Every check the stages run before they trust their outputs (no training, no rollouts)."""
     from hyperzero.envs import context_id
-    from hyperzero.launchers.config import load_config_source, resolve_config, resolve_contexts
+    from hyperzero.launchers.config import resolve_config, resolve_contexts
+    from hyperzero.launchers.config_files import load_config_source
     from hyperzero.datasets.outputs import dataset_check, dataset_task_checksums
     from hyperzero.evaluation.outputs import check_eval
     from hyperzero.experts.outputs import check_expert, check_packing

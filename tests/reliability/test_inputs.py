@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from hyperzero.cli import main
 from hyperzero.envs import get_family, validate_context
-from hyperzero.launchers.config import load_config_source, resolve_config
+from hyperzero.launchers.config import resolve_config
+from hyperzero.launchers.config_files import load_config_source
 
 TINY = load_config_source("tiny")[0]
 SPACE = get_family("cheetah-run").context_space
