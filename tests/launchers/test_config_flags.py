@@ -180,8 +180,9 @@ def test_experts_train_takes_family_and_tasks_from_the_config(tmp_path, monkeypa
     import hyperzero.cli.experts as cli
 
     seen = {}
-    monkeypatch.setattr(cli, "_train_locked", lambda args, out, contexts, config, gate, size, workers: seen.update(
-        family=args.family, contexts=contexts, steps=config.train_steps, gate=gate, size=size) or 0)
+    monkeypatch.setattr(cli, "_train_locked", lambda args, out, contexts, section: seen.update(
+        family=args.family, contexts=contexts, steps=section.solver.train_steps, gate=section.gate,
+        size=section.settings.ensemble_size) or 0)
     assert main(["experts", "train", "--config", "tiny", "--out", str(tmp_path / "e")]) == 0
     assert seen["family"] == "cheetah-run" and [c["speed"] for c in seen["contexts"]] == [-4, 2, 4]
     assert seen["steps"] == 200 and seen["gate"] is None and seen["size"] == 3
