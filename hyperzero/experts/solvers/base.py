@@ -207,6 +207,26 @@ class StackedLearner:
     critic: nn.Module
     updates: int
 
+    def _set_members(self, obs_dim: int, act_dim: int, config, seeds: Sequence[int],
+                      device: torch.device | str) -> None:
+        """What every stacked learner holds before its networks: config, sizes, device, one RNG per member seed."""
+        if len(seeds) < 1:
+            raise ValueError(f"{type(self).__name__} needs at least one member seed")
+        if config.batch_size is None:
+            raise ValueError(f"{type(config).__name__}.batch_size is None: call config.resolved(family) first")
+        self.cfg = config
+        self.n = len(seeds)
+        self.seeds = [int(s) for s in seeds]
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.device = torch.device(device)
+        self.rngs = [MemberRNG(s, self.device) for s in self.seeds]
+
+    def _init_members(self) -> None:
+        """Each member's initial weights from its own RNG, in a fixed draw order: actor, then critic."""
+        for i, rng in enumerate(self.rngs):
+            self.actor.reset_member(i, rng.init)  # type: ignore[operator]
+            self.critic.reset_member(i, rng.init)  # type: ignore[operator]
+
     # ------------------------------------------------------------------ what a solver defines
     def act(self, obs: np.ndarray, fp32: bool = False) -> np.ndarray:
         """obs [N, B, S] -> the deterministic actions [N, B, A] in [-1, 1] (evaluation, the saved expert)."""

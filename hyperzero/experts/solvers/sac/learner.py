@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hyperzero.experts.solvers.base import MemberRNG, StackedLearner, adam
+from hyperzero.experts.solvers.base import StackedLearner, adam
 from hyperzero.experts.solvers.sac.config import SACConfig
 from hyperzero.experts.solvers.sac.networks import EnsembleGaussianActor, make_networks
 
@@ -32,22 +32,11 @@ class LogAlpha(nn.Module):
 class EnsembleSAC(StackedLearner):
     def __init__(self, obs_dim: int, act_dim: int, config: SACConfig, seeds: Sequence[int],
                  device: torch.device | str = "cpu"):
-        if len(seeds) < 1:
-            raise ValueError("EnsembleSAC needs at least one member seed")
-        if config.batch_size is None:
-            raise ValueError("SACConfig.batch_size is None: call config.resolved(family) first")
-        self.cfg = config
-        self.n = len(seeds)
-        self.seeds = [int(s) for s in seeds]
-        self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.device = torch.device(device)
-        self.rngs = [MemberRNG(s, self.device) for s in self.seeds]
+        self._set_members(obs_dim, act_dim, config, seeds, device)
         self.actor, self.critic = make_networks(self.n, obs_dim, act_dim, config.hidden_sizes,
                                                 critic_layer_norm=config.critic_layer_norm, obs_norm=config.obs_norm,
                                                 log_std_min=config.log_std_min, log_std_max=config.log_std_max)
-        for i, rng in enumerate(self.rngs):  # fixed draw order per member: actor then critic
-            self.actor.reset_member(i, rng.init)
-            self.critic.reset_member(i, rng.init)
+        self._init_members()
         self.alpha = LogAlpha(self.n, config.init_alpha)
         for module in (self.actor, self.critic, self.alpha):
             module.to(self.device)

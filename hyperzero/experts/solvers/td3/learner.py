@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from hyperzero.experts.solvers.base import MemberRNG, StackedLearner, adam
+from hyperzero.experts.solvers.base import StackedLearner, adam
 from hyperzero.experts.solvers.td3.config import TD3Config
 from hyperzero.experts.solvers.td3.networks import make_networks
 
@@ -21,21 +21,10 @@ from hyperzero.experts.solvers.td3.networks import make_networks
 class EnsembleTD3(StackedLearner):
     def __init__(self, obs_dim: int, act_dim: int, config: TD3Config, seeds: Sequence[int],
                  device: torch.device | str = "cpu"):
-        if len(seeds) < 1:
-            raise ValueError("EnsembleTD3 needs at least one member seed")
-        if config.batch_size is None:
-            raise ValueError("TD3Config.batch_size is None: call config.resolved(family) first")
-        self.cfg = config
-        self.n = len(seeds)
-        self.seeds = [int(s) for s in seeds]
-        self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.device = torch.device(device)
-        self.rngs = [MemberRNG(s, self.device) for s in self.seeds]
+        self._set_members(obs_dim, act_dim, config, seeds, device)
         self.actor, self.critic = make_networks(self.n, obs_dim, act_dim, config.hidden_sizes,
                                                 critic_layer_norm=config.critic_layer_norm, obs_norm=config.obs_norm)
-        for i, rng in enumerate(self.rngs):  # fixed draw order per member: actor then critic
-            self.actor.reset_member(i, rng.init)
-            self.critic.reset_member(i, rng.init)
+        self._init_members()
         self.actor.to(self.device)
         self.critic.to(self.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
