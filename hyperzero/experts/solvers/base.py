@@ -205,6 +205,7 @@ class StackedLearner:
     rngs: list[MemberRNG]
     actor: nn.Module
     critic: nn.Module
+    critic_opt: torch.optim.Optimizer
     updates: int
 
     def _set_members(self, obs_dim: int, act_dim: int, config, seeds: Sequence[int],
@@ -226,6 +227,17 @@ class StackedLearner:
         for i, rng in enumerate(self.rngs):
             self.actor.reset_member(i, rng.init)  # type: ignore[operator]
             self.critic.reset_member(i, rng.init)  # type: ignore[operator]
+
+    def _critic_step(self, obs: torch.Tensor, act: torch.Tensor, y: torch.Tensor) -> dict[str, np.ndarray]:
+        """One Adam step of the twin critics towards the targets y [N, B]: MSE(Q1) + MSE(Q2) per member, summed."""
+        with self.autocast():
+            q = self.critic(obs, act).float()
+        critic_loss = ((q - y.unsqueeze(1)) ** 2).mean(dim=-1).sum(dim=1)  # [N]
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.sum().backward()
+        self.critic_opt.step()
+        self.updates += 1
+        return {"critic_loss": critic_loss.detach().cpu().numpy(), "q1_mean": q[:, 0].mean(-1).detach().cpu().numpy()}
 
     # ------------------------------------------------------------------ what a solver defines
     def act(self, obs: np.ndarray, fp32: bool = False) -> np.ndarray:

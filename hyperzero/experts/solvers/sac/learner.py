@@ -85,14 +85,7 @@ class EnsembleSAC(StackedLearner):
                 target_q = self.critic_target(next_obs, next_act).float()  # [N, 2, B]
             # soft value of the bootstrap state; rew, discount: n-step (StackedReplay.sample)
             y = rew + discount * (target_q.min(dim=1).values - alpha * next_log_prob.float())
-        with self.autocast():
-            q = self.critic(obs, act).float()
-        critic_loss = ((q - y.unsqueeze(1)) ** 2).mean(dim=-1).sum(dim=1)  # MSE(Q1)+MSE(Q2) per member [N]
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.sum().backward()
-        self.critic_opt.step()
-        self.updates += 1
-        metrics = {"critic_loss": critic_loss.detach().cpu().numpy(), "q1_mean": q[:, 0].mean(-1).detach().cpu().numpy()}
+        metrics = self._critic_step(obs, act, y)
         if update_actor:
             self.critic.requires_grad_(False)  # no critic weight gradients in the actor step
             with self.autocast():
