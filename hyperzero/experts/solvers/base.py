@@ -99,6 +99,16 @@ class SolverConfigBase:
     def check_own(self, need) -> None:
         """The solver's own fields' range checks: `need(condition, field, message)`."""
 
+    def replay_bytes(self, obs_dim: int, act_dim: int, members: int) -> int:
+        """The replay buffers of `members` experts (storage for min(capacity, train_steps) rows each)."""
+        s: Any = self
+        return members * min(s.replay_capacity, s.train_steps) * ((2 * obs_dim + act_dim + 3) * 4 + 1)
+
+    def mlp_parameters(self, inp: int, out: int) -> int:
+        """Weights and biases of one of the solver's MLPs (hidden_sizes) from `inp` to `out` features."""
+        dims = [inp, *self.hidden_sizes, out]  # type: ignore[attr-defined]
+        return sum(a * b + b for a, b in zip(dims, dims[1:]))
+
     def to_dict(self) -> dict:
         import dataclasses
 

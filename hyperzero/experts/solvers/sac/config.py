@@ -61,13 +61,8 @@ class SACConfig(SolverConfigBase):
 
     def memory_bytes(self, obs_dim: int, act_dim: int, members: int) -> dict[str, int]:
         """Estimated peak memory of one ensemble (bytes), as TD3Config.memory_bytes: a bound, not a measurement."""
-        rows = min(self.replay_capacity, self.train_steps)
-        replay = members * rows * ((2 * obs_dim + act_dim + 3) * 4 + 1)
-        widths = list(self.hidden_sizes)
-
-        def mlp(inp: int, out: int) -> int:
-            dims = [inp, *widths, out]
-            return sum(a * b + b for a, b in zip(dims, dims[1:]))
+        replay = self.replay_bytes(obs_dim, act_dim, members)
+        widths, mlp = list(self.hidden_sizes), self.mlp_parameters
 
         # actor: online, gradient, two Adam moments; critics: the same plus the target
         networks = members * (mlp(obs_dim, 2 * act_dim) * 4 + 2 * mlp(obs_dim + act_dim, 1) * 5) * 4

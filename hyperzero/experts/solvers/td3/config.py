@@ -65,13 +65,8 @@ class TD3Config(SolverConfigBase):
         """Estimated peak memory of one ensemble of `members` experts in one process, by part (bytes): the
         replay buffers, the networks with their targets, gradients and Adam moments, and one update's batch
         and activations. A bound for refusing what cannot fit, not a measurement (within ~2x of one)."""
-        rows = min(self.replay_capacity, self.train_steps)
-        replay = members * rows * ((2 * obs_dim + act_dim + 3) * 4 + 1)
-        widths = list(self.hidden_sizes)
-
-        def mlp(inp: int, out: int) -> int:
-            dims = [inp, *widths, out]
-            return sum(a * b + b for a, b in zip(dims, dims[1:]))
+        replay = self.replay_bytes(obs_dim, act_dim, members)
+        widths, mlp = list(self.hidden_sizes), self.mlp_parameters
 
         params = mlp(obs_dim, act_dim) + 2 * mlp(obs_dim + act_dim, 1)
         networks = members * params * 4 * 5  # online, target, gradient, two Adam moments
