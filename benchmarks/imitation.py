@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -50,20 +49,6 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
-def link_experts(base: Path, out: Path) -> None:
-    """Hard-link the base run's experts into a fresh variant directory (atomic rewrites never touch the base)."""
-    if (out / "experts").exists():
-        return
-    if not (base / "experts").is_dir():
-        raise SystemExit(f"--base {base}: no experts/ folder; run `hyperzero run <preset> --out {base} "
-                         f"--stop-after experts` first")
-    out.mkdir(parents=True, exist_ok=True)
-    staging = out / "experts.linking"
-    shutil.rmtree(staging, ignore_errors=True)
-    subprocess.run(["cp", "-al", str(base / "experts"), str(staging)], check=True)
-    os.replace(staging, out / "experts")
-
-
 def run(args) -> int:
     names = args.variants.split(",") if args.variants else list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
@@ -72,11 +57,11 @@ def run(args) -> int:
     hyperzero = str(Path(sys.executable).with_name("hyperzero"))
     for name in names:
         out = Path(args.root) / args.preset / name
-        if args.base:
-            link_experts(Path(args.base), out)
         methods, changes = VARIANTS[name]
         overrides = [f"fit.methods=[{','.join(methods)}]", "evaluate.videos=false", *changes, *(args.set or [])]
         cmd = [hyperzero, "run", args.preset, "--out", str(out), "--no-progress"]
+        if args.base and not (out / "experts").exists():  # linked once; a resumed variant has them already
+            cmd += ["--experts-from", args.base]
         for o in overrides:
             cmd += ["--set", o]
         load_before, start = os.getloadavg(), time.time()

@@ -28,6 +28,10 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true",
                    help="accept a config that differs from the run directory's; the stages it affects are redone "
                         "(their old outputs are moved to RUN/stale/)")
+    p.add_argument("--experts-from", default=None, metavar="RUN_DIR",
+                   help="use the finished experts of another run directory made with the same family, contexts and "
+                        "experts section (hard links, nothing retrained), e.g. to fit them under another split "
+                        "protocol; refused, naming the difference, otherwise")
     p.add_argument("--stop-after", choices=("experts", "dataset", "fits", "eval", "report"), default=None,
                    help="stop after this stage")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -55,8 +59,10 @@ def run(args) -> int:
     from hyperzero.launchers.pipeline import Runtime, run_pipeline
 
     if args.list:
-        for name, description in list_presets().items():
-            print(f"{name:28s} {description}")
+        presets = list_presets()
+        width = max(map(len, presets))
+        for name, description in presets.items():
+            print(f"{name:{width}s}  {description}")
         return 0
     if not args.config:
         raise ValueError("give a preset name or a config file, e.g. `hyperzero run quickstart`; "
@@ -68,7 +74,7 @@ def run(args) -> int:
     runtime = Runtime(executor=args.executor, address=args.address, device=args.device,
                       progress=not args.no_progress)
     run_dir = run_pipeline(args.config, args.out, overrides_of(args), force=args.force, runtime=runtime,
-                           stop_after=args.stop_after)
+                           stop_after=args.stop_after, experts_from=args.experts_from)
     summary = run_dir / "eval" / "summary.md"
     if summary.exists():
         print(summary.read_text())

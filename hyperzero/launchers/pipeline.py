@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 from hyperzero.launchers.config import PipelineConfig, resolve_contexts, resolve_pipeline_config
 from hyperzero.launchers.config_files import load_config_source, override_items
 from hyperzero.launchers.resources import check_device_names, check_local_devices, check_memory
-from hyperzero.launchers.rundir import check_and_write_config, prepare_run_dir, previous_config, run_dir_for
+from hyperzero.launchers.rundir import check_and_write_config, check_experts_source, link_experts, prepare_run_dir, previous_config, run_dir_for
 from hyperzero.utils.integrity import CorruptFileError, remove_temp_files, verify
 from hyperzero.utils.io import atomic_write_json, ensure_directory, read_json
 from hyperzero.utils.lock import run_dir_lock
@@ -160,7 +160,8 @@ STAGE_FUNCTIONS: dict[str, Callable[[Path, PipelineConfig, Runtime], None]] = {
 # ------------------------------------------------------------------------------------------ the run
 def run_pipeline(source: str | Path | Mapping, out_dir: str | Path | None = None,
                  overrides: Sequence[str] | Mapping[str, Any] = (), force: bool = False,
-                 runtime: Runtime | None = None, stop_after: str | None = None) -> Path:
+                 runtime: Runtime | None = None, stop_after: str | None = None,
+                 experts_from: str | Path | None = None) -> Path:
     """Run (or resume) every stage of `source` in `out_dir`; returns the run directory. The Python form of
     `hyperzero run` (docs/pipeline.md, "From Python").
 
@@ -172,6 +173,9 @@ def run_pipeline(source: str | Path | Mapping, out_dir: str | Path | None = None
         from hyperzero.launchers.pipeline import run_pipeline
         run_dir = run_pipeline({"family": "cheetah-run", "contexts": {"grid": {"speed": [-4, 2, 4]}}},
                                out_dir="runs/mine", overrides={"experts.train_steps": 2000})
+
+    `experts_from` is another run directory whose finished experts this run uses (hard links; same family,
+    contexts and experts section, else refused): e.g. the same experts under another split protocol.
 
     The whole config is checked before anything is written; the run directory is locked for the
     duration (a second command on it is refused, naming this one).
@@ -188,6 +192,7 @@ def run_pipeline(source: str | Path | Mapping, out_dir: str | Path | None = None
     if runtime.executor == "local":  # Ray workers may run elsewhere: their hardware counts, not this machine's
         check_local_devices(config, runtime.device)
         check_memory(config)
+    experts_source = None if experts_from is None else check_experts_source(experts_from, config)
     run_dir = ensure_directory(run_dir_for(config, source, out_dir), "run directory (--out)")
     with run_dir_lock(run_dir):
         leftovers = remove_temp_files(run_dir)
@@ -195,6 +200,8 @@ def run_pipeline(source: str | Path | Mapping, out_dir: str | Path | None = None
             say(f"removed {len(leftovers)} temporary file(s) left by an interrupted write "
                 f"({', '.join(rel(run_dir, p) for p in leftovers[:3])}{' ...' if len(leftovers) > 3 else ''})")
         check_and_write_config(run_dir, config, where, force)
+        if experts_source is not None:
+            link_experts(experts_source, run_dir)
         info_path = run_dir / "run_info.json"  # the previous invocation's record: replaced, but not without a word
         if info_path.exists():
             try:
@@ -206,7 +213,8 @@ def run_pipeline(source: str | Path | Mapping, out_dir: str | Path | None = None
                                                          "fit": list(config.fit.sweep.seeds)},
                        stage="pipeline", source=where if isinstance(source, Mapping) else str(source),
                        overrides=list(overrides), packing=config.packing_record(),
-                       runtime={"executor": runtime.executor, "address": runtime.address, "device": runtime.device})
+                       runtime={"executor": runtime.executor, "address": runtime.address, "device": runtime.device},
+                       experts_from=None if experts_source is None else str(experts_source))
         _run_stages(run_dir, config, runtime, stop_after)
     return run_dir
 

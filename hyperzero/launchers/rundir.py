@@ -2,13 +2,15 @@
 resume it (`<run>/config.yaml`; what a change invalidates is in hyperzero.launchers.config)."""
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from hyperzero.launchers.config import PipelineConfig, config_differences, incompatible, invalidated_stages, resolve_pipeline_config
 from hyperzero.launchers.config_files import dump_yaml, load_config_source
 from hyperzero.utils.integrity import CorruptFileError, read_verified_bytes
-from hyperzero.utils.io import atomic_write_text, ensure_directory, read_json
+from hyperzero.utils.io import atomic_write_json, atomic_write_text, ensure_directory, read_json
 from hyperzero.utils.lock import run_dir_lock
 from hyperzero.utils.outputs import adopt, say, set_aside
 
@@ -95,3 +97,73 @@ def prepare_run_dir(source: str | Path | Mapping, out_dir: str | Path | None, ov
     with run_dir_lock(run_dir):
         check_and_write_config(run_dir, config, where, force)
     return run_dir, config
+
+
+# Keys of the `experts:` section that only say how the experts are trained, not what they are.
+EXPERT_SCHEDULING_KEYS = ("experts.num_workers",)
+EXPERTS_SOURCE = "experts_source.json"  # in <run>/experts/: where a linked experts/ folder came from
+
+
+def check_experts_source(source_run: str | Path, config: PipelineConfig) -> Path:
+    """The run directory whose finished experts a new run may use (`hyperzero run --experts-from`), checked before
+    anything is written: it must have been made with the same family, contexts and `experts:` section, and every
+    one of its experts (and its gate, if any) must be finished and intact, since an unfinished expert would keep
+    training into files both runs share. Returns its absolute path; refused naming the difference otherwise."""
+    import yaml
+
+    from hyperzero.envs import context_id
+    from hyperzero.experts.outputs import expert_check
+    from hyperzero.launchers.config import resolve_contexts
+    from hyperzero.launchers.config_files import load_yaml
+
+    source_run = Path(source_run).resolve()
+    config_path = source_run / "config.yaml"
+    if not config_path.exists():
+        raise ValueError(f"--experts-from {source_run}: no config.yaml there; give the directory of a `hyperzero run`")
+    try:
+        source_config = load_yaml(read_verified_bytes(config_path).decode("utf-8"))
+    except (CorruptFileError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ValueError(f"--experts-from {source_run}: its config.yaml cannot be trusted "
+                         f"({getattr(e, 'reason', type(e).__name__)}); resume that run first") from e
+    differ = [d for d in config_differences(source_config, config.to_dict())
+              if d.split(".")[0] in ("family", "contexts", "experts") and d not in EXPERT_SCHEDULING_KEYS]
+    if differ:
+        raise ValueError(f"--experts-from {source_run}: its experts were made with another config "
+                         f"({', '.join(differ[:6])}{' ...' if len(differ) > 6 else ''} differ); give a run whose "
+                         f"family, contexts and experts sections are this config's")
+    tasks = [context_id(c) for c in resolve_contexts(config.family, config.contexts)]
+    unfinished = [t for t in tasks if not expert_check(source_run / "experts" / t).ok]
+    if unfinished:
+        raise ValueError(f"--experts-from {source_run}: experts {unfinished[:4]}{' ...' if len(unfinished) > 4 else ''}"
+                         f" are not finished and intact; run `hyperzero run` on {source_run} first")
+    if config.experts.gate is not None and not (source_run / "experts" / "gate.json").exists():
+        raise ValueError(f"--experts-from {source_run}: its quality gate has not run (no experts/gate.json); "
+                         f"finish that run's experts stage first")
+    return source_run
+
+
+def link_experts(source_run: Path, run_dir: Path) -> None:
+    """Give `run_dir` the experts of a run `check_experts_source` accepted, as hard links (copies across file
+    systems). Linking again from the same source is a no-op; `run_dir` having other experts is an error."""
+    experts_dir = run_dir / "experts"
+    marker = experts_dir / EXPERTS_SOURCE
+    if experts_dir.exists():
+        if marker.exists() and read_json(marker).get("run") == str(source_run):
+            return
+        raise ValueError(f"--experts-from {source_run}: {experts_dir} exists already (its own experts, or linked from "
+                         f"another run); use a new --out directory, or drop --experts-from to resume this run")
+    staging = run_dir / "experts.linking"
+    shutil.rmtree(staging, ignore_errors=True)  # a link killed half-way
+    shutil.copytree(source_run / "experts", staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".shadow"))
+    atomic_write_json(staging / EXPERTS_SOURCE, {"run": str(source_run)})
+    os.replace(staging, experts_dir)
+    say(f"experts: linked the finished experts of {source_run}")
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (every later write to a run replaces files, never changes them in place), or a copy where the
+    two runs are on different file systems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

@@ -1,0 +1,85 @@
+"""`hyperzero run --experts-from RUN`: a run uses another run's finished experts (hard links) when, and only when,
+they were made with the same family, contexts and experts section."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hyperzero.launchers.pipeline import Runtime, run_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+QUIET = Runtime(progress=False)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("experts-from") / "source"
+    run_pipeline("tiny", run, ["fit.seeds=[0]"], runtime=QUIET, stop_after="experts")
+    return run
+
+
+def test_linked_experts_are_used_not_retrained(source, tmp_path, capsys):
+    other = tmp_path / "other"
+    # a different fit setting: the experts are the same, so they are linked and the stage skips
+    run_pipeline("tiny", other, ["fit.seeds=[0]", "fit.steps=12"], runtime=QUIET, stop_after="dataset",
+                 experts_from=source)
+    err = capsys.readouterr().err
+    assert f"linked the finished experts of {source.resolve()}" in err
+    assert "experts: all 3 experts finished and valid; skipped" in err
+    experts = sorted(source.glob("experts/*/expert.pt"))
+    assert len(experts) == 3
+    for path in experts:
+        linked = other / path.relative_to(source)
+        assert os.path.samefile(path, linked)  # hard links: nothing copied, nothing retrained
+    assert (other / "dataset" / "manifest.json").exists()
+    info = json.loads((other / "run_info.json").read_text())
+    assert info["experts_from"] == str(source.resolve())
+    # resuming with the same source is a no-op; another source into a run that has experts is refused
+    run_pipeline("tiny", other, ["fit.seeds=[0]", "fit.steps=12"], runtime=QUIET, stop_after="experts",
+                 experts_from=source)
+    copy = tmp_path / "copy"
+    shutil.copytree(source, copy)
+    with pytest.raises(ValueError, match="exists already"):
+        run_pipeline("tiny", other, ["fit.seeds=[0]", "fit.steps=12"], runtime=QUIET, experts_from=copy)
+
+
+def test_experts_of_another_config_are_refused(source, tmp_path):
+    for override, key in (("experts.train_steps=300", "experts.train_steps"),
+                          ("contexts.grid.speed=[-4,2,5]", "contexts.grid.speed")):
+        run = tmp_path / key
+        with pytest.raises(ValueError, match=rf"{key} differ.*whose family, contexts and experts sections"):
+            run_pipeline("tiny", run, ["fit.seeds=[0]", override], runtime=QUIET, experts_from=source)
+        assert not run.exists()  # refused before anything is written
+    # scheduling only (how many workers) does not change what the experts are
+    run = tmp_path / "workers"
+    run_pipeline("tiny", run, ["fit.seeds=[0]", "experts.num_workers=2"], runtime=QUIET, stop_after="experts",
+                 experts_from=source)
+    linked = sorted(run.glob("experts/*/expert.pt"))
+    assert len(linked) == 3 and all(os.path.samefile(p, source / p.relative_to(run)) for p in linked)
+
+
+def test_unfinished_or_missing_source_is_refused(source, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(source, unfinished)
+    task = sorted(p.parent for p in unfinished.glob("experts/*/summary.json"))[0]
+    (task / "summary.json").unlink()
+    with pytest.raises(ValueError, match=rf"experts \['{task.name}'\] are not finished"):
+        run_pipeline("tiny", tmp_path / "a", ["fit.seeds=[0]"], runtime=QUIET, experts_from=unfinished)
+    with pytest.raises(ValueError, match="no config.yaml there"):
+        run_pipeline("tiny", tmp_path / "b", ["fit.seeds=[0]"], runtime=QUIET, experts_from=tmp_path / "nowhere")
+
+
+def test_the_option_is_on_the_command_line(source, tmp_path):
+    env = {**os.environ, "MUJOCO_GL": "egl"}
+    out = subprocess.run([sys.executable, "-m", "hyperzero", "run", "tiny", "--out", str(tmp_path / "cli"),
+                          "--set", "fit.seeds=[0]", "--experts-from", str(source), "--stop-after", "experts",
+                          "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "linked the finished experts" in out.stderr
+    help_text = subprocess.run([sys.executable, "-m", "hyperzero", "run", "--help"], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=120).stdout
+    assert "--experts-from RUN_DIR" in help_text
