@@ -1,16 +1,24 @@
-"""The paper's nine settings at reduced scale: run them, publish each result, and tabulate all of them.
+"""The paper's nine settings at reduced scale and at the paper's density: run them, publish each result, and
+tabulate all of them.
 
     # run (resumable: rerun the same command after a crash or a new session; finished settings are skipped)
     nohup .venv/bin/python benchmarks/paper_settings.py run --root $HOME/hz-runs/nine --executor ray > nine.log 2>&1 &
+    # the dense settings, reward first; after each reward setting its HyPoGen-split row on the same experts
+    nohup .venv/bin/python benchmarks/paper_settings.py run --scale dense --root $HOME/hz-runs/dense > dense.log 2>&1 &
     # copy one finished run's small results into docs/results/<setting>/ (run does this itself)
     .venv/bin/python benchmarks/paper_settings.py publish cheetah-run-reward-small --root $HOME/hz-runs/nine
     # the nine-row markdown table of docs/results/README.md, from what is published
     .venv/bin/python benchmarks/paper_settings.py table
     # and the probability-of-improvement table beside it
     .venv/bin/python benchmarks/paper_settings.py improvement
+    # the dense table beside the reduced one, HyPoGen's numbers, and a verdict per setting on interpolation pairs
+    .venv/bin/python benchmarks/paper_settings.py dense-table
+    .venv/bin/python benchmarks/paper_settings.py verdicts
 
-Each setting is `hyperzero run <family>-<kind>-small --out <root>/<setting>`; its stage wall times are in the
-run's stage_times.json and are copied with the results, with the experts' and fits' CPU time (cpu_time.json).
+Each setting is `hyperzero run <family>-<kind>-<small|dense> --out <root>/<setting>`; a parity setting
+(`<family>-reward-dense-hypogen`, HyPoGen's 20 % / 80 % split) runs on the experts of its dense run
+(`--experts-from`). Stage wall times are in the run's stage_times.json and are copied with the results, with the
+experts' and fits' CPU time (cpu_time.json).
 """
 from __future__ import annotations
 
@@ -36,6 +44,17 @@ ORDER = [f"{fam}-{kind}-small" for fam, kind in
          [("cheetah-run", "reward"), ("finger-spin", "reward"), ("cheetah-run", "dynamics"),
           ("walker-walk", "reward"), ("finger-spin", "dynamics"), ("finger-spin", "both"),
           ("cheetah-run", "both"), ("walker-walk", "dynamics"), ("walker-walk", "both")]]
+# The dense settings: the three reward settings first (cheetah, finger, walker), each followed by its parity run on
+# the same experts (HyPoGen's split), then the other six, cheapest first.
+DENSE_ORDER = [f"{fam}-{kind}-dense" for fam, kind in
+               [("cheetah-run", "reward"), ("finger-spin", "reward"), ("walker-walk", "reward"),
+                ("cheetah-run", "dynamics"), ("finger-spin", "dynamics"), ("finger-spin", "both"),
+                ("cheetah-run", "both"), ("walker-walk", "dynamics"), ("walker-walk", "both")]]
+PARITY = {f"{fam}-reward-dense-hypogen": f"{fam}-reward-dense" for fam in FAMILIES}  # parity run -> experts' run
+SCALES = {"small": ORDER, "dense": [s for d in DENSE_ORDER for s in (d, *[p for p, src in PARITY.items() if src == d])]}
+ALL_SETTINGS = ORDER + SCALES["dense"]
+METHODS = ["hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa_td", "maml", "pearl",
+           "context_blind"]
 # Held-out average return reported in HyPoGen's Table 1 (ICLR 2025; 1M-step TD3 experts, 20 % train / 80 % test
 # split, checkpoints picked on test return), transcribed from a summary of that table, not checked against the paper.
 HYPOGEN_TABLE = {  # setting: (HyperZero, HyPoGen, expert)
@@ -64,11 +83,13 @@ def run(settings: list[str], root: Path, executor: str = "local") -> None:
         if (RESULTS / setting / "summary.csv").exists() and (out / "eval" / "done.json").exists():
             print(f"{setting}: published; skipped", flush=True)
             continue
-        print(f"{setting}: hyperzero run {setting} --out {out} --executor {executor}", flush=True)
+        command = [sys.executable, "-m", "hyperzero", "run", setting, "--out", str(out), "--executor", executor,
+                   "--no-progress"]
+        if setting in PARITY and not (out / "experts").exists():  # linked once; a resumed run has them
+            command += ["--experts-from", str(root / PARITY[setting])]
+        print(f"{setting}: {' '.join(command[2:])}", flush=True)
         with open(root / f"{setting}.log", "a") as log:
-            code = subprocess.call([sys.executable, "-m", "hyperzero", "run", setting, "--out", str(out),
-                                    "--executor", executor, "--no-progress"],
-                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            code = subprocess.call(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         if code != 0:
             sys.exit(f"{setting}: hyperzero run exited with {code}; see {root / (setting + '.log')}; "
                      "rerun this command to resume")
@@ -144,8 +165,7 @@ def _cpu_hours(setting: str) -> float | None:
 
 
 def table() -> str:
-    methods = ["hyperzero", "hyperzero_without_td", "hyperzero_without_q", "mlp_policy", "mlp_uvfa_td", "maml",
-               "pearl", "context_blind"]
+    methods = METHODS
     head = ("| setting | " + " | ".join(methods) + " | expert (ours) | HyPoGen T1: HyperZero / HyPoGen / expert "
             "| hours (2 cores): wall (CPU) |")
     lines = [head, "|" + "---|" * (len(methods) + 4)]
@@ -201,6 +221,81 @@ def improvement_table() -> str:
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
+def _held_out(setting: str, method: str = "hyperzero", group: str | None = None) -> list:
+    """The scored held-out rows of one method in a published setting (one position group, or all)."""
+    from hyperzero.evaluation.metrics import read_results, test_rows
+    from hyperzero.evaluation.stats import rows_of_group
+
+    rows = read_results(RESULTS / setting / "results.csv")
+    rows = rows_of_group(rows, group) if group else test_rows(rows)
+    return [r for r in rows if r.method == method and not r.excluded]
+
+
+def _group_cell(setting: str, group: str | None) -> str:
+    """HyperZero's held-out IQM score [95 % interval] over all pairs or one position group, as the setting's report
+    gives it, then the raw ratio as HyPoGen's table computes it (mean return / mean expert return over the same
+    pairs), the mean raw return and the pair count."""
+    rows = _held_out(setting, group=group)
+    if not rows:
+        return "no pairs"
+    ratio = sum(r.return_mean for r in rows) / sum(r.expert_return for r in rows)
+    raw = f"R/E {ratio:.2f} (R {sum(r.return_mean for r in rows) / len(rows):.0f}), {len(rows)} pairs"
+    published = (_rows_by(RESULTS / setting / "summary.csv") if group is None
+                 else _rows_by(RESULTS / setting / "positions.csv", group)).get("hyperzero")
+    if published is None or published["iqm_score"] in ("", "nan"):  # too few pairs for an IQM
+        return raw
+    return f"{_cell(published).split('<br>')[0]}<br>{raw}"
+
+
+def dense_table() -> str:
+    """Per setting: HyperZero held out at reduced scale and at density (all pairs, between, outside), HyPoGen's
+    Table 1 ratios, and for the reward settings the same experts under HyPoGen's split."""
+    lines = ["| setting | reduced (-small): all held-out pairs | dense: all | dense: between training tasks | "
+             "dense: outside | dense, HyPoGen's split (20 / 80): all | HyPoGen T1: HyperZero / HyPoGen, ÷ expert | "
+             "dense: CPU-hours |", "|" + "---|" * 8]
+    for fam in FAMILIES:
+        for kind in KINDS:
+            small, dense, parity = f"{fam}-{kind}-small", f"{fam}-{kind}-dense", f"{fam}-{kind}-dense-hypogen"
+            hz, hypogen, expert = HYPOGEN_TABLE[f"{fam}-{kind}"]
+            cells = [_group_cell(small, None) if (RESULTS / small / "results.csv").exists() else "not run"]
+            if (RESULTS / dense / "results.csv").exists():
+                cells += [_group_cell(dense, g) for g in (None, "between", "outside")]
+            else:
+                cells += ["not run yet", "", ""]
+            if parity in PARITY:
+                cells.append(_group_cell(parity, None) if (RESULTS / parity / "results.csv").exists() else "not run yet")
+            else:
+                cells.append("–")
+            cpu = _cpu_hours(dense) if (RESULTS / dense).exists() else None
+            cells += [f"{hz / expert:.2f} / {hypogen / expert:.2f}", "" if cpu is None else f"{cpu:.1f}"]
+            name = f"[{dense}]({dense}/report.md)" if (RESULTS / dense / "report.md").exists() else dense
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdicts(group: str = "between") -> str:
+    """Per published dense setting, on its held-out pairs of `group`: whether HyperZero beats each baseline and each
+    ablation (P(HyperZero > X) with its 95 % interval: above 0.5 = beats, below = behind, else level), and how close
+    it is to the expert."""
+    from hyperzero.evaluation.metrics import read_results
+    from hyperzero.evaluation.stats import aggregate, rows_of_group
+
+    lines = [f"| setting | HyperZero on pairs {group} training tasks | beats | level with | behind |", "|---|---|---|---|---|"]
+    for setting in SCALES["dense"]:
+        if not (RESULTS / setting / "results.csv").exists():
+            continue
+        rows = [r for r in rows_of_group(read_results(RESULTS / setting / "results.csv"), group) if not r.excluded]
+        beats, level, behind = [], [], []
+        for m in [m for m in METHODS if m != "hyperzero" and any(r.method == m for r in rows)]:
+            hz = next((x for x in aggregate(rows, baseline=m) if x.method == "hyperzero"), None)
+            if hz is None or hz.poi != hz.poi:  # no common pairs
+                continue
+            cell = f"{m} ({hz.poi:.2f} [{hz.poi_lo:.2f}, {hz.poi_hi:.2f}])"
+            (beats if hz.poi_lo > 0.5 else behind if hz.poi_hi < 0.5 else level).append(cell)
+        lines.append(f"| {setting} | {_group_cell(setting, group)} | {', '.join(beats) or '–'} | "
+                     f"{', '.join(level) or '–'} | {', '.join(behind) or '–'} |")
+    return "\n".join(lines)
+
 
 def _cell(row: dict | None) -> str:
     if row is None:
@@ -239,13 +334,16 @@ def main() -> None:
     sub = ap.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run the settings in order (resumable), publishing each as it finishes")
     r.add_argument("--root", type=Path, default=Path.home() / "hz-runs" / "nine", help="folder of the run dirs")
-    r.add_argument("--settings", nargs="+", default=ORDER, choices=ORDER, metavar="SETTING",
-                   help=f"which settings, in this order (default: all nine: {' '.join(ORDER)})")
+    r.add_argument("--scale", choices=tuple(SCALES), default="small",
+                   help="small: the nine reduced settings; dense: the nine at the paper's density, each reward setting "
+                        "followed by its HyPoGen-split run on the same experts")
+    r.add_argument("--settings", nargs="+", default=None, choices=ALL_SETTINGS, metavar="SETTING",
+                   help="which settings, in this order (default: every setting of --scale, in its order)")
     r.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="hyperzero run's executor: local processes (one fit per core, docs/pipeline.md) or Ray "
                         "tasks (one one-thread fit per CPU, also across a cluster)")
     p = sub.add_parser("publish", help="copy a finished run's small results into docs/results/<setting>/")
-    p.add_argument("setting", choices=ORDER)
+    p.add_argument("setting", choices=ALL_SETTINGS)
     p.add_argument("--root", type=Path, default=Path.home() / "hz-runs" / "nine")
     p.add_argument("--run", type=Path, default=None, help="the finished run directory (default: ROOT/SETTING)")
     p.add_argument("--keep-before", action="store_true",
@@ -253,15 +351,23 @@ def main() -> None:
     sub.add_parser("before-after", help="print held-out before / after and cloning per republished setting")
     sub.add_parser("table", help="print the nine-row markdown table from docs/results/*-small/")
     sub.add_parser("improvement", help="print P(HyperZero > each baseline and ablation) per published setting")
+    sub.add_parser("dense-table", help="print the dense table beside the reduced one and HyPoGen's ratios")
+    v = sub.add_parser("verdicts", help="print, per dense setting, which methods HyperZero beats on held-out pairs")
+    v.add_argument("--group", choices=("between", "outside"), default="between",
+                   help="held-out pairs between the training tasks (interpolation) or outside them")
     args = ap.parse_args()
     if args.command == "run":
-        run(args.settings, args.root, args.executor)
+        run(args.settings or SCALES[args.scale], args.root, args.executor)
     elif args.command == "publish":
         publish(args.setting, args.run or args.root / args.setting, keep_before=args.keep_before)
     elif args.command == "before-after":
         print(before_after_table())
     elif args.command == "improvement":
         print(improvement_table())
+    elif args.command == "dense-table":
+        print(dense_table())
+    elif args.command == "verdicts":
+        print(verdicts(args.group))
     else:
         print(table())
 
