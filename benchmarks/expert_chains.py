@@ -2,9 +2,11 @@
 
 "scratch" trains every task for the preset's train_steps; "chained" trains a few anchors per direction from
 scratch, then every other task warm-started from its nearest finished expert of the same direction for
-`experts.chain.steps` (hyperzero.experts.chain). Both go through the same quality gate, into separate folders
-(they share nothing: the chained anchors are trained again). Then one markdown table, also written to
-OUT/table.md with the numbers in OUT/results.json:
+`experts.chain.steps` (hyperzero.experts.chain). Each way is the experts stage of a `hyperzero run` of the preset
+(`--stop-after experts`, chains switched on or off) in its own run directory, OUT/scratch and OUT/chained, through
+the same quality gate (they share nothing: the chained anchors are trained again). Either run directory can then be
+finished as the setting's run: `hyperzero run PRESET --out OUT/chained` (with `--set experts.chain.enabled=false`
+for OUT/scratch). Then one markdown table, also written to OUT/table.md with the numbers in OUT/results.json:
 
     way | experts | CPU-min / expert | gate pass rate | mean return | mean return / ceiling | neighbour action distance
 
@@ -19,12 +21,11 @@ A smoke test on a tiny setting (a minute; the numbers mean nothing):
     .venv/bin/python benchmarks/expert_chains.py tiny --out /tmp/chains --smoke
 
 Resumable: rerun the same command (finished experts are skipped). Long on a dense preset: run it in the
-background, not beside another benchmark.
+background, not beside another benchmark. `--executor ray` trains each way's ensembles as Ray tasks.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SMOKE = ["contexts.grid={speed: [-3, -2, 1, 2, 3, 4]}", "experts.train_steps=300", "experts.gate.enabled=true",
-         "experts.gate.max_retries=0", "experts.chain.enabled=true", "experts.chain.anchors=1",
+         "experts.gate.max_retries=0", "experts.chain.anchors=1",
          "experts.chain.steps=200", "experts.ensemble_size=3"]
 
 
@@ -79,29 +80,30 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides, as hyperzero run")
     p.add_argument("--episodes", type=int, default=1, help="rollout episodes per expert for the action distance")
     p.add_argument("--smoke", action="store_true", help="a tiny grid and budget (" + "; ".join(SMOKE) + ")")
+    p.add_argument("--executor", choices=("local", "ray"), default="local", help="as hyperzero run's --executor")
     args = p.parse_args()
 
-    from hyperzero.experts import train_experts
-    from hyperzero.experts.chain import ChainConfig
-    from hyperzero.launchers.config import expert_settings, resolve_config, resolve_contexts
-    from hyperzero.launchers.config_files import load_config_source
+    from hyperzero.envs import context_id
+    from hyperzero.launchers.config import resolve_contexts
+    from hyperzero.launchers.pipeline import Runtime, run_pipeline
     from hyperzero.utils.hardware import cpu_model
+    from hyperzero.utils.io import read_json
 
-    raw, _ = load_config_source(args.preset)
-    config = resolve_config(raw, (SMOKE if args.smoke else []) + args.set)
-    family = config["family"]
-    contexts = resolve_contexts(family, config["contexts"])
-    solver, gate, ensemble_size, num_workers = expert_settings(config["experts"])
-    chain = ChainConfig(**{**(config["experts"].get("chain") or {}), "enabled": True})
-    results = {"preset": args.preset, "overrides": (SMOKE if args.smoke else []) + args.set, "family": family,
-               "tasks": len(contexts), "cpu": cpu_model(), "chain": dataclasses.asdict(chain), "ways": {}}
-    for way, chained in (("scratch", None), ("chained", chain)):
+    overrides = (SMOKE if args.smoke else []) + args.set
+    results = {"preset": args.preset, "overrides": overrides, "cpu": cpu_model(), "ways": {}}
+    for way, enabled in (("scratch", "false"), ("chained", "true")):
         out = args.out / way
-        print(f"expert_chains: training {len(contexts)} experts {way} into {out}", file=sys.stderr)
-        summaries = train_experts(family, contexts, out, solver, ensemble_size=ensemble_size, num_workers=num_workers,
-                                  gate=gate, chain=chained, progress=not args.smoke)
-        results["ways"][way] = _way_stats(family, out, summaries, args.episodes, solver.max_episode_steps)
-    lines = [f"{family}, {len(contexts)} tasks ({args.preset}{' --smoke' if args.smoke else ''}), {cpu_model()}", "",
+        print(f"expert_chains: the experts of {args.preset}, {way}, in the run directory {out}", file=sys.stderr)
+        run_pipeline(args.preset, out, [*overrides, f"experts.chain.enabled={enabled}"], stop_after="experts",
+                     runtime=Runtime(executor=args.executor, progress=not args.smoke))
+        config = read_json(out / "run_info.json")["config"]
+        family, experts = config["family"], config["experts"]
+        contexts = resolve_contexts(family, config["contexts"])
+        summaries = [read_json(out / "experts" / context_id(c) / "summary.json") for c in contexts]
+        results.update(family=family, tasks=len(contexts), chain={**(experts.get("chain") or {}), "enabled": True})
+        results["ways"][way] = _way_stats(family, out / "experts", summaries, args.episodes,
+                                          experts.get("max_episode_steps"))
+    lines = [f"{results['family']}, {results['tasks']} tasks ({args.preset}{' --smoke' if args.smoke else ''}), {cpu_model()}", "",
              "| way | experts | CPU-min / expert | gate pass rate | mean return | mean return / ceiling | "
              "neighbour action distance |", "|---|---|---|---|---|---|---|"]
     for way, r in results["ways"].items():
