@@ -15,6 +15,7 @@ distance is hyperzero.experts.smoothness's (RMS action difference of grid neighb
 rollout states: lower = the solutions vary more smoothly along the grid).
 
     .venv/bin/python benchmarks/expert_chains.py cheetah-run-reward-dense --out $HOME/hz-runs/chains/cheetah-reward
+    # or one way at a time (the table lists every finished way): --ways chained, later --ways scratch
 
 A smoke test on a tiny setting (a minute; the numbers mean nothing):
 
@@ -33,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+WAYS = {"chained": "true", "scratch": "false"}
 SMOKE = ["contexts.grid={speed: [-3, -2, 1, 2, 3, 4]}", "experts.train_steps=300", "experts.gate.enabled=true",
          "experts.gate.max_retries=0", "experts.chain.anchors=1",
          "experts.chain.steps=200", "experts.ensemble_size=3"]
@@ -69,6 +71,17 @@ def _way_stats(family: str, experts_dir: Path, summaries: list[dict], episodes: 
             "chained_from": {s["task_id"]: s.get("chain", {}).get("source") for s in summaries}}
 
 
+def _finished(run_dir: Path) -> bool:
+    """Whether a way's experts stage finished (every expert's summary written), so a table may list it."""
+    from hyperzero.envs import context_id
+    from hyperzero.launchers.config import resolve_contexts
+    from hyperzero.utils.io import read_json
+
+    config = read_json(run_dir / "run_info.json")["config"]
+    return all((run_dir / "experts" / context_id(c) / "summary.json").exists()
+               for c in resolve_contexts(config["family"], config["contexts"]))
+
+
 def _fmt(x, spec: str) -> str:
     return "–" if x is None else format(x, spec)
 
@@ -81,6 +94,9 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=1, help="rollout episodes per expert for the action distance")
     p.add_argument("--smoke", action="store_true", help="a tiny grid and budget (" + "; ".join(SMOKE) + ")")
     p.add_argument("--executor", choices=("local", "ray"), default="local", help="as hyperzero run's --executor")
+    p.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS),
+                   help="which ways to train, in this order (default: both; chained first, as it is the setting's run); "
+                        "the table lists every way whose experts are finished")
     args = p.parse_args()
 
     from hyperzero.envs import context_id
@@ -91,11 +107,15 @@ def main() -> None:
 
     overrides = (SMOKE if args.smoke else []) + args.set
     results = {"preset": args.preset, "overrides": overrides, "cpu": cpu_model(), "ways": {}}
-    for way, enabled in (("scratch", "false"), ("chained", "true")):
+    for way in args.ways:
         out = args.out / way
         print(f"expert_chains: the experts of {args.preset}, {way}, in the run directory {out}", file=sys.stderr)
-        run_pipeline(args.preset, out, [*overrides, f"experts.chain.enabled={enabled}"], stop_after="experts",
+        run_pipeline(args.preset, out, [*overrides, f"experts.chain.enabled={WAYS[way]}"], stop_after="experts",
                      runtime=Runtime(executor=args.executor, progress=not args.smoke))
+    for way in WAYS:
+        out = args.out / way
+        if not (out / "run_info.json").exists() or (way not in args.ways and not _finished(out)):
+            continue
         config = read_json(out / "run_info.json")["config"]
         family, experts = config["family"], config["experts"]
         contexts = resolve_contexts(family, config["contexts"])
