@@ -56,15 +56,6 @@ INVALIDATES = {
 }
 
 
-def expert_settings(section: Mapping) -> tuple:
-    """A resolved `experts:` section -> (the solver's config, GateConfig or None, ensemble_size, num_workers)."""
-    values = dict(section)
-    sweep = {k: values.pop(k) for k in SWEEP_KEYS if k in values}
-    config = profile_config(sweep.get("profile", "authors"), solver=sweep.get("solver", DEFAULT_SOLVER), **values)
-    gate = GateConfig(**(sweep.get("gate") or {}))
-    return config, (gate if gate.enabled else None), sweep.get("ensemble_size"), sweep.get("num_workers")
-
-
 def _check_fields(section: str, values: Mapping, cls: type, extra: Sequence[str] = (), excluded: Sequence[str] = ()):
     known = {f.name for f in dataclasses.fields(cls)} - set(excluded)
     unknown = sorted(set(values) - known - set(extra))
@@ -278,11 +269,12 @@ def check_experts_section(experts: dict, family: str) -> None:
     for key in ("ensemble_size", "num_workers"):
         if experts.get(key) is not None and experts[key] < 1:
             raise ValueError(f"experts.{key}={experts[key]}: must be >= 1 (or null for the default)")
-    _stage_check("experts", lambda: expert_settings(experts)[0].resolved(family), cls_name=config_class.__name__)
+    _stage_check("experts", lambda: ExpertsSection.from_dict(experts).solver.resolved(family),
+                 cls_name=config_class.__name__)
     if experts.get("chain"):  # steps >= one episode of the experts' own length
         from hyperzero.envs import get_family
 
-        solver = expert_settings(experts)[0].resolved(family)
+        solver = ExpertsSection.from_dict(experts).solver.resolved(family)
         episode = solver.max_episode_steps or get_family(family).episode_steps
         _stage_check("experts.chain", lambda: ChainConfig(**experts["chain"]).validate(
             episode, solver.seed_steps, solver.train_steps))

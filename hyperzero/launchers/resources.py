@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from hyperzero.launchers.config import PipelineConfig, context_dim, expert_settings, model_parameters, resolve_contexts
+from hyperzero.launchers.config import PipelineConfig, context_dim, model_parameters, resolve_contexts
 
 
 def memory_estimate(config: "Mapping | PipelineConfig", cores: int | None = None) -> dict[str, tuple[int, dict[str, int], int]]:
@@ -16,38 +16,34 @@ def memory_estimate(config: "Mapping | PipelineConfig", cores: int | None = None
     from hyperzero.envs import get_family
     from hyperzero.experts.sweep import MAX_ENSEMBLE
 
-    if isinstance(config, PipelineConfig):
-        config = config.to_dict()
+    if not isinstance(config, PipelineConfig):
+        config = PipelineConfig.from_dict(config)
     cores = cores or os.cpu_count() or 1
-    family = config["family"]
+    family = config.family
     fam = get_family(family)
-    contexts = resolve_contexts(family, config["contexts"])
+    contexts = resolve_contexts(family, config.contexts)
     n_tasks = len(contexts)
-    td3, _, ensemble_size, num_workers = expert_settings(config["experts"])
-    td3 = td3.resolved(family)
-    members = min(ensemble_size or MAX_ENSEMBLE, n_tasks)
+    solver, sweep = config.experts.solver.resolved(family), config.experts.settings
+    members = min(sweep.ensemble_size or MAX_ENSEMBLE, n_tasks)
     groups = -(-n_tasks // members)
-    expert_workers = min(num_workers or cores, groups)
-    expert_parts = td3.memory_bytes(fam.obs_dim, fam.act_dim, members)
+    expert_workers = min(sweep.num_workers or cores, groups)
+    expert_parts = solver.memory_bytes(fam.obs_dim, fam.act_dim, members)
 
-    steps = td3.max_episode_steps or fam.episode_steps
+    steps = solver.max_episode_steps or fam.episode_steps
     per_step = (2 * fam.obs_dim + fam.act_dim + 6) * 4  # obs, next_obs, action, reward, q*, discount, ...
-    n_episodes = int(config["dataset"].get("n_episodes", 10))
+    n_episodes = config.dataset.n_episodes
     dataset_bytes = n_tasks * n_episodes * (steps + 1) * per_step
 
-    fit = config["fit"]
-    params = model_parameters(fit, family, context_dim(contexts))
-    n_fits = len(fit["methods"]) * len(fit["seeds"])
-    fit_workers = max(1, min(fit.get("num_workers") or cores, n_fits))
-    model = fit.get("model") or {}
-    width = max([int(model.get("hidden_dim", 256))] + [int(d) for d in model.get("embed_dims", []) or []])
-    batch = int(fit.get("batch_size", 512))
-    val = n_tasks * int(fit.get("val_samples_per_task", 2048)) * per_step
+    fit, fits = config.fit.base, config.fit.sweep
+    params = model_parameters(config.fit.to_dict(), family, context_dim(contexts))
+    fit_workers = max(1, min(fits.num_workers or cores, len(fits.methods) * len(fits.seeds)))
+    width = max([fit.model.hidden_dim, *fit.model.embed_dims])
+    val = n_tasks * fit.val_samples_per_task * per_step
     fit_parts = {"dataset": dataset_bytes, "model": max(params.values(), default=0) * 4 * 6,
-                 "batch": batch * width * 4 * 16, "validation": val}
+                 "batch": fit.batch_size * width * 4 * 16, "validation": val}
 
-    evaluate = config.get("evaluate") or {}
-    frames = int(evaluate.get("video_steps", 300)) * 320 * 240 * 3 if evaluate.get("videos") else 0
+    evaluate = config.evaluate
+    frames = evaluate.video_steps * 320 * 240 * 3 if evaluate.videos else 0
     return {
         "experts": (sum(expert_parts.values()) * expert_workers, expert_parts, expert_workers),
         "dataset": (n_episodes * (steps + 1) * per_step, {"one task's episodes": n_episodes * (steps + 1) * per_step}, 1),

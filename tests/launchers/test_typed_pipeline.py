@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 
 from hyperzero.evaluation import EvalConfig
+from hyperzero.experts.gate import GateConfig
+from hyperzero.experts.profiles import profile_config
+from hyperzero.experts.solvers import DEFAULT_SOLVER
 from hyperzero.launchers import pipeline
-from hyperzero.launchers.config import PipelineConfig, expert_settings, fit_config, resolve_config, resolve_pipeline_config
+from hyperzero.launchers.config import SWEEP_KEYS, PipelineConfig, fit_config, resolve_config, resolve_pipeline_config
 from hyperzero.launchers.config_files import dump_yaml, list_presets, load_config_source
 from hyperzero.launchers.pipeline import Runtime, prepare_run_dir, run_pipeline
 
@@ -27,13 +30,17 @@ def test_typed_config_gives_back_the_resolved_config_of_every_preset(name):
 
 @pytest.mark.parametrize("name", list(list_presets()))
 def test_stages_get_the_settings_the_plain_config_gave(name):
-    """What run_pipeline's stages received from the dict (expert_settings, fit_config, the evaluate section with
+    """What run_pipeline's stages received from the dict (the solver config of its profile and keys, fit_config, the evaluate section with
     every fit) equals what they now read from the typed config."""
     resolved = resolve_config(load_config_source(name)[0])
     typed = PipelineConfig.from_dict(resolved)
-    solver, gate, ensemble_size, num_workers = expert_settings(resolved["experts"])
-    assert typed.experts.solver == solver and typed.experts.gate == gate
-    assert (typed.experts.settings.ensemble_size, typed.experts.settings.num_workers) == (ensemble_size, num_workers)
+    solver_keys = dict(resolved["experts"])
+    sweep = {k: solver_keys.pop(k) for k in SWEEP_KEYS if k in solver_keys}
+    solver = profile_config(sweep.get("profile", "authors"), solver=sweep.get("solver", DEFAULT_SOLVER), **solver_keys)
+    gate = GateConfig(**(sweep.get("gate") or {}))
+    assert typed.experts.solver == solver and typed.experts.gate == (gate if gate.enabled else None)
+    assert (typed.experts.settings.ensemble_size, typed.experts.settings.num_workers) == (
+        sweep.get("ensemble_size"), sweep.get("num_workers"))
     fit = resolved["fit"]
     for device in (None, "cpu"):
         assert typed.fit.configs(device) == [fit_config(fit, m, s, device) for m in fit["methods"] for s in fit["seeds"]]
