@@ -102,11 +102,11 @@ def main() -> None:
     from hyperzero.envs import context_id
     from hyperzero.launchers.config import resolve_contexts
     from hyperzero.launchers.pipeline import Runtime, run_pipeline
-    from hyperzero.utils.hardware import cpu_model
+    from hyperzero.utils.hardware import cpu_kind
     from hyperzero.utils.io import read_json
 
     overrides = (SMOKE if args.smoke else []) + args.set
-    results = {"preset": args.preset, "overrides": overrides, "cpu": cpu_model(), "ways": {}}
+    results = {"preset": args.preset, "overrides": overrides, "cpu": cpu_kind(), "ways": {}}
     for way in args.ways:
         out = args.out / way
         print(f"expert_chains: the experts of {args.preset}, {way}, in the run directory {out}", file=sys.stderr)
@@ -123,7 +123,7 @@ def main() -> None:
         results.update(family=family, tasks=len(contexts), chain={**(experts.get("chain") or {}), "enabled": True})
         results["ways"][way] = _way_stats(family, out / "experts", summaries, args.episodes,
                                           experts.get("max_episode_steps"))
-    lines = [f"{results['family']}, {results['tasks']} tasks ({args.preset}{' --smoke' if args.smoke else ''}), {cpu_model()}", "",
+    lines = [f"{results['family']}, {results['tasks']} tasks ({args.preset}{' --smoke' if args.smoke else ''}), {cpu_kind()}", "",
              "| way | experts | CPU-min / expert | gate pass rate | mean return | mean return / ceiling | "
              "neighbour action distance |", "|---|---|---|---|---|---|---|"]
     for way, r in results["ways"].items():

@@ -174,6 +174,22 @@ def cpu_time(run_dir: Path) -> dict[str, dict]:
     return out
 
 
+def machine_kinds(run_dir: Path) -> list[str]:
+    """The CPUs the run's stages ran on, as `cpu_kind` lines (several when it was resumed elsewhere), from every
+    run_info.json it holds; this machine's when none records one."""
+    from hyperzero.utils.hardware import cpu_kind
+
+    kinds = []
+    for path in sorted(run_dir.glob("**/run_info.json")):
+        try:
+            facts = read_json(path).get("cpu")
+        except (OSError, ValueError):
+            continue
+        if isinstance(facts, dict) and cpu_kind(facts) not in kinds:
+            kinds.append(cpu_kind(facts))
+    return kinds or [cpu_kind() + " (this machine; the run recorded none)"]
+
+
 def _peak_load(invocation: dict) -> str:
     """The busiest 5-minute load average at a stage's end over the CPU count, e.g. "3.9 / 2" ("" if not recorded)."""
     loads = [load[1] for load in invocation.get("load_average", {}).values()]
@@ -441,6 +457,10 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
     # --- reproduction ---
     doc.heading("Reproduce")
     doc.code(" ".join(portable_command(command or run_info.get("command") or sys.argv)))
+    machines = machine_kinds(run_dir)
+    doc.para(f"Machine{'s' if len(machines) > 1 else ''}: " + "; ".join(machines) + ". Numbers from another CPU kind "
+             "(or another packing of threads) will differ: float rounding of batched matmuls depends on the kernels "
+             "(docs/reliability.md).")
     vers = run_info.get("versions") or versions()
     doc.table(["package", "version"], sorted(vers.items()))
 

@@ -5,6 +5,7 @@ import functools
 import os
 import platform
 from pathlib import Path
+from typing import Mapping
 
 # x86 flags of native bf16 matmul kernels: AMX tiles, or AVX-512 BF16 dot products. Without them, oneDNN
 # emulates bf16 and autocast runs ~17x slower than fp32 (measured on an AMD EPYC Zen 3, AVX2 only).
@@ -66,9 +67,28 @@ def cpu_has_native_bf16() -> bool:
 
 def describe() -> dict[str, object]:
     """CPU facts recorded in every run_info.json and benchmark table."""
+    info = _cpuinfo()
     return {"cpu_model": cpu_model(), "cores": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
             "bf16_kernels": cpu_bf16_kernels(), "onednn_isa_cap": onednn_isa_cap(),
-            "isa": sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", *BF16_CPU_FLAGS))}
+            "isa": sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", *BF16_CPU_FLAGS)),
+            # the model name alone may not tell CPU generations apart (lscpu says only "AMD EPYC" on Zen 3 and Zen 5)
+            "cpu_family": info.get("cpu family"), "cpu_model_number": info.get("model")}
+
+
+def cpu_kind(facts: Mapping[str, object] | None = None) -> str:
+    """One line naming a CPU and what sets its numbers apart, for tables and reports: its model name, x86
+    family/model, cores, widest vector ISA and bf16 kernels, e.g. "AMD EPYC (family 26, model 2), 2 cores,
+    AVX-512, bf16 on AVX512-BF16 (no AMX)". `facts` is a recorded `describe()` (default: this machine)."""
+    facts = describe() if facts is None else facts
+    family, number = facts.get("cpu_family"), facts.get("cpu_model_number")
+    name = str(facts.get("cpu_model") or "unknown CPU") + (f" (family {family}, model {number})" if family else "")
+    isa = list(facts.get("isa") or [])  # type: ignore[call-overload]
+    vector = "AVX-512" if "avx512f" in isa else "AVX2" if "avx2" in isa else None
+    bf16 = {"amx": "bf16 on AMX", "avx512_bf16": "bf16 on AVX512-BF16 (no AMX)"}.get(
+        str(facts.get("bf16_kernels")), "no native bf16")
+    cap = f", oneDNN capped at {facts['onednn_isa_cap']}" if facts.get("onednn_isa_cap") else ""
+    cores = f", {facts['cores']} cores" if facts.get("cores") else ""
+    return name + cores + (f", {vector}" if vector else "") + f", {bf16}{cap}"
 
 
 def memory_bytes() -> int | None:

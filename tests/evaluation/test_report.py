@@ -114,3 +114,22 @@ def test_reproduce_command_names_no_path_of_this_machine():
     assert portable_command(argv) == ["hyperzero", "run", "cheetah-run-reward-small", "--out",
                                       "runs/cheetah-run-reward-small", "--no-progress"]
     assert portable_command(["hyperzero", "run", "quickstart", "--out=/tmp/x/qs"])[-1] == "--out=runs/qs"
+
+
+def test_report_names_every_cpu_the_run_ran_on(tmp_path):
+    from hyperzero.evaluation.report import machine_kinds
+    from hyperzero.utils.hardware import cpu_kind, describe
+
+    assert machine_kinds(tmp_path) == [cpu_kind() + " (this machine; the run recorded none)"]
+    xeon = {"cpu_model": "Intel(R) Xeon(R) Processor", "cores": 2, "bf16_kernels": "amx", "cpu_family": "6",
+            "cpu_model_number": "143", "isa": ["amx_bf16", "avx2", "avx512_bf16", "avx512f"]}
+    epyc = {"cpu_model": "AMD EPYC", "cores": 2, "bf16_kernels": None, "isa": ["avx2"], "cpu_family": "25",
+            "cpu_model_number": "1", "onednn_isa_cap": None}
+    for where, facts in (("run_info.json", xeon), ("experts/run_info.json", epyc), ("fits/a/run_info.json", xeon)):
+        (tmp_path / where).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / where).write_text(json.dumps({"cpu": facts}))
+    # an AMD EPYC resumed on a Xeon: both named, each once, with what tells them apart
+    assert sorted(machine_kinds(tmp_path)) == [
+        "AMD EPYC (family 25, model 1), 2 cores, AVX2, no native bf16",
+        "Intel(R) Xeon(R) Processor (family 6, model 143), 2 cores, AVX-512, bf16 on AMX"]
+    assert set(describe()) >= {"cpu_model", "cpu_family", "cpu_model_number", "isa", "bf16_kernels"}
