@@ -30,20 +30,15 @@ sys.path.insert(0, str(REPO))
 
 
 def solver_settings(section: dict, solver: str):
-    """(solver config, gate or None, ensemble_size, num_workers, keys left out) of a resolved `experts:` section."""
-    from hyperzero.experts.gate import GateConfig
-    from hyperzero.experts.profiles import profile_config
+    """(the typed experts section for `solver`, keys left out) of a resolved `experts:` section: the keys the
+    solver's config lacks (e.g. TD3's exploration noise for SAC) are left out."""
     from hyperzero.experts.solvers import get_solver
-    from hyperzero.launchers.config import SWEEP_KEYS
+    from hyperzero.launchers.config import SWEEP_KEYS, ExpertsSection
 
-    values = dict(section)
-    sweep = {k: values.pop(k) for k in SWEEP_KEYS if k in values}
     fields = {f.name for f in dataclasses.fields(get_solver(solver).config_class)}
-    left_out = sorted(k for k in values if k not in fields)
-    config = profile_config(sweep.get("profile", "authors"), solver=solver,
-                            **{k: v for k, v in values.items() if k in fields})
-    gate = GateConfig(**(sweep.get("gate") or {}))
-    return config, (gate if gate.enabled else None), sweep.get("ensemble_size"), sweep.get("num_workers"), left_out
+    left_out = sorted(k for k in section if k not in fields and k not in SWEEP_KEYS)
+    kept = {k: v for k, v in section.items() if k not in left_out}
+    return ExpertsSection.from_dict({**kept, "solver": solver}), left_out
 
 
 def expert_row(solver: str, task_dir: Path, summary: dict) -> dict:
@@ -103,12 +98,13 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     rows = []
     for solver in args.solvers:
-        cfg, gate, ensemble_size, num_workers, left_out = solver_settings(config["experts"], solver)
+        experts, left_out = solver_settings(config["experts"], solver)
         if left_out:
-            print(f"solvers: {solver}: {source}'s experts keys {left_out} are not {type(cfg).__name__} fields; "
-                  f"left out", file=sys.stderr)
-        summaries = train_experts(family, contexts, out / solver, cfg, ensemble_size=ensemble_size,
-                                  num_workers=num_workers, progress=not args.no_progress, gate=gate)
+            print(f"solvers: {solver}: {source}'s experts keys {left_out} are not "
+                  f"{type(experts.solver).__name__} fields; left out", file=sys.stderr)
+        summaries = train_experts(family, contexts, out / solver, experts.solver,
+                                  ensemble_size=experts.settings.ensemble_size, num_workers=experts.settings.num_workers,
+                                  progress=not args.no_progress, gate=experts.gate)
         rows += [expert_row(solver, out / solver / s["task_id"], s) for s in summaries]
     with open(out / "solvers.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
