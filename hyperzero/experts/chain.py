@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from hyperzero.experts.trainer import TaskSpec
 
 CHAIN = "chain.json"
+TIE = 1e-6  # distances (in [0, 1] units per feature, float32) closer than this are equal
 CHAIN_FORMAT = 1
 
 
@@ -108,23 +109,25 @@ def plan_chain(family: str, tasks: Sequence["TaskSpec"], chain: ChainConfig) -> 
         wave_of[i] = 0
     waves = [[{"task_id": tasks[i].task_id, "source": None} for i in anchors]]
     dist = np.linalg.norm(points[:, None] - points[None], axis=2)
+
+    def nearest(i: int, candidates: list[int]) -> list[int]:
+        """The candidates nearest task i, ties included: two grid neighbours at one step are equally near even
+        when rounding in the normalised units puts one a few ulps closer (which once serialised whole chains)."""
+        best = min(dist[i, j] for j in candidates)
+        return [j for j in candidates if dist[i, j] <= best + TIE]
+
     while len(wave_of) < len(tasks):
         k = len(waves) - 1
         pending = [i for i in range(len(tasks)) if i not in wave_of]
-        nxt = []
-        for i in pending:
-            same = [j for j in range(len(tasks)) if j != i and dirs[j] == dirs[i]]
-            nearest = min(same, key=lambda j: (dist[i, j], j not in wave_of, j))
-            if nearest in wave_of:
-                nxt.append(i)
+        nxt = [i for i in pending
+               if any(j in wave_of for j in nearest(i, [j for j in range(len(tasks)) if j != i and dirs[j] == dirs[i]]))]
         if not nxt:
             reach = {i: min(dist[i, j] for j in wave_of if dirs[j] == dirs[i]) for i in pending}
             closest = min(reach.values())
-            nxt = [i for i in pending if reach[i] == closest][:1]
+            nxt = [i for i in pending if reach[i] <= closest + TIE][:1]
         wave = []
         for i in nxt:
-            done = [j for j in wave_of if dirs[j] == dirs[i]]
-            source = min(done, key=lambda j: (dist[i, j], wave_of[j], j))
+            source = min(nearest(i, [j for j in wave_of if dirs[j] == dirs[i]]), key=lambda j: (wave_of[j], j))
             wave.append({"task_id": tasks[i].task_id, "source": tasks[source].task_id})
         for i in nxt:
             wave_of[i] = k + 1
