@@ -88,14 +88,28 @@ def choose_anchors(points: np.ndarray, k: int) -> list[int]:
     return chosen
 
 
+def grid_neighbours(points: np.ndarray, dirs: Sequence[tuple[int, ...]]) -> list[list[int]]:
+    """For each task, its neighbours among the tasks of its direction: j is i's neighbour when no third task k
+    lies inside or on the circle with diameter ij (|ik|^2 + |jk|^2 > |ij|^2; the Gabriel graph). On a lattice
+    this keeps the steps along each axis and drops the diagonals (their other two corners lie on that circle),
+    whatever the axes' spacings; it assumes no lattice."""
+    sq = np.sum((points[:, None] - points[None]) ** 2, axis=2)
+    out: list[list[int]] = []
+    for i in range(len(points)):
+        same = [j for j in range(len(points)) if j != i and dirs[j] == dirs[i]]
+        out.append([j for j in same if all(sq[i, k] + sq[j, k] > sq[i, j] + TIE for k in same if k != j)])
+    return out
+
+
 def plan_chain(family: str, tasks: Sequence["TaskSpec"], chain: ChainConfig) -> dict:
     """The chain over `tasks`: {"anchors": [task ids], "waves": [[{"task_id", "source"}, ...], ...]}.
 
-    Wave 0 holds the anchors (source None). A task joins wave k+1 when its nearest task of the same direction
-    (ties prefer a finished one, then the earlier task) finished in waves <= k, so each expert starts from a
-    grid neighbour and the chain grows outwards; if no task qualifies (an isolated pair of tasks), the pending
-    task nearest the finished ones goes next. A task's source is its nearest finished task of its direction
-    (ties: the earlier wave, then the earlier task)."""
+    Wave 0 holds the anchors (source None). A task joins wave k+1 when one of its grid neighbours of the same
+    direction finished in waves <= k, and starts from the nearest such neighbour (ties: the earlier wave, then
+    the earlier task), so each expert starts from a neighbour and the chains grow outwards along every axis.
+    Neighbours are those of the Gabriel graph (`grid_neighbours`): on a line the tasks either side, on a lattice
+    the tasks one step along each axis, on scattered contexts the pairs with no third task between them. If no
+    task qualifies (an isolated group of tasks), the pending task nearest the finished ones goes next."""
     contexts = [t.context for t in tasks]
     points = unit_points(family, contexts)
     dirs = [direction(family, c) for c in contexts]
@@ -109,25 +123,21 @@ def plan_chain(family: str, tasks: Sequence["TaskSpec"], chain: ChainConfig) -> 
         wave_of[i] = 0
     waves = [[{"task_id": tasks[i].task_id, "source": None} for i in anchors]]
     dist = np.linalg.norm(points[:, None] - points[None], axis=2)
-
-    def nearest(i: int, candidates: list[int]) -> list[int]:
-        """The candidates nearest task i, ties included: two grid neighbours at one step are equally near even
-        when rounding in the normalised units puts one a few ulps closer (which once serialised whole chains)."""
-        best = min(dist[i, j] for j in candidates)
-        return [j for j in candidates if dist[i, j] <= best + TIE]
-
+    neighbours = grid_neighbours(points, dirs)
     while len(wave_of) < len(tasks):
         k = len(waves) - 1
         pending = [i for i in range(len(tasks)) if i not in wave_of]
-        nxt = [i for i in pending
-               if any(j in wave_of for j in nearest(i, [j for j in range(len(tasks)) if j != i and dirs[j] == dirs[i]]))]
+        sources = {i: [j for j in neighbours[i] if j in wave_of] for i in pending}
+        nxt = [i for i in pending if sources[i]]
         if not nxt:
             reach = {i: min(dist[i, j] for j in wave_of if dirs[j] == dirs[i]) for i in pending}
             closest = min(reach.values())
             nxt = [i for i in pending if reach[i] <= closest + TIE][:1]
+            sources[nxt[0]] = [j for j in wave_of if dirs[j] == dirs[nxt[0]]]
         wave = []
         for i in nxt:
-            source = min(nearest(i, [j for j in wave_of if dirs[j] == dirs[i]]), key=lambda j: (wave_of[j], j))
+            best = min(dist[i, j] for j in sources[i])
+            source = min((j for j in sources[i] if dist[i, j] <= best + TIE), key=lambda j: (wave_of[j], j))
             wave.append({"task_id": tasks[i].task_id, "source": tasks[source].task_id})
         for i in nxt:
             wave_of[i] = k + 1

@@ -9,7 +9,7 @@ import torch
 
 from hyperzero.envs import context_id, get_family
 from hyperzero.experts import ChainConfig, train_experts
-from hyperzero.experts.chain import CHAIN, choose_anchors, plan_chain
+from hyperzero.experts.chain import CHAIN, choose_anchors, grid_neighbours, plan_chain
 from hyperzero.experts.gate import GateConfig
 from hyperzero.experts.sweep import PLAN, plan_tasks
 from hyperzero.experts.trainer import CHECKPOINT, GroupTrainer
@@ -59,6 +59,52 @@ def test_farthest_point_anchors_cover_a_two_dimensional_grid():
     chosen = choose_anchors(grid, 5)
     assert chosen[0] == 12  # the centre
     assert {tuple(grid[i]) for i in chosen[1:]} == {(0, 0), (0, 4), (4, 0), (4, 4)}  # then the corners
+
+
+def _preset_plan(name: str, tmp_path: Path):
+    from hyperzero.launchers.config import resolve_contexts, resolve_pipeline_config
+    from hyperzero.launchers.config_files import load_config_source
+
+    config = resolve_pipeline_config(load_config_source(name)[0])
+    contexts = resolve_contexts(config.family, config.contexts)
+    tasks = plan_tasks(config.family, contexts, tmp_path, seed=2)
+    return {t.task_id: t.context for t in tasks}, plan_chain(config.family, tasks, config.experts.settings.chain)
+
+
+def test_a_dense_line_grows_from_every_anchor_at_once(tmp_path):
+    """Speeds 0.5 apart are equally near in float32 normalised units only up to rounding: both neighbours of a task
+    count, so -3.5 starts from the anchor -3 in wave 1 instead of waiting for a chain from -6 (17 waves before)."""
+    contexts, plan = _preset_plan("cheetah-run-reward-dense", tmp_path)
+    speeds = {t: c["speed"] for t, c in contexts.items()}
+    assert sorted(speeds[t] for t in plan["anchors"]) == [-6, -3, 0.5, 3.5]
+    wave = {m["task_id"]: k for k, w in enumerate(plan["waves"]) for m in w}
+    for w in plan["waves"][1:]:
+        for m in w:  # every source a grid neighbour of the same direction, finished in an earlier wave
+            assert abs(speeds[m["task_id"]] - speeds[m["source"]]) == 0.5 and wave[m["source"]] < wave[m["task_id"]]
+    # each task's wave is its number of grid steps to the nearest anchor of its direction
+    for t, s in speeds.items():
+        assert wave[t] == min(abs(s - speeds[a]) / 0.5 for a in plan["anchors"] if (speeds[a] > 0) == (s > 0))
+    assert len(plan["waves"]) == 6
+
+
+def test_a_lattice_chains_along_each_axis_whatever_its_spacings(tmp_path):
+    import numpy as np
+
+    grid = np.array([[x * 0.1, y * 0.03] for x in range(4) for y in range(3)])  # unequal spacings
+    neighbours = grid_neighbours(grid, [(1,)] * len(grid))
+    for i, js in enumerate(neighbours):  # one step along one axis, never a diagonal
+        steps = np.abs(grid[js] - grid[i]) / [0.1, 0.03]
+        assert np.allclose(np.sort(steps, axis=1), [[0, 1]] * len(js))
+        assert len(js) == sum(np.isclose(np.abs(grid - grid[i]) / [0.1, 0.03], [[0, 1]]).all(1)
+                              | np.isclose(np.abs(grid - grid[i]) / [0.1, 0.03], [[1, 0]]).all(1))
+    assert grid_neighbours(grid, [(1,)] * 6 + [(-1,)] * 6)[5] == [2, 4]  # only tasks of its own direction
+    # a real 7 x 7 grid: each task's wave is its lattice (Manhattan) distance to the nearest anchor
+    contexts, plan = _preset_plan("cheetah-run-both-dense", tmp_path)
+    index = {t: (round(c["speed"] / 0.5), round(c["torso_length"] / 0.05)) for t, c in contexts.items()}
+    wave = {m["task_id"]: k for k, w in enumerate(plan["waves"]) for m in w}
+    for t, (a, b) in index.items():
+        assert wave[t] == min(abs(a - index[x][0]) + abs(b - index[x][1]) for x in plan["anchors"])
+    assert len(plan["waves"]) == 7
 
 
 def test_chain_settings_are_validated():
