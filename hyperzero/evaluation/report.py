@@ -11,6 +11,7 @@ import base64
 import csv
 import html
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -187,6 +188,9 @@ def machine_kinds(run_dir: Path) -> list[str]:
             continue
         if isinstance(facts, dict) and cpu_kind(facts) not in kinds:
             kinds.append(cpu_kind(facts))
+    # a record written before the CPU family was recorded is the same machine as one that names it
+    named = {re.sub(r" \(family [^)]*\)", "", k) for k in kinds if "(family " in k}
+    kinds = [k for k in kinds if "(family " in k or k not in named]
     return kinds or [cpu_kind() + " (this machine; the run recorded none)"]
 
 

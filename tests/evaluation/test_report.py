@@ -133,3 +133,8 @@ def test_report_names_every_cpu_the_run_ran_on(tmp_path):
         "AMD EPYC (family 25, model 1), 2 cores, AVX2, no native bf16",
         "Intel(R) Xeon(R) Processor (family 6, model 143), 2 cores, AVX-512, bf16 on AMX"]
     assert set(describe()) >= {"cpu_model", "cpu_family", "cpu_model_number", "isa", "bf16_kernels"}
+    # a record from before the family was recorded is the same machine as the one naming it, not a second CPU
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run_info.json").write_text(json.dumps({"cpu": {k: v for k, v in epyc.items()
+                                                                         if not k.startswith("cpu_") or k == "cpu_model"}}))
+    assert len(machine_kinds(tmp_path)) == 2
