@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from hyperzero.experts.trainer import TaskSpec
 
 CHAIN = "chain.json"
-TIE = 1e-6  # distances (in [0, 1] units per feature, float32) closer than this are equal
+TIE = 1e-6  # distances and squared distances (in [0, 1] units per feature, float32) closer than this are equal;
+#            grid steps are far coarser (a step of 1/1000 of a feature's range would be 1e-6 squared)
 CHAIN_FORMAT = 1
 
 
