@@ -75,13 +75,16 @@ def _way_stats(family: str, experts_dir: Path, summaries: list[dict], episodes: 
 
 
 def _finished(run_dir: Path) -> bool:
-    """Whether a way's experts stage finished (every expert's summary written), so a table may list it."""
+    """Whether a way's experts stage finished (every expert finished and intact), so a table may list it."""
     from hyperzero.envs import context_id
+    from hyperzero.experts.outputs import expert_check
     from hyperzero.launchers.config import resolve_contexts
     from hyperzero.utils.io import read_json
 
+    if not (run_dir / "run_info.json").exists():
+        return False
     config = read_json(run_dir / "run_info.json")["config"]
-    return all((run_dir / "experts" / context_id(c) / "summary.json").exists()
+    return all(expert_check(run_dir / "experts" / context_id(c)).ok
                for c in resolve_contexts(config["family"], config["contexts"]))
 
 
@@ -117,7 +120,7 @@ def main() -> None:
                      runtime=Runtime(executor=args.executor, progress=not args.smoke))
     for way in WAYS:
         out = args.out / way
-        if not (out / "run_info.json").exists() or (way not in args.ways and not _finished(out)):
+        if not _finished(out):
             continue
         config = read_json(out / "run_info.json")["config"]
         family, experts = config["family"], config["experts"]

@@ -11,7 +11,6 @@ import base64
 import csv
 import html
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -180,18 +179,17 @@ def machine_kinds(run_dir: Path) -> list[str]:
     run_info.json it holds; this machine's when none records one."""
     from hyperzero.utils.hardware import cpu_kind
 
-    kinds = []
+    kinds: dict[str, str] = {}  # the CPU without its family -> its line (with the family where any record has it)
     for path in sorted(run_dir.glob("**/run_info.json")):
         try:
             facts = read_json(path).get("cpu")
         except (OSError, ValueError):
             continue
-        if isinstance(facts, dict) and cpu_kind(facts) not in kinds:
-            kinds.append(cpu_kind(facts))
-    # a record written before the CPU family was recorded is the same machine as one that names it
-    named = {re.sub(r" \(family [^)]*\)", "", k) for k in kinds if "(family " in k}
-    kinds = [k for k in kinds if "(family " in k or k not in named]
-    return kinds or [cpu_kind() + " (this machine; the run recorded none)"]
+        if isinstance(facts, dict):  # a record written before the CPU family was recorded is the same machine
+            key = cpu_kind({**facts, "cpu_family": None})
+            if key not in kinds or facts.get("cpu_family"):
+                kinds[key] = cpu_kind(facts)
+    return list(kinds.values()) or [cpu_kind() + " (this machine; the run recorded none)"]
 
 
 def _peak_load(invocation: dict) -> str:

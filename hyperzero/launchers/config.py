@@ -269,12 +269,11 @@ def check_experts_section(experts: dict, family: str) -> None:
     for key in ("ensemble_size", "num_workers"):
         if experts.get(key) is not None and experts[key] < 1:
             raise ValueError(f"experts.{key}={experts[key]}: must be >= 1 (or null for the default)")
-    _stage_check("experts", lambda: ExpertsSection.from_dict(experts).solver.resolved(family),
-                 cls_name=config_class.__name__)
+    solver = _stage_check("experts", lambda: ExpertsSection.from_dict(experts).solver.resolved(family),
+                          cls_name=config_class.__name__)
     if experts.get("chain"):  # steps >= one episode of the experts' own length
         from hyperzero.envs import get_family
 
-        solver = ExpertsSection.from_dict(experts).solver.resolved(family)
         episode = solver.max_episode_steps or get_family(family).episode_steps
         _stage_check("experts.chain", lambda: ChainConfig(**experts["chain"]).validate(
             episode, solver.seed_steps, solver.train_steps))
