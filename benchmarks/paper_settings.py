@@ -158,8 +158,8 @@ def _cpu_hours(setting: str) -> float | None:
     path = RESULTS / setting / "cpu_time.json"
     if not path.exists():
         return None
-    stages = json.loads(path.read_text()).values()
-    if any(s["unrecorded"] or not s["count"] for s in stages):
+    stages = json.loads(path.read_text()).values()  # experts linked from another run count 0 here
+    if any(s["unrecorded"] or not (s["count"] or s.get("linked_from")) for s in stages):
         return None
     return sum(s["seconds"] for s in stages) / 3600
 

@@ -154,10 +154,17 @@ def fits_table(fits: dict[str, list[dict]]) -> list[list[str]]:
 
 def cpu_time(run_dir: Path) -> dict[str, dict]:
     """Process CPU time per training stage, summed from each expert attempt's summary.json (retries included)
-    and each fit's done.json (every learning rate of a sweep): {stage: {"seconds", "count", "unrecorded"}}."""
+    and each fit's done.json (every learning rate of a sweep): {stage: {"seconds", "count", "unrecorded"}}.
+    Experts linked from another run (`--experts-from`) were trained, and are counted, there: their stage is
+    {"seconds": 0, "count": 0, "unrecorded": 0, "linked_from": that run}."""
     out = {}
+    linked_from = _experts_source(run_dir)
+    if linked_from:
+        out["experts"] = {"seconds": 0.0, "count": 0, "unrecorded": 0, "linked_from": linked_from}
     for stage, pattern, keys in (("experts", "experts/**/summary.json", ("cpu_seconds",)),
                                  ("fits", "fits/*/seed_*/done.json", ("sweep_cpu_seconds", "cpu_seconds"))):
+        if stage in out:
+            continue
         seconds, count, unrecorded = 0.0, 0, 0
         for path in sorted(run_dir.glob(pattern)):
             try:
@@ -172,6 +179,14 @@ def cpu_time(run_dir: Path) -> dict[str, dict]:
                 seconds += float(value)
         out[stage] = {"seconds": seconds, "count": count, "unrecorded": unrecorded}
     return out
+
+
+def _experts_source(run_dir: Path) -> str | None:
+    """The run whose experts this one linked (`hyperzero run --experts-from`), as its run_info.json records it."""
+    try:
+        return read_json(run_dir / "run_info.json").get("experts_from")
+    except (OSError, ValueError):
+        return None
 
 
 def machine_kinds(run_dir: Path) -> list[str]:
@@ -445,7 +460,9 @@ def write_report(run_dir: str | Path, command: Sequence[str] | None = None) -> t
                                 ("fits", "fits (every swept learning rate)")):
                 c = cpu[stage]
                 recorded = c["count"] - c["unrecorded"]
-                if recorded:
+                if c.get("linked_from"):
+                    parts.append(f"{stage} linked from {c['linked_from']} (trained, and counted, there)")
+                elif recorded:
                     parts.append(f"{stage} {c['seconds'] / 3600:.2f} CPU-h over {recorded} {what}, "
                                  f"{c['seconds'] / 60 / recorded:.1f} CPU-min each"
                                  + (f" ({c['unrecorded']} more written before CPU time was recorded)"

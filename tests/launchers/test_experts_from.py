@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hyperzero.evaluation.report import cpu_time
 from hyperzero.launchers.pipeline import Runtime, run_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +39,10 @@ def test_linked_experts_are_used_not_retrained(source, tmp_path, capsys):
     assert (other / "dataset" / "manifest.json").exists()
     info = json.loads((other / "run_info.json").read_text())
     assert info["experts_from"] == str(source.resolve())
+    # the experts' CPU time belongs to the run that trained them: counted there, not again here
+    assert cpu_time(source)["experts"]["seconds"] > 0
+    assert cpu_time(other)["experts"] == {"seconds": 0.0, "count": 0, "unrecorded": 0,
+                                          "linked_from": str(source.resolve())}
     # resuming with the same source is a no-op; another source into a run that has experts is refused
     run_pipeline("tiny", other, ["fit.seeds=[0]", "fit.steps=12"], runtime=QUIET, stop_after="experts",
                  experts_from=source)
