@@ -30,6 +30,7 @@ BEFORE = ["fit.model.obs_norm=false", "dataset.action_noise=0.0", "dataset.n_epi
 OBS_NORM = ["fit.model.obs_norm=true", "dataset.action_noise=0.0", "dataset.n_episodes=5"]
 OBS_NORM_DART = ["fit.model.obs_norm=true", "dataset.action_noise=0.2", "dataset.n_episodes=10"]
 LONG = ["fit.steps=4000", "fit.eval_interval=500", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
+BIG_BATCH = ["fit.batch_size=2048", "fit.tasks_per_batch=16"]
 # name -> (methods, overrides)
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "preset": (METHODS, BEFORE),
@@ -38,6 +39,9 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # the authors' unscaled value targets (κ = 1) against κ = 1 / mean |q*| of "obs_norm+dart"
     "obs_norm+dart+unscaled": (["hyperzero"], OBS_NORM_DART + ["fit.value_scale=1.0"]),
     "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + LONG),
+    # 4x the samples per step at the preset's steps: a step costs ~1.5x as much (memory-bound on the heads,
+    # benchmarks/fit_batch.py), against 2x for twice the steps
+    "obs_norm+dart+b2048": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH),
 }
 
 
