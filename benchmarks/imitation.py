@@ -45,12 +45,20 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return "unknown CPU"
+def cpu_kind() -> str:
+    from hyperzero.utils.hardware import cpu_kind as describe
+
+    return describe()
+
+
+def recorded_cpus(root: Path) -> str:
+    """The CPUs the variants under `root` ran on, from their imitation.json (this machine's when none records one)."""
+    cpus = []
+    for record in sorted(root.glob("*/imitation.json")):
+        cpu = json.loads(record.read_text()).get("cpu")
+        if cpu and cpu not in cpus:
+            cpus.append(cpu)
+    return "; ".join(cpus) or f"{cpu_kind()} (this machine; no variant recorded one)"
 
 
 def run(args) -> int:
@@ -72,7 +80,7 @@ def run(args) -> int:
         print(f"[imitation] {name}: {' '.join(cmd)}", flush=True)
         subprocess.run(cmd, check=True)
         record = {"variant": name, "overrides": overrides, "command": cmd, "seconds": round(time.time() - start, 1),
-                  "load_before": load_before, "load_after": os.getloadavg(), "cpu": cpu_model(),
+                  "load_before": load_before, "load_after": os.getloadavg(), "cpu": cpu_kind(),
                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         (out / "imitation.json").write_text(json.dumps(record, indent=1))
     return 0
@@ -130,7 +138,7 @@ def table(args) -> int:
                   f"{_cell(held, 'return')} | {_cell(by_group.get((method, 'between')))} | "
                   f"{_cell(by_group.get((method, 'outside')))} | {expert_train:.0f} / "
                   f"{float(held.get('expert_return_mean') or 'nan'):.0f} | {_fit_cpu_minutes(run, method)} |")
-    print(f"\nCPU: {cpu_model()}. Variants: " + "; ".join(
+    print(f"\nCPU: {recorded_cpus(root)}. Variants: " + "; ".join(
         f"**{n}** = " + ", ".join(f"`{o}`" for o in VARIANTS[n][1]) for n in VARIANTS))
     return 0
 
@@ -158,7 +166,7 @@ def curves(args) -> int:
                 color=f"C{i}", linewidth=2.2, label=f"{method} (mean of {len(curves_of_seeds)} split seeds)")
     ax.set_xlabel("gradient steps")
     ax.set_ylabel("validation return (zero-shot, val tasks)")
-    ax.set_title(f"{args.preset} / {args.variant} ({cpu_model()})", fontsize=9)
+    ax.set_title(f"{args.preset} / {args.variant} ({recorded_cpus(Path(args.root) / args.preset)})", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
