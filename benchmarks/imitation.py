@@ -29,18 +29,18 @@ METHODS = ["hyperzero", "hyperzero_without_q", "context_blind"]
 BEFORE = ["fit.model.obs_norm=false", "dataset.action_noise=0.0", "dataset.n_episodes=5"]  # the protocol until 2026-12
 OBS_NORM = ["fit.model.obs_norm=true", "dataset.action_noise=0.0", "dataset.n_episodes=5"]
 OBS_NORM_DART = ["fit.model.obs_norm=true", "dataset.action_noise=0.2", "dataset.n_episodes=10"]
-LONG = ["fit.steps=4000", "fit.eval_interval=500", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
+BATCH = ["fit.batch_size=512", "fit.tasks_per_batch=4"]  # the reduced presets' batch (finger's until 2026-12-02)
+# 4x the samples per step: a step costs ~1.5x as much (memory-bound on the heads, benchmarks/fit_batch.py)
 BIG_BATCH = ["fit.batch_size=2048", "fit.tasks_per_batch=16"]
+LONG = ["fit.steps=4000", "fit.eval_interval=500", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
 # name -> (methods, overrides)
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
-    "preset": (METHODS, BEFORE),
-    "obs_norm": (METHODS, OBS_NORM),
-    "obs_norm+dart": (METHODS, OBS_NORM_DART),
+    "preset": (METHODS, BEFORE + BATCH),
+    "obs_norm": (METHODS, OBS_NORM + BATCH),
+    "obs_norm+dart": (METHODS, OBS_NORM_DART + BATCH),
     # the authors' unscaled value targets (κ = 1) against κ = 1 / mean |q*| of "obs_norm+dart"
-    "obs_norm+dart+unscaled": (["hyperzero"], OBS_NORM_DART + ["fit.value_scale=1.0"]),
-    "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + LONG),
-    # 4x the samples per step at the preset's steps: a step costs ~1.5x as much (memory-bound on the heads,
-    # benchmarks/fit_batch.py), against 2x for twice the steps
+    "obs_norm+dart+unscaled": (["hyperzero"], OBS_NORM_DART + BATCH + ["fit.value_scale=1.0"]),
+    "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BATCH + LONG),
     "obs_norm+dart+b2048": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH),
 }
 
