@@ -300,6 +300,8 @@ def verdicts(group: str = "between") -> str:
 def _cell(row: dict | None) -> str:
     if row is None:
         return "–"
+    if row["iqm_score"] in ("", "nan"):  # too few pairs for an IQM: their mean, as the report shows
+        return f"mean {float(row['mean_score']):.2f}<br>R {float(row['mean_return']):.0f} (n = {row['n_pairs']})"
     return (f"{float(row['iqm_score']):.2f} [{float(row['iqm_score_lo']):.2f}, {float(row['iqm_score_hi']):.2f}]"
             f"<br>R {float(row['iqm_return']):.0f}")
 
@@ -316,7 +318,7 @@ def before_after_table() -> str:
     score after (on training tasks), and the held-out score split into pairs between / outside the training tasks."""
     lines = ["| setting | method | held-out before | held-out after | cloning after | between after | outside after |",
              "|---|---|---|---|---|---|---|"]
-    for setting in ORDER:
+    for setting in ALL_SETTINGS:
         if not (BEFORE / setting / "summary.csv").exists() or not (RESULTS / setting / "summary.csv").exists():
             continue
         before, after = _rows_by(BEFORE / setting / "summary.csv"), _rows_by(RESULTS / setting / "summary.csv")
