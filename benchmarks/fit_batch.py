@@ -1,8 +1,8 @@
 """Fit throughput against the batch size, at each family's shapes: what a larger batch costs per gradient step.
 
 A HyperZero step on a CPU is bound by memory traffic over the heads' parameters (generation, their gradient, Adam:
-docs/results/imitation.md), not by the per-sample work, so a step with more samples should cost little more. This
-measures it: milliseconds per step and samples/s of full training steps (sample, loss, backward, fused Adam, as the
+docs/results/imitation.md) as much as by the per-sample work, so a step with more samples should cost less than
+proportionally more. This measures it: milliseconds per step and samples/s of full training steps (sample, loss, backward, fused Adam, as the
 fit loop does) for each (tasks per batch K, batch size), one torch thread as a fit under the Ray executor has.
 
     flock /tmp/hyperzero-bench.lock .venv/bin/python benchmarks/fit_batch.py --markdown /tmp/fit-batch.md
@@ -52,7 +52,7 @@ def main() -> int:
     ap.add_argument("--families", default="cheetah-run,walker-walk,finger-spin", help="comma list of families")
     ap.add_argument("--methods", default="hyperzero,hyperzero_without_q,mlp_policy", help="comma list of methods")
     ap.add_argument("--batches", default="8x512,8x1024,16x2048,16x4096",
-                    help="comma list of K x batch (tasks per batch x samples per step); the fits' default is 8x512")
+                    help="comma list of K x batch (tasks per batch x samples per step); the reduced presets fit on 4x512")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a fit under the Ray executor has 1)")
     ap.add_argument("--steps", type=int, default=40, help="timed gradient steps per measurement (after 10 warm-up)")
     ap.add_argument("--markdown", type=Path, help="also write the table to this file")
