@@ -165,7 +165,12 @@ def curves(args) -> int:
         ax.plot(steps, [sum(c[s] for c in curves_of_seeds.values()) / len(curves_of_seeds) for s in steps],
                 color=f"C{i}", linewidth=2.2, label=f"{method} (mean of {len(curves_of_seeds)} split seeds)")
     ax.set_xlabel("gradient steps")
-    ax.set_ylabel("validation return (zero-shot, val tasks)")
+    import yaml
+
+    config = yaml.safe_load((fits.parent / "config.yaml").read_text())
+    on_train = config["fit"].get("validation") == "train"  # rollouts of training tasks on fresh episode seeds
+    ax.set_ylabel("validation return (training tasks, fresh episodes)" if on_train
+                  else "validation return (zero-shot, validation tasks)")
     ax.set_title(f"{args.preset} / {args.variant} ({recorded_cpus(Path(args.root) / args.preset)})", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
