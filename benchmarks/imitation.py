@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from hyperzero.utils.hardware import cpu_kind
+
 # the methods of a variant: HyperZero, its policy-only ablation (does the Q head help?) and the context-blind policy
 # (what knowing the task is worth)
 METHODS = ["hyperzero", "hyperzero_without_q", "context_blind"]
@@ -43,12 +45,6 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BATCH + LONG),
     "obs_norm+dart+b2048": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH),
 }
-
-
-def cpu_kind() -> str:
-    from hyperzero.utils.hardware import cpu_kind as describe
-
-    return describe()
 
 
 def recorded_cpus(root: Path) -> str:
