@@ -29,9 +29,9 @@ def register(subparsers) -> None:
                    help="accept a config that differs from the run directory's; the stages it affects are redone "
                         "(their old outputs are moved to RUN/stale/)")
     p.add_argument("--experts-from", default=None, metavar="RUN_DIR",
-                   help="use the finished experts of another run directory made with the same family, contexts and "
-                        "experts section (hard links, nothing retrained), e.g. to fit them under another split "
-                        "protocol; refused, naming the difference, otherwise")
+                   help="use the finished experts of another run directory made with the same family and experts "
+                        "section, on a grid that contains every task of this run (hard links, nothing retrained), "
+                        "e.g. to fit them under another split protocol; refused, naming the difference, otherwise")
     p.add_argument("--stop-after", choices=("experts", "dataset", "fits", "eval", "report"), default=None,
                    help="stop after this stage")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -201,7 +201,7 @@ def run_pipeline(source: str | Path | Mapping, out_dir: str | Path | None = None
                 f"({', '.join(rel(run_dir, p) for p in leftovers[:3])}{' ...' if len(leftovers) > 3 else ''})")
         check_and_write_config(run_dir, config, where, force)
         if experts_source is not None:
-            link_experts(experts_source, run_dir)
+            link_experts(experts_source, run_dir, config)
         info_path = run_dir / "run_info.json"  # the previous invocation's record: replaced, but not without a word
         if info_path.exists():
             try:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from hyperzero.launchers.config import PipelineConfig, config_differences, incompatible, invalidated_stages, resolve_pipeline_config
+from hyperzero.launchers.config import (PipelineConfig, config_differences, incompatible, invalidated_stages, resolve_contexts,
+                                        resolve_pipeline_config)
 from hyperzero.launchers.config_files import dump_yaml, load_config_source
 from hyperzero.utils.integrity import CorruptFileError, read_verified_bytes
 from hyperzero.utils.io import atomic_write_json, atomic_write_text, ensure_directory, read_json
@@ -106,14 +107,14 @@ EXPERTS_SOURCE = "experts_source.json"  # in <run>/experts/: where a linked expe
 
 def check_experts_source(source_run: str | Path, config: PipelineConfig) -> Path:
     """The run directory whose finished experts a new run may use (`hyperzero run --experts-from`), checked before
-    anything is written: it must have been made with the same family, contexts and `experts:` section, and every
-    one of its experts (and its gate, if any) must be finished and intact, since an unfinished expert would keep
-    training into files both runs share. Returns its absolute path; refused naming the difference otherwise."""
+    anything is written: it must have been made with the same family and `experts:` section, its task grid must
+    contain every task of this run (the same grid, or a denser one this run's is part of), and every expert this
+    run uses (and its gate, if any) must be finished and intact, since an unfinished expert would keep training
+    into files both runs share. Returns its absolute path; refused naming the difference otherwise."""
     import yaml
 
     from hyperzero.envs import context_id
     from hyperzero.experts.outputs import expert_check
-    from hyperzero.launchers.config import resolve_contexts
     from hyperzero.launchers.config_files import load_yaml
 
     source_run = Path(source_run).resolve()
@@ -126,12 +127,18 @@ def check_experts_source(source_run: str | Path, config: PipelineConfig) -> Path
         raise ValueError(f"--experts-from {source_run}: its config.yaml cannot be trusted "
                          f"({getattr(e, 'reason', type(e).__name__)}); resume that run first") from e
     differ = [d for d in config_differences(source_config, config.to_dict())
-              if d.split(".")[0] in ("family", "contexts", "experts") and d not in EXPERT_SCHEDULING_KEYS]
+              if d.split(".")[0] in ("family", "experts") and d not in EXPERT_SCHEDULING_KEYS]
     if differ:
         raise ValueError(f"--experts-from {source_run}: its experts were made with another config "
                          f"({', '.join(differ[:6])}{' ...' if len(differ) > 6 else ''} differ); give a run whose "
-                         f"family, contexts and experts sections are this config's")
+                         f"family and experts sections are this config's")
     tasks = [context_id(c) for c in resolve_contexts(config.family, config.contexts)]
+    source_tasks = {context_id(c) for c in resolve_contexts(source_config["family"], source_config["contexts"])}
+    missing = [t for t in tasks if t not in source_tasks]
+    if missing:
+        raise ValueError(f"--experts-from {source_run}: its grid has no expert for task(s) {missing[:4]}"
+                         f"{' ...' if len(missing) > 4 else ''} of this run; give a run whose grid contains every "
+                         f"task of this one")
     unfinished = [t for t in tasks if not expert_check(source_run / "experts" / t).ok]
     if unfinished:
         raise ValueError(f"--experts-from {source_run}: experts {unfinished[:4]}{' ...' if len(unfinished) > 4 else ''}"
@@ -142,9 +149,13 @@ def check_experts_source(source_run: str | Path, config: PipelineConfig) -> Path
     return source_run
 
 
-def link_experts(source_run: Path, run_dir: Path) -> None:
-    """Give `run_dir` the experts of a run `check_experts_source` accepted, as hard links (copies across file
-    systems). Linking again from the same source is a no-op; `run_dir` having other experts is an error."""
+def link_experts(source_run: Path, run_dir: Path, config: PipelineConfig) -> None:
+    """Give `run_dir` the experts of its tasks from a run `check_experts_source` accepted, as hard links (copies
+    across file systems), with the source's stage records (gate, chain, packing: how the experts were made, over
+    the source's whole grid). Linking again from the same source is a no-op; `run_dir` having other experts is
+    an error."""
+    from hyperzero.envs import context_id
+
     experts_dir = run_dir / "experts"
     marker = experts_dir / EXPERTS_SOURCE
     if experts_dir.exists():
@@ -154,10 +165,21 @@ def link_experts(source_run: Path, run_dir: Path) -> None:
                          f"another run); use a new --out directory, or drop --experts-from to resume this run")
     staging = run_dir / "experts.linking"
     shutil.rmtree(staging, ignore_errors=True)  # a link killed half-way
-    shutil.copytree(source_run / "experts", staging, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".shadow"))
-    atomic_write_json(staging / EXPERTS_SOURCE, {"run": str(source_run)})
+    tasks = [context_id(c) for c in resolve_contexts(config.family, config.contexts)]
+    source_dir = source_run / "experts"
+    # the other tasks of a denser source grid stay there: every stage of this run sees only its own tasks
+    other_tasks = {p.name for p in source_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+                   and p.name not in tasks}
+    shutil.copytree(source_dir, staging, copy_function=_link_or_copy,
+                    ignore=lambda folder, names: [n for n in names if n == ".shadow" or
+                                                  (Path(folder) == source_dir and n in other_tasks)])
+    record: dict[str, Any] = {"run": str(source_run)}
+    if other_tasks:
+        record["tasks"] = list(tasks)  # part of the source's grid
+    atomic_write_json(staging / EXPERTS_SOURCE, record)
     os.replace(staging, experts_dir)
-    say(f"experts: linked the finished experts of {source_run}")
+    part = f" ({len(tasks)} of its {len(tasks) + len(other_tasks)} tasks)" if other_tasks else ""
+    say(f"experts: linked the finished experts of {source_run}{part}")
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -1,5 +1,5 @@
 """`hyperzero run --experts-from RUN`: a run uses another run's finished experts (hard links) when, and only when,
-they were made with the same family, contexts and experts section."""
+they were made with the same family and experts section, on a grid that contains every task of the run."""
 import json
 import os
 import shutil
@@ -53,10 +53,10 @@ def test_linked_experts_are_used_not_retrained(source, tmp_path, capsys):
 
 
 def test_experts_of_another_config_are_refused(source, tmp_path):
-    for override, key in (("experts.train_steps=300", "experts.train_steps"),
-                          ("contexts.grid.speed=[-4,2,5]", "contexts.grid.speed")):
-        run = tmp_path / key
-        with pytest.raises(ValueError, match=rf"{key} differ.*whose family, contexts and experts sections"):
+    for override, match in (("experts.train_steps=300", r"experts.train_steps differ.*whose family and experts"),
+                            ("contexts.grid.speed=[-4,2,5]", r"no expert for task\(s\) \['speed=5_torso_length=0.5'\]")):
+        run = tmp_path / override.split("=")[0]
+        with pytest.raises(ValueError, match=match):
             run_pipeline("tiny", run, ["fit.seeds=[0]", override], runtime=QUIET, experts_from=source)
         assert not run.exists()  # refused before anything is written
     # scheduling only (how many workers) does not change what the experts are
@@ -65,6 +65,21 @@ def test_experts_of_another_config_are_refused(source, tmp_path):
                  experts_from=source)
     linked = sorted(run.glob("experts/*/expert.pt"))
     assert len(linked) == 3 and all(os.path.samefile(p, source / p.relative_to(run)) for p in linked)
+
+
+def test_part_of_a_denser_grid_is_linked(source, tmp_path, capsys):
+    """A run on part of the source's grid (e.g. a reduced setting beside its dense one) links only its own
+    tasks' experts: its dataset holds its tasks and nothing else."""
+    part = tmp_path / "part"
+    run_pipeline("tiny", part, ["fit.seeds=[0]", "contexts.grid.speed=[-4,4]"], runtime=QUIET, stop_after="dataset",
+                 experts_from=source)
+    assert "(2 of its 3 tasks)" in capsys.readouterr().err
+    own = ["speed=-4_torso_length=0.5", "speed=4_torso_length=0.5"]
+    assert sorted(p.parent.name for p in part.glob("experts/*/expert.pt")) == own
+    assert all(os.path.samefile(part / "experts" / t / "expert.pt", source / "experts" / t / "expert.pt") for t in own)
+    assert json.loads((part / "experts" / "experts_source.json").read_text())["tasks"] == own
+    manifest = json.loads((part / "dataset" / "manifest.json").read_text())
+    assert sorted(t["task_id"] for t in manifest["tasks"]) == own
 
 
 def test_unfinished_or_missing_source_is_refused(source, tmp_path):
