@@ -167,7 +167,7 @@ def curves(args) -> int:
     on_train = config["fit"].get("validation") == "train"  # rollouts of training tasks on fresh episode seeds
     ax.set_ylabel("validation return (training tasks, fresh episodes)" if on_train
                   else "validation return (zero-shot, validation tasks)")
-    ax.set_title(f"{args.preset} / {args.variant} ({recorded_cpus(Path(args.root) / args.preset)})", fontsize=9)
+    ax.set_title(f"{args.preset} / {args.variant}\n{recorded_cpus(Path(args.root) / args.preset)}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
