@@ -35,6 +35,7 @@ BATCH = ["fit.batch_size=512", "fit.tasks_per_batch=4"]  # the reduced presets' 
 # 4x the samples per step: a step costs ~1.5x as much (memory-bound on the heads, benchmarks/fit_batch.py)
 BIG_BATCH = ["fit.batch_size=2048", "fit.tasks_per_batch=16"]
 LONG = ["fit.steps=4000", "fit.eval_interval=500", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
+LONGER = ["fit.steps=8000", "fit.eval_interval=1000", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
 # name -> (methods, overrides)
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "preset": (METHODS, BEFORE + BATCH),
@@ -44,6 +45,9 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "obs_norm+dart+unscaled": (["hyperzero"], OBS_NORM_DART + BATCH + ["fit.value_scale=1.0"]),
     "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BATCH + LONG),
     "obs_norm+dart+b2048": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH),
+    # twice the walker presets' steps, at either batch (walker's cloning curves still rose at 4000)
+    "obs_norm+dart+8k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BATCH + LONGER),
+    "obs_norm+dart+b2048+8k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH + LONGER),
 }
 
 

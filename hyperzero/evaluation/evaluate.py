@@ -212,6 +212,28 @@ def _split_train_ids(model: Any, fit: FitRef) -> list[str]:
     return _split_part(model, fit, "train")
 
 
+def _position_features(tasks: Mapping[str, Any], context_names: Sequence[str],
+                       family: str | None) -> tuple[list[str], list[str]]:
+    """The features a held-out task is "between" / "outside" the training tasks in: those varied in the dataset,
+    and which of them are signed (a direction)."""
+    all_contexts = [dict(t.context) for t in tasks.values()]
+    varied = varying_features(all_contexts, context_names)
+    return varied, signed_features(family, all_contexts, varied)
+
+
+def _relabel_positions(fit_rows: list[ResultRow], fit: FitRef, tasks: Mapping[str, Any], varied: Sequence[str],
+                       signed: Sequence[str]) -> list[ResultRow]:
+    """Cached rows with their positions recomputed from the fit's split.json (none: as cached), so that a change of
+    the rule relabels them without rolling anything out again."""
+    from dataclasses import replace
+
+    train_contexts = [dict(tasks[t].context) for t in _split_part(None, fit, "train") if t in tasks]
+    if not train_contexts:
+        return fit_rows
+    return [replace(r, position=context_position(r.context, train_contexts, varied, signed)) if r.role == "test"
+            else r for r in fit_rows]
+
+
 def cloning_task_ids(train_ids: Sequence[str], split_seed: int, n: int) -> list[str]:
     """The training tasks a fit of split `split_seed` is rolled out on for the cloning score: `n` of the sorted
     `train_ids` drawn without replacement by a generator seeded with the split seed (all of them when there are
@@ -480,12 +502,13 @@ def evaluate(run_dir: str | Path, config: EvalConfig | None = None, *, load_fit:
 
     rows_of: dict[int, list[ResultRow]] = {}  # fit index -> its rows; the results keep the fits' order
     todo = []
+    varied, signed = _position_features(tasks, dataset.context_names, dataset.family)
     for i, fit in enumerate(fits):
         cache_path = eval_dir / "rows" / fit.method / f"seed_{fit.seed}.json"
         key = {"fit": fit.fingerprint, **settings}
         cached = read_json(cache_path) if cache_path.exists() else None
         if cached and cached.get("key") == key:
-            rows_of[i] = [ResultRow(**r) for r in cached["rows"]]
+            rows_of[i] = _relabel_positions([ResultRow(**r) for r in cached["rows"]], fit, tasks, varied, signed)
         else:
             todo.append((i, fit, cache_path, key))
     workers = 1 if in_process else min(config.num_workers or os.cpu_count() or 1, len(todo))
@@ -548,9 +571,10 @@ CLONING_INTRO = ("The same score (R - R_floor) / (R_expert - R_floor), on fresh 
                  "of each split (cloning: did the method learn to copy the experts it was fitted on?) and on the "
                  "split's held-out tasks (transfer). IQM with 95 % stratified-bootstrap intervals; returns are raw "
                  "episode returns; the last column is the experts' mean return on the scored tasks of each kind.\n")
-POSITIONS_INTRO = ("A held-out task is between when, for every varied context feature, training tasks of its split lie "
-                   "on both sides of (or at) its value, counting for a signed feature such as speed only training "
-                   "tasks of the same sign; otherwise it is outside. Pairs (tasks): the scored (split seed, task) "
+POSITIONS_INTRO = ("A held-out task is between when its context lies in the convex hull of its split's training tasks "
+                   "over the varied context features (one feature: training tasks on both sides of, or at, its "
+                   "value), counting for a signed feature such as speed only training tasks of the same sign; "
+                   "otherwise it is outside. Pairs (tasks): the scored (split seed, task) "
                    "pairs and their distinct tasks. Fewer than 4 pairs: their mean instead of an IQM.\n")
 CLONING_HEADING = "Cloning (training tasks) vs transfer (held-out tasks)"
 POSITIONS_HEADING = "Held-out tasks between vs outside the training tasks"
@@ -701,10 +725,7 @@ def _evaluate_fit(fit: FitRef, model: Any, tasks: Mapping[str, Any], context_nam
         if unknown:
             raise ValueError(f"{fit.directory}: {what} tasks {unknown} are not in the run's dataset; the fit belongs "
                              f"to a different dataset, refit it")
-    # "between" / "outside": against the split's training tasks, over the features varied in the dataset
-    all_contexts = [dict(t.context) for t in tasks.values()]
-    varied = varying_features(all_contexts, context_names)
-    signed = signed_features(experts.family, all_contexts, varied)
+    varied, signed = _position_features(tasks, context_names, experts.family)
     train_contexts = [dict(tasks[t].context) for t in _split_train_ids(model, fit) if t in tasks]
     meta = is_meta(model, fit.method)
     seeds = config.episode_seeds

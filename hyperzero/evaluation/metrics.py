@@ -18,7 +18,8 @@
   figure and table uses these rows only), "train" for one of the split's training tasks (the cloning
   score: did the method learn to copy the experts it was trained on?).
 * `position`: for a test row, "between" when the held-out context lies between training tasks of its
-  split in every varied feature, "outside" when it does not (`context_position`); "" for train rows.
+  split (in their convex hull over the varied features), "outside" when it does not (`context_position`); "" for
+  train rows.
   Files written before these two columns existed read back as test rows with an empty position.
 
 Aggregates: `hyperzero.evaluation.stats.aggregate` (IQM with stratified-bootstrap intervals and the
@@ -127,16 +128,31 @@ def _sign(x: float) -> int:
 
 def context_position(context: dict[str, float], train_contexts: Sequence[dict[str, float]],
                      features: Sequence[str], signed: Sequence[str] = ()) -> str:
-    """"between" when, for every feature in `features` (those varied in the dataset), some training context has a
-    value <= the held-out one and some has a value >= it, counting only the training contexts whose `signed`
-    features have the same sign as the held-out context's (training speeds of the other direction are no
-    neighbours); "outside" otherwise (also when no training context has the same signs)."""
+    """"between" when the held-out context lies in the convex hull of the training contexts over `features` (those
+    varied in the dataset), counting only the training contexts whose `signed` features have the same sign as the
+    held-out context's (training speeds of the other direction are no neighbours); "outside" otherwise (also when
+    no training context has the same signs). With one feature: training values on both sides of it, or at it. On a
+    grid of two features a held-out point of an edge between two training tasks of that edge is between, a held-out
+    corner is outside (each of its values alone has training tasks at it, the point has none beyond it)."""
     same = [c for c in train_contexts if all(_sign(float(c[s])) == _sign(float(context[s])) for s in signed)]
-    for f in features:
-        v = float(context[f])
-        if not (any(float(c[f]) <= v for c in same) and any(float(c[f]) >= v for c in same)):
-            return "outside"
-    return "between"
+    if not same:
+        return "outside"
+    if not features:
+        return "between"
+    points = np.array([[float(c[f]) for f in features] for c in same])
+    low, span = points.min(axis=0), np.ptp(points, axis=0)
+    scale = np.where(span > 0, span, 1.0)  # the unit box of the training tasks: one tolerance for every feature
+    points, x = (points - low) / scale, (np.array([float(context[f]) for f in features]) - low) / scale
+    if np.any(x < -1e-9) or np.any(x > 1 + 1e-9):
+        return "outside"
+    if len(features) == 1:
+        return "between"
+    from scipy.optimize import linprog
+
+    # a convex combination of the training points that is the held-out point: weights >= 0 summing to 1
+    fit = linprog(np.zeros(len(points)), A_eq=np.vstack([points.T, np.ones(len(points))]), b_eq=np.append(x, 1.0),
+                  bounds=(0, None), method="highs")
+    return "between" if fit.status == 0 else "outside"
 
 
 def context_columns(rows: Iterable[ResultRow]) -> list[str]:

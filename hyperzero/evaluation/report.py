@@ -284,9 +284,10 @@ def _positions_section(doc: _Doc, run_dir: Path) -> None:
         doc.para("No positions (eval/positions.csv is missing or empty: the evaluation predates it); rerun "
                  "`hyperzero evaluate` to add it.")
         return
-    doc.para("A held-out task is between when, for every varied context feature, training tasks of its split lie on "
-             "both sides of (or at) its value, counting for a signed feature such as speed only training tasks of the "
-             "same sign; otherwise it is outside (extrapolation). Pairs (tasks): scored (split seed, task) pairs and "
+    doc.para("A held-out task is between when its context lies in the convex hull of its split's training tasks over "
+             "the varied context features (one feature: training tasks on both sides of, or at, its value), counting "
+             "for a signed feature such as speed only training tasks of the same sign; otherwise it is outside "
+             "(extrapolation; a held-out corner of a grid is outside). Pairs (tasks): scored (split seed, task) pairs and "
              "distinct tasks. A group with fewer than 4 pairs shows its mean instead of an IQM.")
     doc.table(list(POSITION_HEADER), position_table(positions))
 

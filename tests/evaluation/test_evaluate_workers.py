@@ -62,3 +62,23 @@ def test_an_error_inside_a_worker_is_raised_to_the_caller(fitted_run, tmp_path):
     with pytest.raises(CorruptFileError, match="model.pt") as caught:
         evaluate(run, config(2), progress=False)
     assert caught.value.path == model
+
+
+@pytest.mark.slow
+def test_cached_rows_get_the_current_between_outside_rule(fitted_run, tmp_path):
+    """A resumed evaluation reuses each fit's cached rollouts but recomputes their positions from split.json, so
+    a change of the rule relabels a finished run without rolling anything out again."""
+    from hyperzero.utils.io import atomic_write_json
+
+    run = copy_run(fitted_run, tmp_path / "relabel")
+    first = evaluate(run, config(1), progress=False)
+    cache = run / "eval" / "rows" / "hyperzero" / "seed_1.json"
+    cached = read_json(cache)
+    for row in cached["rows"]:
+        if row["role"] == "test":
+            row["position"] = "stale"  # as if written under another rule
+    atomic_write_json(cache, cached)
+    again = evaluate(run, config(1), progress=False)
+    assert [(r.method, r.seed, r.task_id, r.position) for r in again.rows] == \
+        [(r.method, r.seed, r.task_id, r.position) for r in first.rows]
+    assert {r.position for r in again.rows if r.role == "test"} <= {"between", "outside"}

@@ -249,6 +249,15 @@ def test_between_or_outside_on_a_two_dimensional_grid():
     assert context_position(_ctx(-6.0, 0.5), train, varied, signed) == "between"
     # backwards, only torso length 0.5 was trained on: 0.3 is outside, although forward tasks have 0.3
     assert context_position(_ctx(-6.0, 0.3), train, varied, signed) == "outside"
+    # a held-out corner of a grid is outside although training tasks share each of its values; an edge point is not
+    grid = [_ctx(s, l) for s in (1.0, 2.0, 3.0) for l in (0.4, 0.5, 0.6)]
+    train = [c for c in grid if c not in (_ctx(3.0, 0.6), _ctx(2.0, 0.5))]
+    assert context_position(_ctx(3.0, 0.6), train, names, ["speed"]) == "outside"  # (3, 0.5) and (2, 0.6) trained
+    assert context_position(_ctx(2.0, 0.5), train, names, ["speed"]) == "between"
+    train = [c for c in grid if c != _ctx(2.0, 0.6)]
+    assert context_position(_ctx(2.0, 0.6), train, names, ["speed"]) == "between"  # (1, 0.6) and (3, 0.6) trained
+    # grid values as a range parser makes them (0.1 * 3 != 0.3) still count as at the training value
+    assert context_position(_ctx(2.0, 0.1 * 3), [_ctx(1.0, 0.3), _ctx(3.0, 0.3)], names, ["speed"]) == "between"
     # a feature that does not vary in the dataset constrains nothing
     assert varying_features([_ctx(2.0, 0.5), _ctx(4.0, 0.5)], names) == ["speed"]
     # a feature the family does not declare is signed when the data holds both signs of it
