@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 from hyperzero.launchers.config import PipelineConfig, resolve_contexts, resolve_pipeline_config
 from hyperzero.launchers.config_files import load_config_source, override_items
 from hyperzero.launchers.resources import check_device_names, check_local_devices, check_memory
-from hyperzero.launchers.rundir import check_and_write_config, check_experts_source, link_experts, prepare_run_dir, previous_config, run_dir_for
+from hyperzero.launchers.rundir import (check_and_write_config, check_experts_source, link_experts,
+                                        linked_experts_source, prepare_run_dir, previous_config, run_dir_for)
 from hyperzero.utils.integrity import CorruptFileError, remove_temp_files, verify
 from hyperzero.utils.io import atomic_write_json, ensure_directory, read_json
 from hyperzero.utils.lock import run_dir_lock
@@ -202,6 +203,7 @@ def run_pipeline(source: str | Path | Mapping, out_dir: str | Path | None = None
         check_and_write_config(run_dir, config, where, force)
         if experts_source is not None:
             link_experts(experts_source, run_dir, config)
+        experts_source = linked_experts_source(run_dir)  # also when a linked run resumes without --experts-from
         info_path = run_dir / "run_info.json"  # the previous invocation's record: replaced, but not without a word
         if info_path.exists():
             try:

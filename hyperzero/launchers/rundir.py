@@ -149,6 +149,13 @@ def check_experts_source(source_run: str | Path, config: PipelineConfig) -> Path
     return source_run
 
 
+def linked_experts_source(run_dir: Path) -> Path | None:
+    """The run whose experts `run_dir/experts/` holds as links (its marker), None when they are the run's own: a
+    resumed run records its source even when `--experts-from` is not given again."""
+    marker = run_dir / "experts" / EXPERTS_SOURCE
+    return Path(read_json(marker)["run"]) if marker.exists() else None
+
+
 def link_experts(source_run: Path, run_dir: Path, config: PipelineConfig) -> None:
     """Give `run_dir` the experts of its tasks from a run `check_experts_source` accepted, as hard links (copies
     across file systems), with the source's stage records (gate, chain, packing: how the experts were made, over

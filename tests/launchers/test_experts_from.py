@@ -46,6 +46,10 @@ def test_linked_experts_are_used_not_retrained(source, tmp_path, capsys):
     # resuming with the same source is a no-op; another source into a run that has experts is refused
     run_pipeline("tiny", other, ["fit.seeds=[0]", "fit.steps=12"], runtime=QUIET, stop_after="experts",
                  experts_from=source)
+    # resuming without --experts-from keeps the record: the experts are still the source's, and not counted here
+    run_pipeline("tiny", other, ["fit.seeds=[0]", "fit.steps=12"], runtime=QUIET, stop_after="experts")
+    assert json.loads((other / "run_info.json").read_text())["experts_from"] == str(source.resolve())
+    assert cpu_time(other)["experts"]["linked_from"] == str(source.resolve())
     copy = tmp_path / "copy"
     shutil.copytree(source, copy)
     with pytest.raises(ValueError, match="exists already"):
