@@ -164,9 +164,8 @@ def link_experts(source_run: Path, run_dir: Path, config: PipelineConfig) -> Non
     from hyperzero.envs import context_id
 
     experts_dir = run_dir / "experts"
-    marker = experts_dir / EXPERTS_SOURCE
     if experts_dir.exists():
-        if marker.exists() and read_json(marker).get("run") == str(source_run):
+        if linked_experts_source(run_dir) == source_run:
             return
         raise ValueError(f"--experts-from {source_run}: {experts_dir} exists already (its own experts, or linked from "
                          f"another run); use a new --out directory, or drop --experts-from to resume this run")
