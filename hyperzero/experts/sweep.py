@@ -421,28 +421,41 @@ RETRY_SEED_STRIDE = 1000  # retry k of an expert with seed s uses seed s + k * 1
 
 def _apply_gate(family: str, tasks: list[TaskSpec], summaries: list[dict], cfg: SolverConfig, gate: GateConfig,
                 out_dir: Path, ensemble_size, num_workers, executor, ray_address, progress) -> list[dict]:
-    """Judge, retry failures (warm start from the nearest passing expert, new seed), keep each task's best attempt."""
+    """Judge, retry failures (warm start from the nearest passing expert, new seed), keep each task's best attempt.
+
+    In rounds: a retry that scores higher raises the bar of its neighbours, so a task that passed before can fail
+    the next judgement; it then gets its own retries in the next round. Every failing task gets up to
+    `max_retries`, and the rounds stop when no failing task has one left (bars only rise, so they end)."""
     by_id = {t.task_id: t for t in tasks}
-    for attempt in range(1, gate.max_retries + 1):
-        # judged on the summaries as they were when this attempt was first judged: a task redone since then
+    attempt = 0
+    while True:
+        attempt += 1  # the round; retry k of any task is the one trained in round k (folder retry-<k>, seed + 1000 k)
+        # judged on the summaries as they were when this round was first judged: a task redone since then
         # must get the verdict (and warm start) it got the first time, not one against promoted neighbours
         seen = [_as_of(t, s, attempt) for t, s in zip(tasks, summaries)]
         verdicts = judge(family, seen, gate)
-        retry = []
+        due, retry = [], []
         for i, (s, v) in enumerate(zip(summaries, verdicts)):
-            if v.passed or len(s.get("retries", [])) >= attempt:
+            earlier = [r for r in s.get("retries", []) if r["attempt"] < attempt]
+            if v.passed or len(earlier) >= gate.max_retries:
                 continue
+            due.append(s["task_id"])
+            if any(r["attempt"] == attempt for r in s.get("retries", [])):
+                continue  # recorded by an earlier, interrupted run
             t = by_id[s["task_id"]]
             source = warm_start_source(family, seen, verdicts, i)
             warm = out_dir / source / EXPERT if source else None
             retry.append(TaskSpec(t.task_id, t.context, t.seed + attempt * RETRY_SEED_STRIDE,
                                   t.dir / f"retry-{attempt}", warm_start=warm))
-        if not retry:
+        if not due:
             break
+        if not retry:
+            continue
         if progress:
             print(f"experts: quality gate: {len(retry)} expert(s) below what their task can score "
-                  f"({', '.join(r.task_id for r in retry)}); retry {attempt}/{gate.max_retries} with a new seed, "
-                  "warm-started from the nearest expert of the same direction that passed, if any", file=sys.stderr)
+                  f"({', '.join(r.task_id for r in retry)}); retry round {attempt} (up to {gate.max_retries} per task) "
+                  "with a new seed, warm-started from the nearest expert of the same direction that passed, if any",
+                  file=sys.stderr)
         pending = [r for r in retry if not is_finished(r.dir)]
         for warm in (True, False):  # warm-started and fresh retries differ in random_steps: separate ensembles
             group = [r for r in pending if (r.warm_start is not None) == warm]
@@ -513,7 +526,7 @@ def _record_retry(task: TaskSpec, retry: TaskSpec, attempt: int) -> None:
     """Note retry `attempt` in the task's summary.json; promote its expert when it scores higher."""
     summary = read_json(task.dir / SUMMARY)
     retries = summary.setdefault("retries", [])
-    if len(retries) >= attempt:
+    if any(r["attempt"] == attempt for r in retries):
         return  # recorded by an earlier, interrupted run
     result = read_json(retry.dir / SUMMARY)
     retries.append({"attempt": attempt, "dir": retry.dir.name, "seed": retry.seed,

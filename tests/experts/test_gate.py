@@ -145,3 +145,60 @@ def test_warm_start_begins_from_the_neighbours_networks(tmp_path):
         torch.testing.assert_close(trainer.agent.actor(obs), source._actor(obs))
         torch.testing.assert_close(trainer.agent.critic_target(obs, trainer.agent.actor(obs)),
                                    source._critic(obs, source._actor(obs)))
+
+
+def test_a_task_failed_by_a_neighbours_retry_gets_its_own_retry(tmp_path, monkeypatch):
+    # Scripted attempts (the training itself is covered above): +1 fails and its retry reaches 980, which raises
+    # +2's bar (0.7 of its best neighbour above the floor) from 590 to 716. +2 passed the first judgement at 650,
+    # fails the next, and gets a retry of its own in round 2 (it used to be flagged without one).
+    from hyperzero.experts import sweep
+    from hyperzero.experts.trainer import TaskSpec
+    from hyperzero.utils.io import atomic_write_bytes, atomic_write_json
+
+    space = get_family("cheetah-run").context_space
+    first = {1.0: 300.0, 2.0: 650.0, 3.0: 800.0}
+    retried = {(1.0, 1): 980.0, (2.0, 2): 700.0}  # (speed, round) -> the retry's return
+    tasks, summaries = [], []
+    for speed, ret in first.items():
+        ctx = space.validate({"speed": speed})
+        task = TaskSpec(context_id(ctx), ctx, 2, tmp_path / context_id(ctx))
+        summary = {"task_id": task.task_id, "context": ctx, "seed": 2, "eval_return_mean": ret,
+                   "eval_return_std": 0.0, "eval_returns": [ret], "floor_return": 100.0, "train_steps": 100,
+                   "finished": True}
+        atomic_write_bytes(task.dir / "expert.pt", b"first")
+        atomic_write_json(task.dir / "summary.json", summary)
+        tasks.append(task)
+        summaries.append(summary)
+    trained = []
+
+    def fake_train(family, pending, cfg, out_dir, *args, **kwargs):
+        for r in pending:
+            rnd = int(r.dir.name.split("-")[1])
+            trained.append((r.context["speed"], rnd, r.seed))
+            ret = retried[(r.context["speed"], rnd)]
+            atomic_write_bytes(r.dir / "expert.pt", b"retry")
+            atomic_write_json(r.dir / "summary.json", {"task_id": r.task_id, "context": r.context, "seed": r.seed,
+                                                       "eval_return_mean": ret, "eval_return_std": 0.0,
+                                                       "eval_returns": [ret], "floor_return": 100.0,
+                                                       "train_steps": 50, "finished": True})
+
+    monkeypatch.setattr(sweep, "_train_tasks", fake_train)
+    gate = GateConfig(ceiling_fraction=0.95, neighbour_fraction=0.7, vouch_fraction=0.5, max_retries=1,
+                      retry_steps=50)
+
+    def apply():
+        return sweep._apply_gate("cheetah-run", tasks, [read_json(t.dir / "summary.json") for t in tasks], tiny(),
+                                 gate, tmp_path, None, 1, "local", None, False)
+
+    out = {s["context"]["speed"]: s for s in apply()}
+    assert trained == [(1.0, 1, 2 + 1000), (2.0, 2, 2 + 2000)]  # one retry each, +2's in the second round
+    assert [r["attempt"] for r in out[2.0]["retries"]] == [2]
+    assert out[1.0]["eval_return_mean"] == 980.0 and not out[1.0]["flagged"]
+    # +2 kept its better retry (700) and is still below the raised bar: flagged, after its retry
+    assert out[2.0]["eval_return_mean"] == 700.0 and out[2.0]["flagged"]
+    assert "716" in out[2.0]["gate"]["reason"]
+    assert not out[3.0]["flagged"] and "retries" not in out[3.0]
+    # resumed: nothing retrained, the same verdicts
+    again = {s["context"]["speed"]: s for s in apply()}
+    assert len(trained) == 2
+    assert {k: s["flagged"] for k, s in again.items()} == {k: s["flagged"] for k, s in out.items()}
