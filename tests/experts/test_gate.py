@@ -158,7 +158,7 @@ def test_a_task_failed_by_a_neighbours_retry_gets_its_own_retry(tmp_path, monkey
     space = get_family("cheetah-run").context_space
     first = {1.0: 300.0, 2.0: 650.0, 3.0: 800.0}
     retried = {(1.0, 1): 980.0, (2.0, 2): 700.0}  # (speed, round) -> the retry's return
-    tasks, summaries = [], []
+    tasks = []
     for speed, ret in first.items():
         ctx = space.validate({"speed": speed})
         task = TaskSpec(context_id(ctx), ctx, 2, tmp_path / context_id(ctx))
@@ -168,7 +168,6 @@ def test_a_task_failed_by_a_neighbours_retry_gets_its_own_retry(tmp_path, monkey
         atomic_write_bytes(task.dir / "expert.pt", b"first")
         atomic_write_json(task.dir / "summary.json", summary)
         tasks.append(task)
-        summaries.append(summary)
     trained = []
 
     def fake_train(family, pending, cfg, out_dir, *args, **kwargs):
