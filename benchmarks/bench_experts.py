@@ -129,7 +129,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2000, help="measured env steps per config (after seeding)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for every config")
     p.add_argument("--memory-rows", type=int, default=100_000, help="replay rows per member for the memory test")
-    p.add_argument("--device", default="cuda", help="ensemble: cpu or cuda")
+    p.add_argument("--device", default=None, help="ensemble: cpu or cuda (default: cuda when torch sees one, else cpu)")
     p.add_argument("--profile", default="authors", help="ensemble: expert solver profile (authors | fast)")
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32, 64], help="ensemble: members per ensemble")
     p.add_argument("--precisions", nargs="+", default=["fp32"], help="ensemble: fp32 and/or bf16")
@@ -155,6 +155,7 @@ def main() -> None:
         for name, fn in rows:
             print(f"| {name} | {args.threads} | {fn():.0f} |", flush=True)
     if "ensemble" in args.what:
+        args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else "none"
         print(f"\nensemble: device {args.device} ({gpu}), profile {args.profile}\n\n"
               "| members | precision | torch threads | agent env-steps/s | ensemble steps/s |\n|---|---|---|---|---|")
