@@ -158,28 +158,26 @@ def test_a_task_failed_by_a_neighbours_retry_gets_its_own_retry(tmp_path, monkey
     space = get_family("cheetah-run").context_space
     first = {1.0: 300.0, 2.0: 650.0, 3.0: 800.0}
     retried = {(1.0, 1): 980.0, (2.0, 2): 700.0}  # (speed, round) -> the retry's return
+
+    def write_attempt(task, ret, steps):  # what a finished training leaves: the expert and its summary
+        atomic_write_bytes(task.dir / "expert.pt", b"expert")
+        atomic_write_json(task.dir / "summary.json", {
+            "task_id": task.task_id, "context": task.context, "seed": task.seed, "eval_return_mean": ret,
+            "eval_return_std": 0.0, "eval_returns": [ret], "floor_return": 100.0, "train_steps": steps,
+            "finished": True})
+
     tasks = []
     for speed, ret in first.items():
         ctx = space.validate({"speed": speed})
-        task = TaskSpec(context_id(ctx), ctx, 2, tmp_path / context_id(ctx))
-        summary = {"task_id": task.task_id, "context": ctx, "seed": 2, "eval_return_mean": ret,
-                   "eval_return_std": 0.0, "eval_returns": [ret], "floor_return": 100.0, "train_steps": 100,
-                   "finished": True}
-        atomic_write_bytes(task.dir / "expert.pt", b"first")
-        atomic_write_json(task.dir / "summary.json", summary)
-        tasks.append(task)
+        tasks.append(TaskSpec(context_id(ctx), ctx, 2, tmp_path / context_id(ctx)))
+        write_attempt(tasks[-1], ret, 100)
     trained = []
 
     def fake_train(family, pending, cfg, out_dir, *args, **kwargs):
         for r in pending:
             rnd = int(r.dir.name.split("-")[1])
             trained.append((r.context["speed"], rnd, r.seed))
-            ret = retried[(r.context["speed"], rnd)]
-            atomic_write_bytes(r.dir / "expert.pt", b"retry")
-            atomic_write_json(r.dir / "summary.json", {"task_id": r.task_id, "context": r.context, "seed": r.seed,
-                                                       "eval_return_mean": ret, "eval_return_std": 0.0,
-                                                       "eval_returns": [ret], "floor_return": 100.0,
-                                                       "train_steps": 50, "finished": True})
+            write_attempt(r, retried[(r.context["speed"], rnd)], 50)
 
     monkeypatch.setattr(sweep, "_train_tasks", fake_train)
     gate = GateConfig(ceiling_fraction=0.95, neighbour_fraction=0.7, vouch_fraction=0.5, max_retries=1,
