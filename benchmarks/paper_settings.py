@@ -14,6 +14,8 @@ tabulate all of them.
     # the dense table beside the reduced one, HyPoGen's numbers, and a verdict per setting on interpolation pairs
     .venv/bin/python benchmarks/paper_settings.py dense-table
     .venv/bin/python benchmarks/paper_settings.py verdicts
+    # where HyperZero stands against the imitation targets, per published setting
+    .venv/bin/python benchmarks/paper_settings.py targets
 
 Each setting is `hyperzero run <family>-<kind>-<small|dense> --out <root>/<setting>`; a parity setting
 (`<family>-reward-dense-hypogen`, HyPoGen's 20 % / 80 % split) runs on the experts of its dense run
@@ -26,6 +28,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -331,6 +334,60 @@ def before_after_table() -> str:
     return "\n".join(lines)
 
 
+# The imitation targets: HyperZero's cloning score on its training tasks, per family, and for walker its held-out
+# return / expert at least HyPoGen's figure for HyperZero (HYPOGEN_TABLE) on the same kind of setting.
+CLONING_TARGET = {"cheetah-run": 0.9, "finger-spin": 0.9, "walker-walk": 0.8}
+
+
+def _cpu(setting: str) -> str:
+    """The CPU a published result ran on, as its report names it ("Machine: AMD EPYC (family 25, model 1), ...")."""
+    found = re.search(r"^Machine: (.*?), \d+ cores", (RESULTS / setting / "report.md").read_text(), re.MULTILINE)
+    return found.group(1) if found else "not recorded"
+
+
+def targets_table() -> str:
+    """Per published setting: HyperZero's cloning score against its family's target, its held-out score before and
+    after the imitation defaults (worse = the after interval's upper end below the before IQM), and its held-out
+    return / expert (HyPoGen's metric) against HyPoGen's figure for HyperZero, a target for walker only."""
+    lines = ["| setting | CPU | HyperZero cloning [95% CI] (target) | held out: before → after | held-out R/E "
+             "(HyPoGen's HyperZero) | targets |", "|---|---|---|---|---|---|"]
+    for setting in ["quickstart", *ALL_SETTINGS]:
+        if not (RESULTS / setting / "summary.csv").exists():
+            continue
+        family = "cheetah-run" if setting == "quickstart" else next(f for f in FAMILIES if setting.startswith(f))
+        kind = next((k for k in KINDS if setting.startswith(f"{family}-{k}")), None)
+        missed = []
+        clone = _rows_by(RESULTS / setting / "cloning.csv", "train").get("hyperzero")
+        if clone is None:
+            clone_cell = "not scored"
+            missed.append("cloning not scored")
+        else:
+            clone_cell = f"{_cell(clone).split('<br>')[0]} (≥ {CLONING_TARGET[family]})"
+            if float(clone["iqm_score"]) < CLONING_TARGET[family]:
+                missed.append("cloning")
+        after = _rows_by(RESULTS / setting / "summary.csv")["hyperzero"]
+        before = _rows_by(BEFORE / setting / "summary.csv").get("hyperzero")
+        held = f"{float(after['iqm_score']):.2f} [{float(after['iqm_score_lo']):.2f}, {float(after['iqm_score_hi']):.2f}]"
+        if before is not None:
+            held = f"{float(before['iqm_score']):.2f} → {held}"
+            if float(after["iqm_score_hi"]) < float(before["iqm_score"]):
+                missed.append("worse than before")
+        rows = _held_out(setting)
+        ratio = sum(r.return_mean for r in rows) / sum(r.expert_return for r in rows)
+        ratio_cell = f"{ratio:.2f}"
+        if kind is not None and setting != "quickstart":
+            hz, _, expert = HYPOGEN_TABLE[f"{family}-{kind}"]
+            ratio_cell += f" ({hz / expert:.2f})"
+            if family == "walker-walk" and ratio < hz / expert:
+                missed.append("walker R/E")
+        else:
+            ratio_cell += " (–)"
+        verdict = "met" if not missed else "**missed: " + ", ".join(missed) + "**"
+        name = f"[{setting}]({setting}/report.md)"
+        lines.append(f"| {name} | {_cpu(setting)} | {clone_cell} | {held} | {ratio_cell} | {verdict} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -354,6 +411,8 @@ def main() -> None:
     sub.add_parser("table", help="print the nine-row markdown table from docs/results/*-small/")
     sub.add_parser("improvement", help="print P(HyperZero > each baseline and ablation) per published setting")
     sub.add_parser("dense-table", help="print the dense table beside the reduced one and HyPoGen's ratios")
+    sub.add_parser("targets", help="print, per published setting, where HyperZero stands against the imitation "
+                                   "targets (cloning, no setting worse, walker held-out return / expert)")
     v = sub.add_parser("verdicts", help="print, per dense setting, which methods HyperZero beats on held-out pairs")
     v.add_argument("--group", choices=("between", "outside"), default="between",
                    help="held-out pairs between the training tasks (interpolation) or outside them")
@@ -370,6 +429,8 @@ def main() -> None:
         print(dense_table())
     elif args.command == "verdicts":
         print(verdicts(args.group))
+    elif args.command == "targets":
+        print(targets_table())
     else:
         print(table())
 
