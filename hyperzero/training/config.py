@@ -34,6 +34,7 @@ class FitConfig:
     val_metric: str = "zero_shot_action_loss"  # selection="val_loss" metric: zero-shot action MSE on val tasks
     patience: int = 0                    # stop after this many evals without improvement; 0 = never (equal budgets)
     context_norm: Literal["bounds", "raw"] = "bounds"  # bounds: the family's nominal bounds -> [-1, 1]; raw: as is
+    context_noise: float = 0.0           # std of Gaussian noise on each training batch's (normalised) contexts; 0 = none
     td_gamma: Optional[float] = None     # TD discount; None = the dataset's γ (experts'); 1.0 = the authors' bug
     value_scale: Optional[float] = None  # κ on q* and r in value/TD losses; None = 1/mean|q*| (train tasks); 1 = authors'
     device: str = "auto"                 # auto | cpu | cuda[:i]
@@ -69,6 +70,8 @@ class FitConfig:
             raise ValueError(f"lr_sweep_steps must be >= 0 (0 = the full `steps`), got {self.lr_sweep_steps}")
         if self.value_scale is not None and not self.value_scale > 0:
             raise ValueError(f"value_scale must be > 0, or None for 1 / mean |q*| (got {self.value_scale})")
+        if not 0.0 <= self.context_noise < float("inf"):
+            raise ValueError(f"context_noise must be a finite std >= 0 (0 = no noise), got {self.context_noise}")
         if self.context_norm not in ("bounds", "raw"):
             raise ValueError(f"context_norm must be 'bounds' or 'raw' (got {self.context_norm!r})")
         if self.validation not in (None, "train"):

@@ -94,10 +94,14 @@ class TaskSampler:
 
     The sampler holds only the arrays of the tasks it is given, and refuses any task in `forbidden`
     (the fit passes the test and validation ids), so test data cannot reach a gradient step.
+    `context_noise` > 0 adds Gaussian noise of that std to each batch's contexts (the labels stay the expert's):
+    nearby contexts are asked for the same behaviour, a smoothness prior for tasks between or beyond few
+    training tasks.
     """
 
     def __init__(self, tasks: Sequence, contexts: np.ndarray, tasks_per_batch: int, batch_size: int, seed: int,
-                 need_q: bool, device: torch.device | str = "cpu", forbidden: Iterable[str] = ()):
+                 need_q: bool, device: torch.device | str = "cpu", forbidden: Iterable[str] = (),
+                 context_noise: float = 0.0):
         self.task_ids = [t.task_id for t in tasks]
         leaked = sorted(set(self.task_ids) & set(forbidden))
         if leaked:
@@ -122,6 +126,7 @@ class TaskSampler:
         self.sizes = torch.tensor(sizes, dtype=torch.float64, device=self.device)
         self.contexts = torch.as_tensor(np.asarray(contexts, np.float32), device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        self.context_noise = float(context_noise)  # FitConfig.check refuses a negative or infinite std
 
     def sample(self) -> TaskBatch:
         g = self.generator
@@ -129,7 +134,10 @@ class TaskSampler:
         u = torch.rand(self.k, self.per_task, generator=g, device=self.device, dtype=torch.float64)
         idx = (u * self.sizes[tasks, None]).long()
         rows = tasks[:, None]
-        return TaskBatch(context=self.contexts[tasks], **{f: self.data[f][rows, idx] for f in _FIELDS})
+        context = self.contexts[tasks]
+        if self.context_noise > 0:  # drawn after the samples, so a noiseless fit's stream is unchanged
+            context = context + self.context_noise * torch.randn(context.shape, generator=g, device=self.device)
+        return TaskBatch(context=context, **{f: self.data[f][rows, idx] for f in _FIELDS})
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -208,7 +208,8 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
         model.obs_norm.set_statistics(*observation_statistics(t.obs for t in train_tasks))
     need_q = bool(getattr(model, "has_q", False))
     sampler = TaskSampler(train_tasks, np.stack([normalizer(t.context_vector) for t in train_tasks]),
-                          cfg.tasks_per_batch, cfg.batch_size, cfg.seed, need_q, device, forbidden=held_out)
+                          cfg.tasks_per_batch, cfg.batch_size, cfg.seed, need_q, device, forbidden=held_out,
+                          context_noise=cfg.context_noise)
     val_batch = validation_batch(val_tasks, np.stack([normalizer(t.context_vector) for t in val_tasks])
                                  if val_tasks else None, cfg.val_samples_per_task, cfg.seed + 1, need_q, device)
     # every fit with val tasks in a real environment records its final val return (selection "return": every eval)

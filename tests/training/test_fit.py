@@ -56,6 +56,19 @@ def test_sampler_only_sees_train_tasks(ds, tmp_path, monkeypatch):
     assert info["split"]["test"] == split.test and info["seeds"]["split"] == 5
 
 
+def test_fit_passes_context_noise_to_its_sampler(ds, tmp_path, monkeypatch):
+    noise = []
+
+    class Spy(TaskSampler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            noise.append(self.context_noise)
+
+    monkeypatch.setattr(fit_module, "TaskSampler", Spy)
+    fit(ds, tmp_path, quick(context_noise=0.25, steps=10), progress=False)
+    assert noise == [0.25] and load_fit(tmp_path).config.context_noise == 0.25
+
+
 def test_sampler_refuses_held_out_tasks(ds):
     with pytest.raises(AssertionError, match="held-out"):
         TaskSampler(ds.tasks[:3], np.zeros((3, 1)), 2, 8, 0, True, forbidden=[ds.tasks[1].task_id])
@@ -69,6 +82,19 @@ def test_sampler_groups_by_task(ds):
         task = ds.tasks[int(b.context[k, 0])]
         rows = {tuple(np.round(r, 5)) for r in task.obs.reshape(-1, 4)}
         assert all(tuple(np.round(r, 5)) in rows for r in b.obs[k].numpy())
+
+
+def test_sampler_context_noise_perturbs_contexts_not_samples(ds):
+    ctx = 100.0 * np.arange(6.0)[:, None]  # far apart, so a noisy context still names its task
+    clean, noisy = (TaskSampler(ds.tasks[:6], ctx, 4, 64, 0, True, context_noise=std) for std in (0.0, 0.5))
+    a, b = clean.sample(), noisy.sample()
+    assert torch.equal(a.obs, b.obs) and torch.equal(a.action, b.action)  # noise is drawn after the samples
+    offsets = []
+    for _ in range(200):
+        context = noisy.sample().context
+        offsets.append(context - 100.0 * torch.round(context / 100.0))
+    offsets = torch.cat(offsets).reshape(-1)
+    assert abs(float(offsets.mean())) < 0.1 and 0.4 < float(offsets.std()) < 0.6  # N(0, 0.5²), 800 draws
 
 
 def _weights(path):
@@ -174,7 +200,8 @@ def test_authors_td_discount_option(ds, tmp_path):
 
 @pytest.mark.parametrize("bad, match", [(dict(method="nope"), "unknown method"), (dict(protocol="x"), "protocol"),
                                         (dict(batch_size=4, tasks_per_batch=8), "batch_size"),
-                                        (dict(context_norm="zscore"), "context_norm"), (dict(td_gamma=2.0), "td_gamma")])
+                                        (dict(context_norm="zscore"), "context_norm"), (dict(td_gamma=2.0), "td_gamma"),
+                                        (dict(context_noise=-0.1), "context_noise")])
 def test_bad_config_names_the_problem(bad, match):
     with pytest.raises(ValueError, match=match):
         FitConfig(**bad).check()
