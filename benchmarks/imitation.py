@@ -7,6 +7,9 @@ helps a method copy its experts, transfer, or both.
 
     python benchmarks/imitation.py run --preset walker-walk-dynamics-small --base ~/hz-runs/wdyn --root ~/hz-runs/imitation
     python benchmarks/imitation.py table --preset walker-walk-dynamics-small --root ~/hz-runs/imitation
+    # beside a run of the same preset and dataset (e.g. the published one), with P(variant > it) per method
+    python benchmarks/imitation.py table --preset walker-walk-dynamics-small --root ~/hz-runs/imitation-zen3 \
+        --reference ~/hz-runs/rerun/walker-walk-dynamics-small
     python benchmarks/imitation.py curves --preset walker-walk-dynamics-small --root ~/hz-runs/imitation --out docs/figures/x.png
 
 `run` is resumable (each variant is a resumable pipeline run; a finished one is skipped by the pipeline itself).
@@ -118,35 +121,67 @@ def _fit_cpu_minutes(run: Path, method: str) -> str:
     return f"{sum(seconds) / len(seconds) / 60:.1f}" if seconds else "—"
 
 
+def _print_rows(label: str, run: Path, methods: list[str]) -> None:
+    """The table's rows of one run directory: cloning (training tasks) and transfer (held-out, between / outside)."""
+    held_out = {r["method"]: r for r in _rows(run / "eval" / "summary.csv")}
+    groups = [*(_rows(run / "eval" / "cloning.csv") if (run / "eval" / "cloning.csv").exists() else []),
+              *(_rows(run / "eval" / "positions.csv") if (run / "eval" / "positions.csv").exists() else [])]
+    by_group = {(g["method"], g["group"]): g for g in groups}
+    for method in methods:
+        if method not in held_out:
+            continue
+        train = by_group.get((method, "train"))
+        expert_train = float(train["expert_return_mean"]) if train else float("nan")
+        held = held_out[method]
+        experts = [float(r["expert_return"]) for r in _rows(run / "eval" / "results.csv") if r["method"] == method
+                   and r.get("role", "test") == "test" and not r.get("excluded")]
+        held["expert_return_mean"] = sum(experts) / len(experts) if experts else "nan"
+        print(f"| {label} | {method} | {_cell(train)} | {_cell(train, 'return')} | {_cell(held)} | "
+              f"{_cell(held, 'return')} | {_cell(by_group.get((method, 'between')))} | "
+              f"{_cell(by_group.get((method, 'outside')))} | {expert_train:.0f} / "
+              f"{float(held.get('expert_return_mean') or 'nan'):.0f} | {_fit_cpu_minutes(run, method)} |")
+
+
+def _improvement(run: Path, reference: Path, method: str) -> str:
+    """P(the variant's fit beats the reference run's fit of `method` on a held-out pair), 95 % interval: both runs
+    must hold out the same (split seed, task) pairs (same dataset tasks and split seeds)."""
+    import dataclasses
+
+    from hyperzero.evaluation.metrics import read_results
+    from hyperzero.evaluation.stats import aggregate
+
+    ours = [r for r in read_results(run / "eval" / "results.csv") if r.method == method]
+    theirs = [dataclasses.replace(r, method="reference") for r in read_results(reference / "eval" / "results.csv")
+              if r.method == method]
+    if {(r.seed, r.task_id, r.role) for r in ours} != {(r.seed, r.task_id, r.role) for r in theirs}:
+        return "— (other pairs)"
+    stats = next(x for x in aggregate(ours + theirs, baseline="reference") if x.method == method)
+    return f"{stats.poi:.2f} [{stats.poi_lo:.2f}, {stats.poi_hi:.2f}]"
+
+
 def table(args) -> int:
-    """One row per (variant, method): cloning (training tasks) and transfer (held-out, between / outside)."""
+    """One row per (variant, method): cloning (training tasks) and transfer (held-out, between / outside); with
+    --reference, that run's rows first and, per variant row, P(variant > reference) on the same held-out pairs."""
     root = Path(args.root) / args.preset
+    reference = Path(args.reference) if args.reference else None
     print("| variant | method | cloning: IQM score [95 % CI] | cloning: IQM return | held-out: IQM score | "
           "held-out: IQM return | between | outside | expert return (train / held-out) | fit CPU-min |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name in VARIANTS:
-        run = root / name
-        if not (run / "eval" / "summary.csv").exists():
-            continue
-        held_out = {r["method"]: r for r in _rows(run / "eval" / "summary.csv")}
-        groups = [*(_rows(run / "eval" / "cloning.csv") if (run / "eval" / "cloning.csv").exists() else []),
-                  *(_rows(run / "eval" / "positions.csv") if (run / "eval" / "positions.csv").exists() else [])]
-        by_group = {(g["method"], g["group"]): g for g in groups}
-        for method in VARIANTS[name][0]:
-            if method not in held_out:
-                continue
-            train = by_group.get((method, "train"))
-            expert_train = float(train["expert_return_mean"]) if train else float("nan")
-            held = held_out[method]
-            experts = [float(r["expert_return"]) for r in _rows(run / "eval" / "results.csv") if r["method"] == method
-                       and r.get("role", "test") == "test" and not r.get("excluded")]
-            held["expert_return_mean"] = sum(experts) / len(experts) if experts else "nan"
-            print(f"| {name} | {method} | {_cell(train)} | {_cell(train, 'return')} | {_cell(held)} | "
-                  f"{_cell(held, 'return')} | {_cell(by_group.get((method, 'between')))} | "
-                  f"{_cell(by_group.get((method, 'outside')))} | {expert_train:.0f} / "
-                  f"{float(held.get('expert_return_mean') or 'nan'):.0f} | {_fit_cpu_minutes(run, method)} |")
+    present = [n for n in VARIANTS if (root / n / "eval" / "summary.csv").exists()]
+    if reference is not None:
+        _print_rows(f"reference ({reference.name})", reference,
+                    [r["method"] for r in _rows(reference / "eval" / "summary.csv")])
+    for name in present:
+        _print_rows(name, root / name, VARIANTS[name][0])
     print(f"\nCPU: {recorded_cpus(root)}. Variants: " + "; ".join(
-        f"**{n}** = " + ", ".join(f"`{o}`" for o in VARIANTS[n][1]) for n in VARIANTS))
+        f"**{n}** = " + ", ".join(f"`{o}`" for o in VARIANTS[n][1]) for n in present))
+    if reference is not None:
+        shown = str(reference).replace(str(Path.home()), "~")
+        print(f"\nP(variant > reference) on the same held-out (split seed, task) pairs, reference {shown}:\n")
+        print("| variant | method | P(variant > reference) [95 % CI] |\n|---|---|---|")
+        for name in present:
+            for method in VARIANTS[name][0]:
+                print(f"| {name} | {method} | {_improvement(root / name, reference, method)} |")
     return 0
 
 
@@ -199,6 +234,8 @@ def main() -> int:
     t = sub.add_parser("table", help="the cloning / transfer table of every variant, as markdown")
     t.add_argument("--preset", required=True)
     t.add_argument("--root", required=True)
+    t.add_argument("--reference", help="a run directory of the same preset, experts and dataset (e.g. the published "
+                                       "run) to show first and to compare every variant's fits with")
     t.set_defaults(func=table)
     c = sub.add_parser("curves", help="validation-return curves of one variant's fits, as a PNG")
     c.add_argument("--preset", required=True)
