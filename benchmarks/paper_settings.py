@@ -375,7 +375,7 @@ def targets_table() -> str:
         rows = _held_out(setting)
         ratio = sum(r.return_mean for r in rows) / sum(r.expert_return for r in rows)
         ratio_cell = f"{ratio:.2f}"
-        if kind is not None and setting != "quickstart":
+        if kind is not None:  # the quickstart has no HyPoGen figure
             hz, _, expert = HYPOGEN_TABLE[f"{family}-{kind}"]
             ratio_cell += f" ({hz / expert:.2f})"
             if family == "walker-walk" and ratio < hz / expert:
