@@ -53,11 +53,13 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "obs_norm+dart+b2048+8k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH + LONGER),
     # the walker presets' protocol with noise on the training contexts (std in normalised units, [-1, 1] = the
     # family's bounds): does a smoothness prior over contexts help a generated policy between / beyond few tasks?
-    "obs_norm+dart+b2048+8k+ctx0.1": (["hyperzero", "mlp_policy"],
+    "obs_norm+dart+b2048+8k+ctx0.1": (["hyperzero", "hyperzero_without_q", "mlp_policy"],
                                       OBS_NORM_DART + BIG_BATCH + LONGER + ["fit.context_noise=0.1"]),
     "obs_norm+dart+b2048+8k+ctx0.3": (["hyperzero"], OBS_NORM_DART + BIG_BATCH + LONGER + ["fit.context_noise=0.3"]),
     # any preset's own protocol (its config.yaml records it) with the same noise, against its published run
     "preset+ctx0.1": (["hyperzero", "mlp_policy"], ["fit.context_noise=0.1"]),
+    # a quarter of it: on the quickstart 0.1 of cheetah's ±10 m/s bounds is 1 m/s, twice its tasks' spacing
+    "preset+ctx0.025": (["hyperzero", "mlp_policy"], ["fit.context_noise=0.025"]),
 }
 
 
