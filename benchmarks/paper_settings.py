@@ -234,6 +234,11 @@ def _held_out(setting: str, method: str = "hyperzero", group: str | None = None)
     return [r for r in rows if r.method == method and not r.excluded]
 
 
+def _return_ratio(rows: list) -> float:
+    """HyPoGen's metric over scored rows: mean return / mean expert return (R/E)."""
+    return sum(r.return_mean for r in rows) / sum(r.expert_return for r in rows)
+
+
 def _group_cell(setting: str, group: str | None) -> str:
     """HyperZero's held-out IQM score [95 % interval] over all pairs or one position group, as the setting's report
     gives it, then the raw ratio as HyPoGen's table computes it (mean return / mean expert return over the same
@@ -241,7 +246,7 @@ def _group_cell(setting: str, group: str | None) -> str:
     rows = _held_out(setting, group=group)
     if not rows:
         return "no pairs"
-    ratio = sum(r.return_mean for r in rows) / sum(r.expert_return for r in rows)
+    ratio = _return_ratio(rows)
     raw = f"R/E {ratio:.2f} (R {sum(r.return_mean for r in rows) / len(rows):.0f}), {len(rows)} pairs"
     published = (_rows_by(RESULTS / setting / "summary.csv") if group is None
                  else _rows_by(RESULTS / setting / "positions.csv", group)).get("hyperzero")
@@ -372,8 +377,7 @@ def targets_table() -> str:
             held = f"{float(before['iqm_score']):.2f} → {held}"
             if float(after["iqm_score_hi"]) < float(before["iqm_score"]):
                 missed.append("worse than before")
-        rows = _held_out(setting)
-        ratio = sum(r.return_mean for r in rows) / sum(r.expert_return for r in rows)
+        ratio = _return_ratio(_held_out(setting))
         ratio_cell = f"{ratio:.2f}"
         if kind is not None:  # the quickstart has no HyPoGen figure
             hz, _, expert = HYPOGEN_TABLE[f"{family}-{kind}"]
