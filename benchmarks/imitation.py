@@ -39,6 +39,7 @@ BATCH = ["fit.batch_size=512", "fit.tasks_per_batch=4"]  # the reduced presets' 
 BIG_BATCH = ["fit.batch_size=2048", "fit.tasks_per_batch=16"]
 LONG = ["fit.steps=4000", "fit.eval_interval=500", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
 LONGER = ["fit.steps=8000", "fit.eval_interval=1000", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
+BOUNDS_NOISE = ["fit.context_noise_unit=bounds"]  # the unit of context_noise until 2026-12-04
 # name -> (methods, overrides)
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "preset": (METHODS, BEFORE + BATCH),
@@ -53,13 +54,19 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "obs_norm+dart+b2048+8k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH + LONGER),
     # the walker presets' protocol with noise on the training contexts (std in normalised units, [-1, 1] = the
     # family's bounds): does a smoothness prior over contexts help a generated policy between / beyond few tasks?
+    # (measured before noise kept a target speed's sign)
     "obs_norm+dart+b2048+8k+ctx0.1": (["hyperzero", "hyperzero_without_q", "mlp_policy"],
-                                      OBS_NORM_DART + BIG_BATCH + LONGER + ["fit.context_noise=0.1"]),
-    "obs_norm+dart+b2048+8k+ctx0.3": (["hyperzero"], OBS_NORM_DART + BIG_BATCH + LONGER + ["fit.context_noise=0.3"]),
+                                      OBS_NORM_DART + BIG_BATCH + LONGER + BOUNDS_NOISE + ["fit.context_noise=0.1"]),
+    "obs_norm+dart+b2048+8k+ctx0.3": (["hyperzero"], OBS_NORM_DART + BIG_BATCH + LONGER + BOUNDS_NOISE
+                                      + ["fit.context_noise=0.3"]),
     # any preset's own protocol (its config.yaml records it) with the same noise, against its published run
-    "preset+ctx0.1": (["hyperzero", "mlp_policy"], ["fit.context_noise=0.1"]),
+    "preset+ctx0.1": (["hyperzero", "mlp_policy"], BOUNDS_NOISE + ["fit.context_noise=0.1"]),
     # a quarter of it: on the quickstart 0.1 of cheetah's ±10 m/s bounds is 1 m/s, twice its tasks' spacing
-    "preset+ctx0.025": (["hyperzero", "mlp_policy"], ["fit.context_noise=0.025"]),
+    "preset+ctx0.025": (["hyperzero", "mlp_policy"], BOUNDS_NOISE + ["fit.context_noise=0.025"]),
+    # the std in units of the training tasks' spacing per feature instead, the same on every grid: 0.4 is about
+    # what 0.1 of the bounds was on the five reduced settings where it helped (0.2-0.6; 1-2 on the quickstart, where
+    # it hurt)
+    "preset+ctx0.4sp": (["hyperzero", "mlp_policy"], ["fit.context_noise_unit=spacing", "fit.context_noise=0.4"]),
 }
 
 

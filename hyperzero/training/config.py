@@ -34,7 +34,10 @@ class FitConfig:
     val_metric: str = "zero_shot_action_loss"  # selection="val_loss" metric: zero-shot action MSE on val tasks
     patience: int = 0                    # stop after this many evals without improvement; 0 = never (equal budgets)
     context_norm: Literal["bounds", "raw"] = "bounds"  # bounds: the family's nominal bounds -> [-1, 1]; raw: as is
-    context_noise: float = 0.0           # std of Gaussian noise on each training batch's (normalised) contexts; 0 = none
+    context_noise: float = 0.0           # std of Gaussian noise on each training batch's (normalised) contexts, in
+    #   context_noise_unit; 0 = none. A signed feature (a target speed) keeps its sign: noise across 0 is reflected
+    context_noise_unit: Literal["spacing", "bounds"] = "spacing"  # spacing: per feature, x the median distance between
+    #   neighbouring training values (none on a feature the training tasks share); bounds: [-1, 1] = the bounds
     td_gamma: Optional[float] = None     # TD discount; None = the dataset's γ (experts'); 1.0 = the authors' bug
     value_scale: Optional[float] = None  # κ on q* and r in value/TD losses; None = 1/mean|q*| (train tasks); 1 = authors'
     device: str = "auto"                 # auto | cpu | cuda[:i]
@@ -72,6 +75,9 @@ class FitConfig:
             raise ValueError(f"value_scale must be > 0, or None for 1 / mean |q*| (got {self.value_scale})")
         if not 0.0 <= self.context_noise < float("inf"):
             raise ValueError(f"context_noise must be a finite std >= 0 (0 = no noise), got {self.context_noise}")
+        if self.context_noise_unit not in ("spacing", "bounds"):
+            raise ValueError(f"context_noise_unit must be 'spacing' (x the training tasks' spacing per feature) or "
+                             f"'bounds' (normalised units) (got {self.context_noise_unit!r})")
         if self.context_norm not in ("bounds", "raw"):
             raise ValueError(f"context_norm must be 'bounds' or 'raw' (got {self.context_norm!r})")
         if self.validation not in (None, "train"):

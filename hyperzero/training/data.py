@@ -89,19 +89,44 @@ def task_arrays(task, need_q: bool) -> dict[str, np.ndarray]:
     return out
 
 
+def context_noise_std(contexts: np.ndarray, noise: float, unit: str) -> np.ndarray:
+    """Per-feature std of the noise on the normalised training contexts [n_tasks, d].
+
+    'bounds': `noise` for every feature (normalised units). 'spacing': `noise` x the median distance from each
+    distinct training value of a feature to its nearest other value, so the same `noise` keeps a task's noisy
+    contexts as close to it, relative to its neighbours, on a coarse grid as on a fine one; a feature every
+    training task shares (a reward setting's body length) gets none.
+    """
+    contexts = np.asarray(contexts, np.float64).reshape(len(contexts), -1)
+    if unit == "bounds":
+        return np.full(contexts.shape[1], float(noise), np.float32)
+    if unit != "spacing":
+        raise ValueError(f"context noise unit must be 'spacing' or 'bounds' (got {unit!r})")
+    std = np.zeros(contexts.shape[1], np.float32)
+    for j in range(contexts.shape[1]):
+        values = np.unique(contexts[:, j])
+        if len(values) > 1:
+            gaps = np.diff(values)
+            nearest = np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf])
+            std[j] = noise * float(np.median(nearest))
+    return std
+
+
 class TaskSampler:
     """Grouped batches from TRAIN tasks only: K distinct tasks, batch_size // K samples from each.
 
     The sampler holds only the arrays of the tasks it is given, and refuses any task in `forbidden`
     (the fit passes the test and validation ids), so test data cannot reach a gradient step.
-    `context_noise` > 0 adds Gaussian noise of that std to each batch's contexts (the labels stay the expert's):
-    nearby contexts are asked for the same behaviour, a smoothness prior for tasks between or beyond few
-    training tasks.
+    `context_noise` (a std, or one per feature; see `context_noise_std`) adds Gaussian noise to each batch's
+    contexts (the labels stay the expert's): nearby contexts are asked for the same behaviour, a smoothness prior
+    for tasks between or beyond few training tasks. `sign_origins` holds, per feature, the (normalised) value a
+    signed feature must not cross (a target speed's 0; NaN for other features): noise that would cross it is
+    reflected back, since the other side asks for the opposite direction.
     """
 
     def __init__(self, tasks: Sequence, contexts: np.ndarray, tasks_per_batch: int, batch_size: int, seed: int,
                  need_q: bool, device: torch.device | str = "cpu", forbidden: Iterable[str] = (),
-                 context_noise: float = 0.0):
+                 context_noise: float | np.ndarray = 0.0, sign_origins: np.ndarray | None = None):
         self.task_ids = [t.task_id for t in tasks]
         leaked = sorted(set(self.task_ids) & set(forbidden))
         if leaked:
@@ -126,7 +151,12 @@ class TaskSampler:
         self.sizes = torch.tensor(sizes, dtype=torch.float64, device=self.device)
         self.contexts = torch.as_tensor(np.asarray(contexts, np.float32), device=self.device)
         self.generator = torch.Generator(device=self.device).manual_seed(int(seed))
-        self.context_noise = float(context_noise)  # FitConfig.check refuses a negative or infinite std
+        std = np.broadcast_to(np.asarray(context_noise, np.float32), self.contexts.shape[1:])
+        if not (np.isfinite(std).all() and (std >= 0).all()):
+            raise ValueError(f"context noise must be finite stds >= 0 (got {std.tolist()})")
+        self.context_noise = torch.as_tensor(std.copy(), device=self.device) if std.any() else None
+        self.sign_origins = (None if sign_origins is None or np.isnan(sign_origins).all()
+                             else torch.as_tensor(np.asarray(sign_origins, np.float32), device=self.device))
 
     def sample(self) -> TaskBatch:
         g = self.generator
@@ -135,8 +165,12 @@ class TaskSampler:
         idx = (u * self.sizes[tasks, None]).long()
         rows = tasks[:, None]
         context = self.contexts[tasks]
-        if self.context_noise > 0:  # drawn after the samples, so a noiseless fit's stream is unchanged
-            context = context + self.context_noise * torch.randn(context.shape, generator=g, device=self.device)
+        if self.context_noise is not None:  # drawn after the samples, so a noiseless fit's stream is unchanged
+            noisy = context + self.context_noise * torch.randn(context.shape, generator=g, device=self.device)
+            if self.sign_origins is not None:  # NaN origins compare False: those features are left as drawn
+                crossed = (noisy - self.sign_origins) * (context - self.sign_origins) < 0
+                noisy = torch.where(crossed, 2 * self.sign_origins - noisy, noisy)
+            context = noisy
         return TaskBatch(context=context, **{f: self.data[f][rows, idx] for f in _FIELDS})
 
     def state_dict(self) -> dict:

@@ -25,7 +25,7 @@ import torch
 from hyperzero.models.base import Approximator, TaskBatch, observation_statistics
 from hyperzero.models.registry import build_method
 from hyperzero.training.config import FitConfig
-from hyperzero.training.data import ContextNormalizer, TaskSampler, validation_batch
+from hyperzero.training.data import ContextNormalizer, TaskSampler, context_noise_std, validation_batch
 from hyperzero.training.loop import BEST, higher_is_better, selection_score, train_loop
 from hyperzero.training.rollout import numpy_policy, rollout_returns
 from hyperzero.utils.integrity import read_verified_bytes
@@ -207,9 +207,11 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
     if model.obs_norm is not None:  # training tasks only: val and test observations never shape the model
         model.obs_norm.set_statistics(*observation_statistics(t.obs for t in train_tasks))
     need_q = bool(getattr(model, "has_q", False))
-    sampler = TaskSampler(train_tasks, np.stack([normalizer(t.context_vector) for t in train_tasks]),
-                          cfg.tasks_per_batch, cfg.batch_size, cfg.seed, need_q, device, forbidden=held_out,
-                          context_noise=cfg.context_noise)
+    train_contexts = np.stack([normalizer(t.context_vector) for t in train_tasks])
+    noise_std = context_noise_std(train_contexts, cfg.context_noise, cfg.context_noise_unit)
+    sign_origins = _sign_origins(ds, normalizer) if noise_std.any() else None
+    sampler = TaskSampler(train_tasks, train_contexts, cfg.tasks_per_batch, cfg.batch_size, cfg.seed, need_q, device,
+                          forbidden=held_out, context_noise=noise_std, sign_origins=sign_origins)
     val_batch = validation_batch(val_tasks, np.stack([normalizer(t.context_vector) for t in val_tasks])
                                  if val_tasks else None, cfg.val_samples_per_task, cfg.seed + 1, need_q, device)
     # every fit with val tasks in a real environment records its final val return (selection "return": every eval)
@@ -223,7 +225,10 @@ def fit(dataset, out_dir: str | Path, cfg: FitConfig | None = None, progress: bo
                    effective={"tasks_per_batch": sampler.k, "samples_per_task": sampler.per_task,
                               "batch_size": sampler.k * sampler.per_task, "td_gamma": resolved.model.gamma,
                               "value_scale": resolved.model.value_scale, "selection": selection,
-                              "device": str(device), "torch_threads": torch.get_num_threads()},
+                              "device": str(device), "torch_threads": torch.get_num_threads(),
+                              "context_noise_std": dict(zip(ds.context_names, noise_std.tolist())),
+                              "context_noise_keeps_sign": [n for n, o in zip(ds.context_names, sign_origins)
+                                                           if o == o] if sign_origins is not None else []},
                    n_params=sum(p.numel() for p in model.parameters()))
 
     state = train_loop(model, sampler, resolved, out, val_batch, callbacks=callbacks, progress=progress,
@@ -267,6 +272,19 @@ def training_contexts(train_tasks, context_names) -> dict:
     return {"fixed": {k: float(v) for k, v in contexts[0].items() if k not in context_names},
             "ranges": {n: [min(float(c[n]) for c in contexts), max(float(c[n]) for c in contexts)]
                        for n in context_names}}
+
+
+def _sign_origins(ds, normalizer: ContextNormalizer) -> np.ndarray | None:
+    """Per context feature, where 0 of a signed feature (a target speed) lies after normalisation; NaN for the
+    others. None when the family is not registered here: then no feature is known to carry a sign."""
+    from hyperzero.envs import get_family, has_family
+
+    if not has_family(ds.family):
+        return None
+    features = get_family(ds.family).context_space.features
+    signed = [bool(getattr(features.get(n), "nonzero", False)) for n in ds.context_names]
+    zero = normalizer(np.zeros(len(ds.context_names)))
+    return np.where(signed, zero, np.nan).astype(np.float32)
 
 
 def _has_env(family: str) -> bool:

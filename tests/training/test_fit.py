@@ -2,6 +2,7 @@
 import csv
 import dataclasses
 import json
+import types
 
 import numpy as np
 import pytest
@@ -9,10 +10,11 @@ import torch
 
 import hyperzero.training.trainer as fit_module
 from hyperzero.datasets.splits import make_split
+from hyperzero.envs import get_family
 from hyperzero.models.config import ModelConfig
 from hyperzero.models.registry import METHODS
 from hyperzero.training import FitConfig, fit, load_fit
-from hyperzero.training.data import TaskSampler
+from hyperzero.training.data import ContextNormalizer, TaskSampler, context_noise_std
 from hyperzero.training.synthetic import make_synthetic_dataset
 
 SMALL = ModelConfig(embed_dims=(16, 32, 64), hidden_dim=64)
@@ -56,17 +58,49 @@ def test_sampler_only_sees_train_tasks(ds, tmp_path, monkeypatch):
     assert info["split"]["test"] == split.test and info["seeds"]["split"] == 5
 
 
-def test_fit_passes_context_noise_to_its_sampler(ds, tmp_path, monkeypatch):
-    noise = []
+@pytest.mark.parametrize("unit", ["spacing", "bounds"])
+def test_fit_scales_context_noise_by_its_unit(ds, tmp_path, unit):
+    fit(ds, tmp_path, quick(context_noise=0.25, context_noise_unit=unit, steps=10), progress=False)
+    tm = load_fit(tmp_path)
+    train = np.array([tm.normalizer(t.context_vector)[0] for t in ds.tasks if t.task_id in tm.split.train])
+    gaps = np.diff(np.unique(train))
+    spacing = np.median(np.minimum(np.r_[np.inf, gaps], np.r_[gaps, np.inf]))
+    effective = json.load(open(tmp_path / "run_info.json"))["effective"]
+    expected = 0.25 * spacing if unit == "spacing" else 0.25
+    assert effective["context_noise_std"] == {ds.context_names[0]: pytest.approx(expected, rel=1e-5)}
+    assert tm.config.context_noise == 0.25 and tm.config.context_noise_unit == unit
 
-    class Spy(TaskSampler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, **kw)
-            noise.append(self.context_noise)
 
-    monkeypatch.setattr(fit_module, "TaskSampler", Spy)
-    fit(ds, tmp_path, quick(context_noise=0.25, steps=10), progress=False)
-    assert noise == [0.25] and load_fit(tmp_path).config.context_noise == 0.25
+def test_context_noise_std_follows_each_features_spacing():
+    contexts = np.array([[0.0, 5.0], [0.1, 5.0], [0.3, 5.0], [0.7, 5.0], [0.7, 5.0]])
+    # nearest-neighbour gaps of the distinct values 0, 0.1, 0.3, 0.7: 0.1, 0.1, 0.2, 0.4 -> median 0.15
+    assert context_noise_std(contexts, 0.4, "spacing") == pytest.approx([0.06, 0.0])  # a shared feature gets none
+    assert context_noise_std(contexts, 0.4, "bounds") == pytest.approx([0.4, 0.4])
+    with pytest.raises(ValueError, match="unit"):
+        context_noise_std(contexts, 0.4, "grid")
+
+
+def test_sampler_context_noise_keeps_a_signed_features_sign(ds):
+    ctx = np.array([[0.05, 0.0], [-0.05, 0.0], [0.5, 0.0]])  # a signed speed near its 0, and an unsigned feature
+    def signs(origins):
+        s = TaskSampler(ds.tasks[:3], ctx, 3, 6, 0, True, context_noise=1.0, sign_origins=origins)
+        batches = [s.sample().context for _ in range(200)]
+        return torch.stack([torch.sign(b) for b in batches]), torch.stack([torch.sign(torch.as_tensor(ctx))] * 200)
+    drawn, clean = signs(np.array([0.0, np.nan]))
+    assert torch.equal(torch.sort(drawn[:, :, 0], 1).values, torch.sort(clean[:, :, 0].float(), 1).values)
+    assert (drawn[:, :, 1] < 0).any() and (drawn[:, :, 1] > 0).any()  # the unsigned feature is left as drawn
+    drawn, clean = signs(None)
+    assert not torch.equal(torch.sort(drawn[:, :, 0], 1).values, torch.sort(clean[:, :, 0].float(), 1).values)
+
+
+def test_sign_origins_come_from_the_family():
+    space = get_family("cheetah-run").context_space
+    names = ["speed", "torso_length"]
+    stub = types.SimpleNamespace(family="cheetah-run", context_names=names)
+    origins = fit_module._sign_origins(stub, ContextNormalizer(names, "bounds", space.bounds(names)))
+    assert origins[0] == pytest.approx(0.0) and np.isnan(origins[1])  # speed's 0 is the middle of ±10 m/s
+    assert fit_module._sign_origins(types.SimpleNamespace(family="not-registered", context_names=names),
+                                    ContextNormalizer(names, "raw")) is None
 
 
 def test_sampler_refuses_held_out_tasks(ds):
@@ -201,7 +235,8 @@ def test_authors_td_discount_option(ds, tmp_path):
 @pytest.mark.parametrize("bad, match", [(dict(method="nope"), "unknown method"), (dict(protocol="x"), "protocol"),
                                         (dict(batch_size=4, tasks_per_batch=8), "batch_size"),
                                         (dict(context_norm="zscore"), "context_norm"), (dict(td_gamma=2.0), "td_gamma"),
-                                        (dict(context_noise=-0.1), "context_noise")])
+                                        (dict(context_noise=-0.1), "context_noise"),
+                                        (dict(context_noise_unit="grid"), "context_noise_unit")])
 def test_bad_config_names_the_problem(bad, match):
     with pytest.raises(ValueError, match=match):
         FitConfig(**bad).check()
