@@ -67,6 +67,10 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # what 0.1 of the bounds was on the five reduced settings where it helped (0.2-0.6; 1-2 on the quickstart, where
     # it hurt)
     "preset+ctx0.4sp": (["hyperzero", "mlp_policy"], ["fit.context_noise_unit=spacing", "fit.context_noise=0.4"]),
+    "preset+ctx0.2sp": (["hyperzero", "mlp_policy"], ["fit.context_noise_unit=spacing", "fit.context_noise=0.2"]),
+    # control: draws the noise (so the sampler's random stream is that of any noisy fit) at a std too small to
+    # matter; its distance from the published fit is the run-to-run spread a change of stream alone causes
+    "preset+ctx1e-6sp": (["hyperzero", "mlp_policy"], ["fit.context_noise_unit=spacing", "fit.context_noise=1e-6"]),
 }
 
 
