@@ -93,6 +93,7 @@ def run(args) -> int:
     for name in names:
         out = Path(args.root) / args.preset / name
         methods, changes = VARIANTS[name]
+        methods = args.methods.split(",") if args.methods else methods
         overrides = [f"fit.methods=[{','.join(methods)}]", "evaluate.videos=false", *changes, *(args.set or [])]
         cmd = [hyperzero, "run", args.preset, "--out", str(out), "--no-progress"]
         if args.base and not (out / "experts").exists():  # linked once; a resumed variant has them already
@@ -243,6 +244,7 @@ def main() -> int:
     r.add_argument("--base", help="a run directory whose experts/ every variant reuses (hard links)")
     r.add_argument("--variants", help=f"comma-separated subset of {list(VARIANTS)}")
     r.add_argument("--set", action="append", help="an extra override for every variant (repeatable)")
+    r.add_argument("--methods", help="comma-separated methods to fit instead of each variant's own (e.g. hyperzero)")
     r.set_defaults(func=run)
     t = sub.add_parser("table", help="the cloning / transfer table of every variant, as markdown")
     t.add_argument("--preset", required=True)
