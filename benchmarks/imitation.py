@@ -10,6 +10,9 @@ helps a method copy its experts, transfer, or both.
     # beside a run of the same preset and dataset (e.g. the published one), with P(variant > it) per method
     python benchmarks/imitation.py table --preset walker-walk-dynamics-small --root ~/hz-runs/imitation-zen3 \
         --reference ~/hz-runs/rerun/walker-walk-dynamics-small
+    # other split seeds, one method (the variant's own methods otherwise)
+    python benchmarks/imitation.py run --preset walker-walk-dynamics-small --base ~/hz-runs/wdyn --root ~/hz-runs/seeds5-9 \
+        --variants preset+ctx0.4sp --set 'fit.seeds=[5,6,7,8,9]' --methods hyperzero
     python benchmarks/imitation.py curves --preset walker-walk-dynamics-small --root ~/hz-runs/imitation --out docs/figures/x.png
 
 `run` is resumable (each variant is a resumable pipeline run; a finished one is skipped by the pipeline itself).
