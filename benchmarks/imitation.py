@@ -43,6 +43,7 @@ BIG_BATCH = ["fit.batch_size=2048", "fit.tasks_per_batch=16"]
 LONG = ["fit.steps=4000", "fit.eval_interval=500", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
 LONGER = ["fit.steps=8000", "fit.eval_interval=1000", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
 BOUNDS_NOISE = ["fit.context_noise_unit=bounds"]  # the unit of context_noise until 2026-12-04
+SPACING_NOISE = ["fit.context_noise_unit=spacing"]  # its unit since: x the training tasks' spacing per feature
 # name -> (methods, overrides)
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     "preset": (METHODS, BEFORE + BATCH),
@@ -69,11 +70,11 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # the std in units of the training tasks' spacing per feature instead, the same on every grid: 0.4 is about
     # what 0.1 of the bounds was on the five reduced settings where it helped (0.2-0.6; 1-2 on the quickstart, where
     # it hurt)
-    "preset+ctx0.4sp": (["hyperzero", "mlp_policy"], ["fit.context_noise_unit=spacing", "fit.context_noise=0.4"]),
-    "preset+ctx0.2sp": (["hyperzero", "mlp_policy"], ["fit.context_noise_unit=spacing", "fit.context_noise=0.2"]),
+    "preset+ctx0.4sp": (["hyperzero", "mlp_policy"], SPACING_NOISE + ["fit.context_noise=0.4"]),
+    "preset+ctx0.2sp": (["hyperzero", "mlp_policy"], SPACING_NOISE + ["fit.context_noise=0.2"]),
     # control: draws the noise (so the sampler's random stream is that of any noisy fit) at a std too small to
     # matter; its distance from the published fit is the run-to-run spread a change of stream alone causes
-    "preset+ctx1e-6sp": (["hyperzero", "mlp_policy"], ["fit.context_noise_unit=spacing", "fit.context_noise=1e-6"]),
+    "preset+ctx1e-6sp": (["hyperzero", "mlp_policy"], SPACING_NOISE + ["fit.context_noise=1e-6"]),
 }
 
 
