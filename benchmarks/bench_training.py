@@ -51,11 +51,17 @@ def train_rate(model, sampler, steps: int, regroup=None, warmup: int = 10, fused
         loss.backward()
         opt.step()
 
+    def wait():  # CUDA runs asynchronously: time finished work, not queued launches
+        if sampler.device.type == "cuda":
+            torch.cuda.synchronize(sampler.device)
+
     for _ in range(warmup):
         step()
+    wait()
     t = time.perf_counter()
     for _ in range(steps):
         step()
+    wait()
     return steps * sampler.k * sampler.per_task / (time.perf_counter() - t)
 
 

@@ -6,6 +6,7 @@ proportionally more. This measures it: milliseconds per step and samples/s of fu
 fit loop does) for each (tasks per batch K, batch size), one torch thread as a fit under the Ray executor has.
 
     flock /tmp/hyperzero-bench.lock .venv/bin/python benchmarks/fit_batch.py --markdown /tmp/fit-batch.md
+    python benchmarks/fit_batch.py --device cuda --batches 4x512,16x2048,16x8192   # on a GPU machine
 
 Synthetic data at the family's observation and action sizes and a 2-D context (the networks' shapes are what
 matter); `ModelConfig(obs_norm=True)` as the presets fit. The table goes to stdout (and --markdown), with the CPU,
@@ -54,6 +55,7 @@ def main() -> int:
     ap.add_argument("--batches", default="8x512,8x1024,16x2048,16x4096",
                     help="comma list of K x batch (tasks per batch x samples per step); the reduced presets fit on 4x512")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a fit under the Ray executor has 1)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i> (model and sampled batches on it)")
     ap.add_argument("--steps", type=int, default=40, help="timed gradient steps per measurement (after 10 warm-up)")
     ap.add_argument("--markdown", type=Path, help="also write the table to this file")
     args = ap.parse_args()
@@ -70,9 +72,10 @@ def main() -> int:
         for method in args.methods.split(","):
             torch.manual_seed(0)
             model = build_method(method, CONTEXT_DIM, fam.obs_dim, fam.act_dim, ModelConfig(obs_norm=True))
+            model.to(args.device)
             base = None
             for k, batch in batches:
-                sampler = TaskSampler(ds.tasks, contexts, k, batch, 0, need_q=model.has_q)
+                sampler = TaskSampler(ds.tasks, contexts, k, batch, 0, need_q=model.has_q, device=args.device)
                 rate = train_rate(model, sampler, args.steps)
                 ms = sampler.k * sampler.per_task / rate * 1e3
                 base = base or ms
@@ -81,8 +84,9 @@ def main() -> int:
                       flush=True)
     load_after = os.getloadavg()
     cmd = "flock /tmp/hyperzero-bench.lock .venv/bin/python benchmarks/fit_batch.py " + " ".join(sys.argv[1:])
-    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {cpu_kind()}, torch {torch.__version__}, "
-             f"{args.threads} thread(s); load average (1/5/15 min) before "
+    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {cpu_kind()}"
+             f"{' with ' + torch.cuda.get_device_name(args.device) if args.device != 'cpu' else ''}, "
+             f"torch {torch.__version__}, device {args.device}, {args.threads} thread(s); load average (1/5/15 min) before "
              f"{' / '.join(f'{x:.2f}' for x in load_before)}, after {' / '.join(f'{x:.2f}' for x in load_after)}.",
              f"Command: `{cmd.strip()}`", "",
              "| family | method | K x batch | ms / step | samples / s | step time against the first batch |",

@@ -43,9 +43,16 @@ def test_an_experts_bf16_the_cpu_would_only_emulate_is_refused_before_the_run_di
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_whole_pipeline_runs_on_cuda(tmp_path):
+    # with the imitation settings the presets use: perturbed data, normalised observations, context noise
     out = tmp_path / "run"
-    proc = run(out, "--device", "cuda")
+    proc = run(out, "--device", "cuda", "--set", "dataset.action_noise=0.2", "--set", "fit.model.obs_norm=true",
+               "--set", "fit.context_noise=0.4")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for fit in out.glob("fits/*/seed_*"):
-        assert read_json(fit / "run_info.json")["effective"]["device"].startswith("cuda")
+    fits = sorted(out.glob("fits/*/seed_*"))
+    assert len(fits) == 4
+    for fit in fits:
+        effective = read_json(fit / "run_info.json")["effective"]
+        assert effective["device"].startswith("cuda")
+        if "hyperzero" in fit.parts:
+            assert effective["context_noise_std"]["speed"] > 0 and effective["context_noise_keeps_sign"] == ["speed"]
     assert (out / "eval" / "results.csv").exists() and (out / "report.md").exists()
