@@ -44,18 +44,19 @@ LONG = ["fit.steps=4000", "fit.eval_interval=500", "fit.lr_sweep_steps=1000", "f
 LONGER = ["fit.steps=8000", "fit.eval_interval=1000", "fit.lr_sweep_steps=1000", "fit.checkpoint_interval=1000"]
 BOUNDS_NOISE = ["fit.context_noise_unit=bounds"]  # the unit of context_noise until 2026-12-04
 SPACING_NOISE = ["fit.context_noise_unit=spacing"]  # its unit since: x the training tasks' spacing per feature
+NO_NOISE = ["fit.context_noise=0.0"]  # walker-walk-dynamics-small's preset has noise since 2026-12-04
 # name -> (methods, overrides)
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
-    "preset": (METHODS, BEFORE + BATCH),
-    "obs_norm": (METHODS, OBS_NORM + BATCH),
-    "obs_norm+dart": (METHODS, OBS_NORM_DART + BATCH),
+    "preset": (METHODS, BEFORE + BATCH + NO_NOISE),
+    "obs_norm": (METHODS, OBS_NORM + BATCH + NO_NOISE),
+    "obs_norm+dart": (METHODS, OBS_NORM_DART + BATCH + NO_NOISE),
     # the authors' unscaled value targets (κ = 1) against κ = 1 / mean |q*| of "obs_norm+dart"
-    "obs_norm+dart+unscaled": (["hyperzero"], OBS_NORM_DART + BATCH + ["fit.value_scale=1.0"]),
-    "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BATCH + LONG),
-    "obs_norm+dart+b2048": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH),
+    "obs_norm+dart+unscaled": (["hyperzero"], OBS_NORM_DART + BATCH + NO_NOISE + ["fit.value_scale=1.0"]),
+    "obs_norm+dart+4k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BATCH + LONG + NO_NOISE),
+    "obs_norm+dart+b2048": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH + NO_NOISE),
     # twice the walker presets' steps, at either batch (walker's cloning curves still rose at 4000)
-    "obs_norm+dart+8k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BATCH + LONGER),
-    "obs_norm+dart+b2048+8k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH + LONGER),
+    "obs_norm+dart+8k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BATCH + LONGER + NO_NOISE),
+    "obs_norm+dart+b2048+8k": (["hyperzero", "hyperzero_without_q"], OBS_NORM_DART + BIG_BATCH + LONGER + NO_NOISE),
     # the walker presets' protocol with noise on the training contexts (std in normalised units, [-1, 1] = the
     # family's bounds): does a smoothness prior over contexts help a generated policy between / beyond few tasks?
     # (measured before noise kept a target speed's sign)
