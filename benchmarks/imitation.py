@@ -172,6 +172,8 @@ def _improvement(run: Path, reference: Path, method: str) -> str:
     ours = [r for r in read_results(run / "eval" / "results.csv") if r.method == method]
     theirs = [dataclasses.replace(r, method="reference") for r in read_results(reference / "eval" / "results.csv")
               if r.method == method]
+    if not ours or not theirs:  # e.g. a variant run with --methods
+        return "— (not fitted in both)"
     if {(r.seed, r.task_id, r.role) for r in ours} != {(r.seed, r.task_id, r.role) for r in theirs}:
         return "— (other pairs)"
     stats = next(x for x in aggregate(ours + theirs, baseline="reference") if x.method == method)
