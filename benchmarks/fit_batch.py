@@ -83,7 +83,8 @@ def main() -> int:
                 print(f"{family:12s} {method:20s} K={k:3d} batch={batch:5d} {ms:8.2f} ms/step {rate:10.0f} samples/s",
                       flush=True)
     load_after = os.getloadavg()
-    cmd = "flock /tmp/hyperzero-bench.lock .venv/bin/python benchmarks/fit_batch.py " + " ".join(sys.argv[1:])
+    lock = "flock /tmp/hyperzero-bench.lock " if args.device == "cpu" else ""  # a lent GPU machine runs nothing else
+    cmd = f"{lock}python benchmarks/fit_batch.py " + " ".join(sys.argv[1:])
     lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {cpu_kind()}"
              f"{' with ' + torch.cuda.get_device_name(args.device) if args.device != 'cpu' else ''}, "
              f"torch {torch.__version__}, device {args.device}, {args.threads} thread(s); load average (1/5/15 min) before "
