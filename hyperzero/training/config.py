@@ -107,11 +107,18 @@ class FitConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
+        """A FitConfig from plain values (a config section, or a saved model's config); an unknown key is an
+        error naming it, never silently dropped (a misspelt `stpes` would otherwise fit the default budget)."""
         d = dict(d)
         model = dict(d.pop("model", {}) or {})
+        for where, values, known in (("", d, cls.__dataclass_fields__),
+                                     ("model.", model, ModelConfig.__dataclass_fields__)):
+            unknown = sorted(set(values) - set(known))
+            if unknown:
+                raise ValueError(f"unknown fit setting(s) {[where + k for k in unknown]}; allowed: "
+                                 f"{sorted(where + k for k in known)}")
         if "embed_dims" in model:
             model["embed_dims"] = tuple(model["embed_dims"])
         if "lr_sweep" in d:
             d["lr_sweep"] = [float(v) for v in d["lr_sweep"] or []]
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known}, model=ModelConfig(**model))
+        return cls(**d, model=ModelConfig(**model))

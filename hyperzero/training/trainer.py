@@ -542,7 +542,11 @@ def load_fit(fit_dir: str | Path, device: str = "cpu") -> TrainedModel:
     config = payload["config"]
     if "obs_norm" not in (config.get("model") or {}):  # written before observation normalisation existed
         config = {**config, "model": {**(config.get("model") or {}), "obs_norm": False}}
-    cfg = FitConfig.from_dict(config)
+    try:
+        cfg = FitConfig.from_dict(config)
+    except ValueError as err:
+        raise ValueError(f"{path} holds fit settings this hyperzero version does not know ({err}); refit it "
+                         "with this version, or load it with the version that wrote it") from None
     model = build_method(payload["method"], payload["ctx_dim"], payload["obs_dim"], payload["act_dim"], cfg.model)
     model.load_state_dict(payload["state_dict"])
     model.to(resolve_device(device)).eval()

@@ -71,6 +71,26 @@ def test_python_api_configs_check_types():
         FitConfig(lr=True).check()
 
 
+def test_fit_config_from_dict_refuses_unknown_keys():
+    from hyperzero.training import FitConfig
+
+    assert FitConfig.from_dict({"steps": 10, "model": {"hidden_dim": 8}}).model.hidden_dim == 8
+    with pytest.raises(ValueError, match=r"unknown fit setting\(s\) \['stpes'\].*'steps'"):
+        FitConfig.from_dict({"stpes": 10})
+    with pytest.raises(ValueError, match=r"\['model.hiden_dim'\].*'model.hidden_dim'"):
+        FitConfig.from_dict({"model": {"hiden_dim": 8}})
+
+
+def test_load_fit_names_settings_from_another_version(tmp_path):
+    import torch
+
+    from hyperzero.training import load_fit
+
+    torch.save({"config": {"steps": 10, "retired_knob": 1, "model": {"obs_norm": True}}}, tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"model.pt holds fit settings.*\['retired_knob'\].*refit it"):
+        load_fit(tmp_path)
+
+
 def test_out_below_a_regular_file_and_debug_traceback(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
