@@ -76,6 +76,10 @@ VARIANTS: dict[str, tuple[list[str], list[str]]] = {
     # control: draws the noise (so the sampler's random stream is that of any noisy fit) at a std too small to
     # matter; its distance from the published fit is the run-to-run spread a change of stream alone causes
     "preset+ctx1e-6sp": (["hyperzero", "mlp_policy"], SPACING_NOISE + ["fit.context_noise=1e-6"]),
+    # any preset's own protocol with the dense presets' selection: every non-test task trains, and checkpoints and
+    # the learning rate are chosen on rollouts of 4 training tasks (fresh episodes) instead of one carved-out
+    # validation task (walker-walk-*-small's 8-12 tasks leave one, scored on 2 episodes); the same test tasks
+    "preset+valtrain": (["hyperzero", "mlp_policy"], ["fit.validation=train", "fit.val_train_tasks=4"]),
 }
 
 
