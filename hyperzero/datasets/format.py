@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+from hyperzero.utils.typed import refuse_unknown_keys
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -60,10 +61,7 @@ class ExpertInfo:
     def from_dict(cls, d: Mapping[str, Any] | None) -> "ExpertInfo":
         if d is None:
             return cls()
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown expert_info keys {unknown}; allowed: {sorted(known)}")
+        refuse_unknown_keys(d, {f.name for f in fields(cls)}, noun="expert_info keys")
         out = cls(**dict(d))
         out.flagged = bool(out.flagged)
         for name in ("return_mean", "return_std"):

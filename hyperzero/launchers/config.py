@@ -39,6 +39,7 @@ from hyperzero.experts.chain import ChainConfig
 from hyperzero.experts.gate import GateConfig
 from hyperzero.experts.profiles import profile_config
 from hyperzero.experts.solvers import DEFAULT_SOLVER
+from hyperzero.utils.typed import refuse_unknown_keys
 
 
 MAX_TASKS = 10_000          # tasks (experts) in one run: far above any sweep here (the paper's largest: 360)
@@ -58,9 +59,7 @@ INVALIDATES = {
 
 def _check_fields(section: str, values: Mapping, cls: type, extra: Sequence[str] = (), excluded: Sequence[str] = ()):
     known = {f.name for f in dataclasses.fields(cls)} - set(excluded)
-    unknown = sorted(set(values) - known - set(extra))
-    if unknown:
-        raise ValueError(f"config section {section!r}: unknown keys {unknown}; allowed: {sorted(known | set(extra))}")
+    refuse_unknown_keys(values, known | set(extra), where=f"config section {section!r}: ")
 
 
 @dataclasses.dataclass
@@ -218,9 +217,7 @@ def resolve_contexts(family: str, spec: Any) -> list[dict[str, float]]:
             if not isinstance(value, Mapping) or "n" not in value:
                 raise ValueError(f"contexts.sample={value!r}: needs n (and optionally seed, names), "
                                  f"e.g. {{n: 20, seed: 0, names: [speed]}}")
-            unknown = sorted(set(value) - {"n", "seed", "names"})
-            if unknown:
-                raise ValueError(f"contexts.sample: unknown keys {unknown}; allowed: ['n', 'names', 'seed']")
+            refuse_unknown_keys(value, {"n", "seed", "names"}, where="contexts.sample: ")
             n = convert("contexts.sample.n", value["n"], int, coerce=True)
             if not 1 <= n <= MAX_TASKS:
                 raise ValueError(f"contexts.sample.n={n}: must be in 1 .. {MAX_TASKS} (tasks, one expert each)")

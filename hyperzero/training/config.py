@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from hyperzero.models.config import ModelConfig
+from hyperzero.utils.typed import refuse_unknown_keys
 
 
 @dataclass
@@ -111,12 +112,9 @@ class FitConfig:
         error naming it, never silently dropped (a misspelt `stpes` would otherwise fit the default budget)."""
         d = dict(d)
         model = dict(d.pop("model", {}) or {})
-        for where, values, known in (("", d, cls.__dataclass_fields__),
-                                     ("model.", model, ModelConfig.__dataclass_fields__)):
-            unknown = sorted(set(values) - set(known))
-            if unknown:
-                raise ValueError(f"unknown fit setting(s) {[where + k for k in unknown]}; allowed: "
-                                 f"{sorted(where + k for k in known)}")
+        refuse_unknown_keys(d, cls.__dataclass_fields__, noun="fit setting(s)")
+        refuse_unknown_keys([f"model.{k}" for k in model], [f"model.{k}" for k in ModelConfig.__dataclass_fields__],
+                            noun="fit setting(s)")
         if "embed_dims" in model:
             model["embed_dims"] = tuple(model["embed_dims"])
         if "lr_sweep" in d:

@@ -22,6 +22,16 @@ class ConfigTypeError(ValueError):
     """A config value of the wrong type. The message names the key, the value and the allowed form."""
 
 
+def refuse_unknown_keys(values: typing.Iterable[str], allowed: typing.Iterable[str], noun: str = "keys",
+                        where: str = "") -> None:
+    """Raise ValueError naming every key of `values` not in `allowed`, and the allowed ones: an unknown key is never
+    dropped silently (a misspelt one would otherwise leave its default in place)."""
+    allowed = set(allowed)
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(f"{where}unknown {noun} {unknown}; allowed: {sorted(allowed)}")
+
+
 SHOWN_CHARS = 120  # a value quoted in a message is cut to this many characters (a huge --set value stays one line)
 
 
