@@ -170,15 +170,16 @@ def _improvement(run: Path, reference: Path, method: str) -> str:
     must hold out the same (split seed, task) pairs (same dataset tasks and split seeds)."""
     import dataclasses
 
-    from hyperzero.evaluation.metrics import read_results
+    from hyperzero.evaluation.metrics import read_results, test_rows
     from hyperzero.evaluation.stats import aggregate
 
-    ours = [r for r in read_results(run / "eval" / "results.csv") if r.method == method]
-    theirs = [dataclasses.replace(r, method="reference") for r in read_results(reference / "eval" / "results.csv")
-              if r.method == method]
+    # held-out rows only: the cloning rows sample the training tasks, which a variant may change (fit.validation)
+    ours = [r for r in test_rows(read_results(run / "eval" / "results.csv")) if r.method == method]
+    theirs = [dataclasses.replace(r, method="reference")
+              for r in test_rows(read_results(reference / "eval" / "results.csv")) if r.method == method]
     if not ours or not theirs:  # e.g. a variant run with --methods
         return "— (not fitted in both)"
-    if {(r.seed, r.task_id, r.role) for r in ours} != {(r.seed, r.task_id, r.role) for r in theirs}:
+    if {(r.seed, r.task_id) for r in ours} != {(r.seed, r.task_id) for r in theirs}:
         return "— (other pairs)"
     stats = next(x for x in aggregate(ours + theirs, baseline="reference") if x.method == method)
     return f"{stats.poi:.2f} [{stats.poi_lo:.2f}, {stats.poi_hi:.2f}]"
