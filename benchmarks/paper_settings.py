@@ -167,11 +167,17 @@ def _cpu_hours(setting: str) -> float | None:
     return sum(s["seconds"] for s in stages) / 3600
 
 
+def _cpu(setting: str) -> str:
+    """The CPU a published result ran on, as its report names it ("Machine: AMD EPYC (family 25, model 1), ...")."""
+    found = re.search(r"^Machine: (.*?), \d+ cores", (RESULTS / setting / "report.md").read_text(), re.MULTILINE)
+    return found.group(1) if found else "not recorded"
+
+
 def table() -> str:
     methods = METHODS
     head = ("| setting | " + " | ".join(methods) + " | expert (ours) | HyPoGen T1: HyperZero / HyPoGen / expert "
-            "| hours (2 cores): wall (CPU) |")
-    lines = [head, "|" + "---|" * (len(methods) + 4)]
+            "| hours (2 cores): wall (CPU) | CPU |")
+    lines = [head, "|" + "---|" * (len(methods) + 5)]
     for fam in FAMILIES:
         for kind in KINDS:
             setting = f"{fam}-{kind}-small"
@@ -180,7 +186,7 @@ def table() -> str:
             if not (RESULTS / setting / "summary.csv").exists():
                 status = NOT_PUBLISHED.get(setting, "not run yet")
                 lines.append(f"| {setting} | " + " | ".join(status if m == "hyperzero" else "" for m in methods)
-                             + f" | | {anchors} | |")
+                             + f" | | {anchors} | | |")
                 continue
             rows = _summary(setting)
             cells = []
@@ -195,7 +201,7 @@ def table() -> str:
             if cpu_hours is not None:
                 hours += f" ({cpu_hours:.1f})"
             lines.append(f"| [{setting}]({setting}/report.md) | " + " | ".join(cells)
-                         + f" | {'' if expert is None else f'{expert:.0f}'} | {anchors} | {hours} |")
+                         + f" | {'' if expert is None else f'{expert:.0f}'} | {anchors} | {hours} | {_cpu(setting)} |")
     return "\n".join(lines)
 
 
@@ -207,7 +213,7 @@ def improvement_table() -> str:
 
     others = ["mlp_policy", "mlp_uvfa_td", "context_blind", "maml", "pearl", "hyperzero_without_td",
               "hyperzero_without_q"]
-    lines = ["| setting | " + " | ".join(f"P(HyperZero > {m})" for m in others) + " |", "|" + "---|" * (len(others) + 1)]
+    lines = ["| setting | " + " | ".join(f"P(HyperZero > {m})" for m in others) + " | CPU |", "|" + "---|" * (len(others) + 2)]
     for setting in ORDER:
         if not (RESULTS / setting / "results.csv").exists():
             continue
@@ -221,8 +227,9 @@ def improvement_table() -> str:
             hz = next(x for x in aggregate(rows, baseline=m) if x.method == "hyperzero")
             cell = f"{hz.poi:.2f} [{hz.poi_lo:.2f}, {hz.poi_hi:.2f}]"
             cells.append(f"**{cell}**" if hz.poi_lo > 0.5 or hz.poi_hi < 0.5 else cell)
-        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+        lines.append(f"| {setting} | " + " | ".join(cells) + f" | {_cpu(setting)} |")
     return "\n".join(lines)
+
 
 def _held_out(setting: str, method: str = "hyperzero", group: str | None = None) -> list:
     """The scored held-out rows of one method in a published setting (one position group, or all)."""
@@ -260,7 +267,7 @@ def dense_table() -> str:
     Table 1 ratios, and for the reward settings the same experts under HyPoGen's split."""
     lines = ["| setting | reduced (-small): all held-out pairs | dense: all | dense: between training tasks | "
              "dense: outside | dense, HyPoGen's split (20 / 80): all | HyPoGen T1: HyperZero / HyPoGen, ÷ expert | "
-             "dense: CPU-hours |", "|" + "---|" * 8]
+             "dense: CPU-hours | dense: CPU |", "|" + "---|" * 9]
     for fam in FAMILIES:
         for kind in KINDS:
             small, dense, parity = f"{fam}-{kind}-small", f"{fam}-{kind}-dense", f"{fam}-{kind}-dense-hypogen"
@@ -275,7 +282,8 @@ def dense_table() -> str:
             else:
                 cells.append("–")
             cpu = _cpu_hours(dense) if (RESULTS / dense).exists() else None
-            cells += [f"{hz / expert:.2f} / {hypogen / expert:.2f}", "" if cpu is None else f"{cpu:.1f}"]
+            cells += [f"{hz / expert:.2f} / {hypogen / expert:.2f}", "" if cpu is None else f"{cpu:.1f}",
+                      _cpu(dense) if (RESULTS / dense / "report.md").exists() else ""]
             name = f"[{dense}]({dense}/report.md)" if (RESULTS / dense / "report.md").exists() else dense
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -288,7 +296,8 @@ def verdicts(group: str = "between") -> str:
     from hyperzero.evaluation.metrics import read_results
     from hyperzero.evaluation.stats import aggregate, rows_of_group
 
-    lines = [f"| setting | HyperZero on pairs {group} training tasks | beats | level with | behind |", "|---|---|---|---|---|"]
+    lines = [f"| setting | HyperZero on pairs {group} training tasks | beats | level with | behind | CPU |",
+             "|---|---|---|---|---|---|"]
     for setting in SCALES["dense"]:
         if not (RESULTS / setting / "results.csv").exists():
             continue
@@ -301,7 +310,7 @@ def verdicts(group: str = "between") -> str:
             cell = f"{m} ({hz.poi:.2f} [{hz.poi_lo:.2f}, {hz.poi_hi:.2f}])"
             (beats if hz.poi_lo > 0.5 else behind if hz.poi_hi < 0.5 else level).append(cell)
         lines.append(f"| {setting} | {_group_cell(setting, group)} | {', '.join(beats) or '–'} | "
-                     f"{', '.join(level) or '–'} | {', '.join(behind) or '–'} |")
+                     f"{', '.join(level) or '–'} | {', '.join(behind) or '–'} | {_cpu(setting)} |")
     return "\n".join(lines)
 
 
@@ -342,12 +351,6 @@ def before_after_table() -> str:
 # The imitation targets: HyperZero's cloning score on its training tasks, per family, and for walker its held-out
 # return / expert at least HyPoGen's figure for HyperZero (HYPOGEN_TABLE) on the same kind of setting.
 CLONING_TARGET = {"cheetah-run": 0.9, "finger-spin": 0.9, "walker-walk": 0.8}
-
-
-def _cpu(setting: str) -> str:
-    """The CPU a published result ran on, as its report names it ("Machine: AMD EPYC (family 25, model 1), ...")."""
-    found = re.search(r"^Machine: (.*?), \d+ cores", (RESULTS / setting / "report.md").read_text(), re.MULTILINE)
-    return found.group(1) if found else "not recorded"
 
 
 def targets_table() -> str:
