@@ -167,9 +167,9 @@ def _cpu_hours(setting: str) -> float | None:
     return sum(s["seconds"] for s in stages) / 3600
 
 
-def _cpu(setting: str) -> str:
+def _cpu(setting: str, root: Path = RESULTS) -> str:
     """The CPU a published result ran on, as its report names it ("Machine: AMD EPYC (family 25, model 1), ...")."""
-    found = re.search(r"^Machine: (.*?), \d+ cores", (RESULTS / setting / "report.md").read_text(), re.MULTILINE)
+    found = re.search(r"^Machine: (.*?), \d+ cores", (root / setting / "report.md").read_text(), re.MULTILINE)
     return found.group(1) if found else "not recorded"
 
 
@@ -333,8 +333,8 @@ def _rows_by(path: Path, group: str | None = None) -> dict[str, dict]:
 def before_after_table() -> str:
     """Per republished setting and method: held-out IQM score before (the earlier defaults) and after, the cloning
     score after (on training tasks), and the held-out score split into pairs between / outside the training tasks."""
-    lines = ["| setting | method | held-out before | held-out after | cloning after | between after | outside after |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| setting | method | held-out before | held-out after | cloning after | between after | outside after | "
+             "CPU: before / after |", "|---|---|---|---|---|---|---|---|"]
     for setting in ALL_SETTINGS:
         if not (BEFORE / setting / "summary.csv").exists() or not (RESULTS / setting / "summary.csv").exists():
             continue
@@ -342,9 +342,10 @@ def before_after_table() -> str:
         cloning = _rows_by(RESULTS / setting / "cloning.csv", "train")
         between = _rows_by(RESULTS / setting / "positions.csv", "between")
         outside = _rows_by(RESULTS / setting / "positions.csv", "outside")
+        cpus = f"{_cpu(setting, BEFORE)} / {_cpu(setting)}"
         for m in [m for m in after if m in before] + [m for m in after if m not in before]:
             lines.append(f"| [{setting}]({setting}/report.md) | {m} | {_cell(before.get(m))} | {_cell(after.get(m))} | "
-                         f"{_cell(cloning.get(m))} | {_cell(between.get(m))} | {_cell(outside.get(m))} |")
+                         f"{_cell(cloning.get(m))} | {_cell(between.get(m))} | {_cell(outside.get(m))} | {cpus} |")
     return "\n".join(lines)
 
 
